@@ -1,0 +1,124 @@
+"""Build frozen dataclasses from plain dicts (JSON, YAML), naming the field that is wrong.
+
+One mechanism for the bundle manifest, recipes and stage configs:
+
+>>> @dataclasses.dataclass(frozen=True)
+... class Spec:
+...     size: int = 224
+>>> from_dict(Spec, {"size": "big"}, where="recipe.export")
+Traceback (most recent call last):
+edgeship.errors.SchemaError: recipe.export.size: expected an integer, got 'big' (str)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import types
+import typing
+from typing import Any, TypeVar
+
+from .errors import SchemaError
+
+T = TypeVar("T")
+
+_SCALARS = {str: "a string", int: "an integer", float: "a number", bool: "true or false"}
+
+
+def _describe(value: Any) -> str:
+    text = repr(value)
+    if len(text) > 60:
+        text = text[:57] + "..."
+    return f"{text} ({type(value).__name__})"
+
+
+def _convert(tp: Any, value: Any, where: str, error: type[Exception]) -> Any:
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if tp is Any:
+        return value
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        options = [a for a in args if a is not type(None)]
+        failures = []
+        for option in options:
+            try:
+                return _convert(option, value, where, error)
+            except error as exc:
+                failures.append(str(exc).split(": ", 1)[-1])
+        raise error(f"{where}: {' or '.join(dict.fromkeys(failures))}")
+    if origin is typing.Literal:
+        if value in args:
+            return value
+        raise error(f"{where}: expected one of {', '.join(map(repr, args))}, got {_describe(value)}")
+    if origin in (list, tuple):
+        if not isinstance(value, (list, tuple)):
+            raise error(f"{where}: expected a list, got {_describe(value)}")
+        if origin is tuple and args and args[-1] is not Ellipsis:
+            if len(value) != len(args):
+                raise error(f"{where}: expected {len(args)} items, got {len(value)}")
+            return tuple(_convert(a, v, f"{where}[{i}]", error) for i, (a, v) in enumerate(zip(args, value)))
+        item = args[0] if args else Any
+        items = [_convert(item, v, f"{where}[{i}]", error) for i, v in enumerate(value)]
+        return tuple(items) if origin is tuple else items
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise error(f"{where}: expected a mapping, got {_describe(value)}")
+        vt = args[1] if args else Any
+        return {str(k): _convert(vt, v, f"{where}.{k}", error) for k, v in value.items()}
+    if isinstance(tp, type) and issubclass(tp, enum.Enum):
+        try:
+            return tp(value)
+        except ValueError:
+            choices = ", ".join(repr(m.value) for m in tp)
+            raise error(f"{where}: expected one of {choices}, got {_describe(value)}") from None
+    if dataclasses.is_dataclass(tp):
+        return from_dict(tp, value, where=where, error=error)
+    if tp in _SCALARS:
+        ok = isinstance(value, tp) and not (tp is not bool and isinstance(value, bool))
+        if tp is float and isinstance(value, int) and not isinstance(value, bool):
+            return float(value)
+        if not ok:
+            raise error(f"{where}: expected {_SCALARS[tp]}, got {_describe(value)}")
+        return value
+    return value
+
+
+def from_dict(cls: type[T], data: Any, where: str = "", error: type[Exception] = SchemaError) -> T:
+    """Build dataclass ``cls`` from ``data``; unknown keys and bad types name their path."""
+    if not isinstance(data, dict):
+        raise error(f"{where or cls.__name__}: expected a mapping, got {_describe(data)}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
+    prefix = f"{where}." if where else ""
+    unknown = [k for k in data if k not in fields]
+    if unknown:
+        known = ", ".join(sorted(fields))
+        raise error(f"{prefix}{unknown[0]}: unknown field (known fields: {known})")
+    kwargs = {}
+    for name, field in fields.items():
+        if name not in data:
+            if field.default is dataclasses.MISSING and field.default_factory is dataclasses.MISSING:
+                raise error(f"{prefix}{name}: required field is missing")
+            continue
+        kwargs[name] = _convert(hints[name], data[name], f"{prefix}{name}", error)
+    try:
+        return cls(**kwargs)
+    except (ValueError, TypeError) as exc:
+        if isinstance(exc, error):
+            raise
+        raise error(f"{where or cls.__name__}: {exc}") from exc
+
+
+def to_dict(obj: Any) -> Any:
+    """The inverse of from_dict: enums become their values, dataclasses dicts, tuples lists."""
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return {f.name: to_dict(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if isinstance(obj, enum.Enum):
+        return obj.value
+    if isinstance(obj, (list, tuple)):
+        return [to_dict(v) for v in obj]
+    if isinstance(obj, dict):
+        return {str(k): to_dict(v) for k, v in obj.items()}
+    return obj

@@ -1,0 +1,111 @@
+"""The ``edgeship`` command: one group, each verb registered by a light module that imports its
+implementation only when it runs (``edgeship --help`` imports neither torch nor onnxruntime).
+
+Exit codes: 0 ok, 1 failed, 2 bad usage (unknown flag, malformed argument, bad input file).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from typing import Callable, Sequence
+
+from . import __version__
+from .errors import EdgeshipError, InputError, MissingDependencyError, SchemaError
+
+# Each entry: a module with ``register(subparsers)`` adding its verb(s). Light imports only.
+VERB_MODULES = [
+    "edgeship.commands.export",
+    "edgeship.commands.predict",
+    "edgeship.commands.bench",
+    "edgeship.commands.bundle",
+    "edgeship.commands.devices",
+    "edgeship.commands.demo",
+]
+
+USAGE_ERRORS = (InputError, SchemaError)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="edgeship",
+        description=(
+            "Take a trained model to an edge device and keep it running: "
+            "export -> bundle -> bench / predict / fit."
+        ),
+    )
+    parser.add_argument("--version", action="version", version=f"edgeship {__version__}")
+    sub = parser.add_subparsers(dest="verb", metavar="COMMAND")
+    for name in VERB_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name != name:
+                raise
+            continue
+        module.register(sub)
+    return parser
+
+
+def lazy(target: str) -> Callable[[argparse.Namespace], int]:
+    """A runner that imports ``module:function`` only when the verb runs."""
+
+    def run(args: argparse.Namespace) -> int:
+        module, _, func = target.partition(":")
+        return getattr(importlib.import_module(module), func)(args)
+
+    return run
+
+
+def csv_ints(text: str) -> list[int]:
+    """argparse type for ``--batch 1,8``."""
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers like 1,8, got {text!r}") from None
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"expected positive integers like 1,8, got {text!r}")
+    return values
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from rich.console import Console
+
+    err = Console(stderr=True)
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # argparse: --help (0) or bad usage (2)
+        return int(exc.code or 0)
+    if not getattr(args, "run", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.run(args) or 0)
+    except MissingDependencyError as exc:
+        err.print(f"[red]error:[/red] {exc}", markup=True, highlight=False)
+        return 1
+    except USAGE_ERRORS as exc:
+        err.print(f"[red]error:[/red] {exc}", highlight=False)
+        return 2
+    except EdgeshipError as exc:
+        err.print(f"[red]error:[/red] {exc}", highlight=False)
+        return 1
+    except KeyboardInterrupt:
+        err.print("interrupted")
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

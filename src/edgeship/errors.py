@@ -1,0 +1,58 @@
+"""The one exception tree of edgeship.
+
+    EdgeshipError                 every error edgeship raises on purpose
+     ├── MissingDependencyError   an optional extra is not installed (names the pip command)
+     ├── BundleError              a bundle or model file cannot be used
+     │    ├── SchemaError         edgeship.json has an unknown or invalid field (names it)
+     │    ├── IntegrityError      a file's sha256 does not match the manifest
+     │    └── UnsafeArchiveError  a .tar holds an absolute path, '..', a link or a device
+     ├── InputError               an input (image, array, argument) is malformed
+     ├── ExportError              export failed or the exported model disagrees with torch
+     ├── ModelNotFoundError       an architecture name or import path does not resolve
+     └── BenchError               a benchmark could not be run
+
+Foreign exceptions are translated at the boundary with ``raise ... from exc`` so
+the user sees what was wrong and what to do, and the cause stays in the chain.
+"""
+
+from __future__ import annotations
+
+
+class EdgeshipError(Exception):
+    """Base class of every error edgeship raises on purpose."""
+
+
+class MissingDependencyError(EdgeshipError, ImportError):
+    """An optional dependency is missing; the message names the extra to install."""
+
+
+class BundleError(EdgeshipError):
+    """A bundle or bare model file cannot be read, written or verified."""
+
+
+class SchemaError(BundleError):
+    """edgeship.json has an unknown, missing or invalid field."""
+
+
+class IntegrityError(BundleError):
+    """A file in the bundle does not match the sha256 in its manifest."""
+
+
+class UnsafeArchiveError(BundleError):
+    """A bundle archive holds an entry that would escape or subvert the target folder."""
+
+
+class InputError(EdgeshipError, ValueError):
+    """An input given by the user (image, array, option) is malformed."""
+
+
+class ExportError(EdgeshipError):
+    """Export failed, or the exported model disagrees with its source beyond tolerance."""
+
+
+class ModelNotFoundError(EdgeshipError, LookupError):
+    """A model name or ``package.module:function`` path does not resolve."""
+
+
+class BenchError(EdgeshipError):
+    """A benchmark could not be run as asked."""
