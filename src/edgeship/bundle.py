@@ -36,6 +36,7 @@ from typing import Any, Union
 
 from ._config import from_dict, to_dict
 from .errors import BundleError, IntegrityError, SchemaError, UnsafeArchiveError
+from .util import write_text_atomic
 
 SCHEMA_VERSION = 1
 MANIFEST = "edgeship.json"
@@ -343,15 +344,6 @@ def open_bundle(path: PathLike, verify: bool = True) -> Bundle:
     return bundle
 
 
-def _atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
 def write_bundle(
     out: PathLike,
     manifest: Manifest,
@@ -397,7 +389,7 @@ def write_bundle(
         for p in staging.iterdir():
             with open(p, "rb") as f:
                 os.fsync(f.fileno())
-        _atomic_write_text(staging / MANIFEST, final.to_json())
+        write_text_atomic(staging / MANIFEST, final.to_json())
         if out.exists():
             old = out.with_name(f".{out.name}.old")
             shutil.rmtree(old, ignore_errors=True)
@@ -414,7 +406,7 @@ def write_bundle(
 
 def update_manifest(bundle_dir: PathLike, manifest: Manifest) -> None:
     """Rewrite edgeship.json in place (atomically), e.g. to add a provenance row."""
-    _atomic_write_text(Path(bundle_dir) / MANIFEST, manifest.to_json())
+    write_text_atomic(Path(bundle_dir) / MANIFEST, manifest.to_json())
 
 
 def pack(bundle_dir: PathLike, tar_path: PathLike) -> Path:

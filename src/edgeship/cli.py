@@ -80,9 +80,9 @@ def positive_int(text: str) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from rich.console import Console
+    from .util import console
 
-    err = Console(stderr=True)
+    err = console(stderr=True)
     parser = build_parser()
     try:
         args = parser.parse_args(argv)

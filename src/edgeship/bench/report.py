@@ -1,0 +1,96 @@
+"""Tables for bench reports: rich on the terminal, markdown for files. Figures come from the report only."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .env import describe
+
+NA = "not available"
+
+
+def _mb(n: int | None) -> str:
+    return "-" if n is None else f"{n / 2**20:.1f}"
+
+
+def _temp(v: Any) -> str:
+    return NA if v is None else f"{v:.1f} °C"
+
+
+def rows(report: dict[str, Any]) -> dict[int, list[dict[str, Any]]]:
+    """Per batch size, one row per backend (each bundle, and its torch source when timed)."""
+    out: dict[int, list[dict[str, Any]]] = {}
+    for r in report["results"]:
+        for b, s in r["batches"].items():
+            row = {"name": r["name"], "backend": "onnxruntime", **s}
+            if "skipped" not in s:
+                row.update(load_ms=r["load_ms"], first_ms=r["first_inference_ms"], rss_added=r["rss_added_bytes"])
+            out.setdefault(int(b), []).append(row)
+            if "torch" in r and b in r["torch"]["batches"]:
+                out[int(b)].append({"name": r["name"], "backend": r["torch"]["backend"], **r["torch"]["batches"][b]})
+    return out
+
+
+def _ratio(row: dict[str, Any], base: dict[str, Any]) -> str:
+    if "skipped" in row or "skipped" in base:
+        return "-"
+    return f"{row['throughput'] / base['throughput']:.2f}x"
+
+
+COLUMNS = ["model", "backend", "p50 ms", "p95 ms", "p99 ms", "mean ± std", "items/s", "vs first"]
+BUNDLE_COLUMNS = ["model", "load ms", "first run ms", "RSS added MB", "peak RSS MB", "CPU °C before → after",
+                  "throttling", "J/item (batch)"]
+
+
+def table_cells(row: dict[str, Any], base: dict[str, Any]) -> list[str]:
+    if "skipped" in row:
+        return [row["name"], row["backend"], f"skipped: {row['skipped']}", *[""] * (len(COLUMNS) - 3)]
+    return [
+        row["name"], row["backend"], f"{row['p50_ms']:.2f}", f"{row['p95_ms']:.2f}", f"{row['p99_ms']:.2f}",
+        f"{row['mean_ms']:.2f} ± {row['std_ms']:.2f}", f"{row['throughput']:.1f}", _ratio(row, base),
+    ]
+
+
+def bundle_cells(r: dict[str, Any]) -> list[str]:
+    energy = [f"{v['energy_j_per_item']:.4f} ({b})" for b, v in r["batches"].items() if v.get("energy_j_per_item")]
+    thr = r.get("throttling")
+    return [
+        r["name"], f"{r['load_ms']:.0f}", f"{r['first_inference_ms']:.1f}", _mb(r["rss_added_bytes"]),
+        _mb(r["peak_rss_bytes"]), f"{_temp(r['cpu_temp_c_before'])} → {_temp(r['cpu_temp_c_after'])}",
+        NA if thr is None else thr, ", ".join(energy) or NA,
+    ]
+
+
+def print_report(report: dict[str, Any], console) -> None:
+    from rich.table import Table
+
+    console.print(f"measured on {describe(report['environment'])}", highlight=False)
+    for batch, rs in sorted(rows(report).items()):
+        base = next((r for r in rs if "skipped" not in r), rs[0])
+        t = Table(title=f"latency, batch {batch}", title_justify="left")
+        for c in COLUMNS:
+            t.add_column(c, justify="left" if c in ("model", "backend") else "right")
+        for r in rs:
+            t.add_row(*table_cells(r, base))
+        console.print(t)
+    t = Table(title="load, memory, sensors", title_justify="left")
+    for c in BUNDLE_COLUMNS:
+        t.add_column(c, justify="left" if c in ("model", "throttling") else "right")
+    for r in report["results"]:
+        t.add_row(*bundle_cells(r))
+    console.print(t)
+    for r in report["results"]:
+        for note in r.get("assumed", []):
+            console.print(f"{r['name']}: assumed {note}", style="yellow", highlight=False)
+
+
+def markdown(report: dict[str, Any]) -> str:
+    lines = [f"Measured on {describe(report['environment'])}.", ""]
+    for batch, rs in sorted(rows(report).items()):
+        base = next((r for r in rs if "skipped" not in r), rs[0])
+        lines += [f"**batch {batch}**", "", "| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+        lines += ["| " + " | ".join(table_cells(r, base)) + " |" for r in rs]
+        lines.append("")
+    lines += ["| " + " | ".join(BUNDLE_COLUMNS) + " |", "|" + "---|" * len(BUNDLE_COLUMNS)]
+    lines += ["| " + " | ".join(bundle_cells(r)) + " |" for r in report["results"]]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,57 @@
+"""``edgeship predict BUNDLE IMAGE ...``."""
+
+from __future__ import annotations
+
+from ..cli import lazy, positive_int
+
+
+def register(sub) -> None:
+    p = sub.add_parser(
+        "predict", help="classify (or detect in) images with a bundle",
+        description="Run a bundle on images: top-k with labels (or boxes), and the time each stage took.",
+    )
+    p.add_argument("bundle", metavar="BUNDLE", help="bundle folder, .tar, or bare .onnx")
+    p.add_argument("images", metavar="IMAGE", nargs="+")
+    p.add_argument("--top-k", type=positive_int, default=None, help="classes to show (default: the bundle's)")
+    p.add_argument("--threads", type=positive_int, default=None, help="intra-op threads")
+    p.add_argument("--json", metavar="OUT", help="write the results as JSON")
+    p.set_defaults(run=lazy("edgeship.commands.predict:run"))
+
+
+def run(args) -> int:
+    from ..util import console as make_console
+    from rich.table import Table
+
+    from ..runtime import Model, RuntimeConfig
+    from ..util import write_json
+
+    console = make_console()
+    model = Model.load(args.bundle, RuntimeConfig(intra_op_threads=args.threads))
+    for note in model.bundle.assumed:
+        console.print(f"assumed: {note}", style="yellow", highlight=False)
+    results = []
+    for image in args.images:
+        pred = model.predict(image, top_k=args.top_k)
+        timing = "  ".join(f"{k} {v:.2f} ms" for k, v in pred.timing_ms.items())
+        results.append({"image": image, **pred.output, "timing_ms": pred.timing_ms})
+        t = Table(title=f"{image}  ({timing})", title_justify="left", highlight=False)
+        if "classes" in pred.output:
+            t.add_column("#", justify="right")
+            t.add_column("label")
+            t.add_column("score", justify="right")
+            for i, c in enumerate(pred.output["classes"], 1):
+                t.add_row(str(i), c["label"], f"{c['score']:.4f}")
+        elif "detections" in pred.output:
+            for c in ("label", "score", "box (x1, y1, x2, y2)"):
+                t.add_column(c)
+            for d in pred.output["detections"]:
+                t.add_row(d["label"], f"{d['score']:.3f}", ", ".join(f"{v:.0f}" for v in d["box"]))
+        else:
+            t.add_column("outputs")
+            t.add_row(str([len(o) for o in pred.output.get("outputs", [])]))
+        console.print(t)
+    console.print(f"model load {model.load_ms:.0f} ms ({model.bundle.name}, {model.session.get_providers()[0]})",
+                  highlight=False)
+    if args.json:
+        write_json(args.json, {"bundle": args.bundle, "load_ms": model.load_ms, "results": results})
+    return 0
