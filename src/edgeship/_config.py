@@ -41,6 +41,8 @@ def _convert(tp: Any, value: Any, where: str, error: type[Exception]) -> Any:
         if value is None and type(None) in args:
             return None
         options = [a for a in args if a is not type(None)]
+        if len(options) == 1:  # Optional[X]: X's own error names the nested field
+            return _convert(options[0], value, where, error)
         failures = []
         for option in options:
             try:

@@ -212,7 +212,10 @@ class Manifest:
             data = json.loads(text)
         except json.JSONDecodeError as exc:
             raise SchemaError(f"{source}: not valid JSON ({exc}); re-export the bundle") from exc
-        return from_dict(cls, data, where=source)
+        try:
+            return from_dict(cls, data)
+        except SchemaError as exc:
+            raise SchemaError(f"{source}: {exc}") from None
 
     def with_stage(self, stage: Stage) -> "Manifest":
         return dataclasses.replace(self, provenance=[*self.provenance, stage])

@@ -4,7 +4,7 @@
 >>> x, meta = pre("cat.jpg")           # x: float32 [3, 224, 224]; meta maps boxes back
 
 The fast path for JPEG: the decoder is asked for a reduced-scale decode (DCT scaling,
-``Image.draft``) when the photo is at least twice the size the model needs, and the
+``Image.draft``) when the photo is at least four times the size the model needs, and the
 resize reads only the crop box, so one resampling makes the final tensor.
 """
 
@@ -74,9 +74,8 @@ def _open(src: ImageSource):
     except Image.DecompressionBombError as exc:
         raise InputError(f"{name}: {exc}") from exc
     except (OSError, ValueError, SyntaxError) as exc:
-        raise InputError(
-            f"{name}: not a recognised image ({exc}); send a JPEG, PNG, WebP, BMP or TIFF file"
-        ) from exc
+        what = "truncated or corrupt image" if "runcated" in str(exc) else "not a recognised image"
+        raise InputError(f"{name}: {what} ({exc}); send a complete JPEG, PNG, WebP, BMP or TIFF file") from exc
 
 
 def _to_rgb(im):
@@ -168,7 +167,9 @@ class Preprocessor:
             return (tw, th)
         else:
             return None
-        return (max(1, math.ceil(w * k)), max(1, math.ceil(h * k)))
+        # Keep twice the needed resolution: the DCT-scaled decode then only replaces the first
+        # halvings of the resize, so results stay close to a full decode.
+        return (max(1, math.ceil(2 * w * k)), max(1, math.ceil(2 * h * k)))
 
     def image(self, src: ImageSource):
         """Decoded RGB image, using the reduced-scale JPEG decode when the photo is large."""
