@@ -64,3 +64,6 @@ def classify(outputs: list[np.ndarray], bundle: Bundle, meta, top_k: int | None 
             for i in idx
         ]
     }
+
+
+from . import detect  # noqa: E402,F401  registers Task.DETECT
