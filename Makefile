@@ -22,7 +22,7 @@ system-deps:
 	    || echo "warning: could not install$$missing (tests that need them will be skipped)"; \
 	fi
 
-SYSTEM_PACKAGES ?=
+SYSTEM_PACKAGES ?= prometheus dataset-fashion-mnist
 
 $(VENV)/.installed: pyproject.toml | $(PY)
 	$(PIP) install -e '.[all]'

@@ -21,6 +21,7 @@ VERB_MODULES = [
     "edgeship.commands.bench",
     "edgeship.commands.bundle",
     "edgeship.commands.devices",
+    "edgeship.commands.serve",
     "edgeship.commands.demo",
 ]
 
@@ -32,7 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="edgeship",
         description=(
             "Take a trained model to an edge device and keep it running: "
-            "export -> bundle -> bench / predict / fit."
+            "export -> bundle -> bench / predict / serve / fit."
         ),
     )
     parser.add_argument("--version", action="version", version=f"edgeship {__version__}")

@@ -1,0 +1,308 @@
+"""Load test: edgeship's server vs its in-process ceiling vs a re-creation of the article's server.
+
+    python bench/serve_load.py                      # MobileNetV3-Small and EfficientNet-Lite0
+    python bench/serve_load.py --models mobilenet_v3_small --duration 4 --clients 1,4,16
+
+For each model, on 127.0.0.1, one 640x480 JPEG sent again and again:
+- ceiling: decode + preprocess + run + top-k in a loop in this process (``Model.predict``);
+- edgeship: ``edgeship serve`` with ONNX Runtime thread spinning off (the server default) and on;
+- article: bench/article_server.py, a labelled re-creation of the article's FastAPI server.
+Clients are keep-alive HTTP/1.1 connections on asyncio sockets (cheap, so the client steals little
+CPU from the server); each level runs for a fixed time. Prints a table, writes JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import io
+import json
+import os
+import platform
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+SERVE_MAIN = """
+import argparse, sys
+from edgeship.commands import serve
+parser = argparse.ArgumentParser(prog="edgeship")
+serve.register(parser.add_subparsers())
+args = parser.parse_args(["serve", *sys.argv[1:]])
+sys.exit(args.run(args))
+"""
+BOUNDARY = "edgeshipbench"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_jpeg() -> bytes:
+    """A 640x480 JPEG: a real photo when edgeship ships one, else a smooth synthetic picture."""
+    from PIL import Image
+
+    try:
+        from edgeship.photos import photos
+
+        found = list(photos().values())
+    except Exception:  # noqa: BLE001
+        found = []
+    if found:
+        im = Image.open(found[0]).convert("RGB").resize((640, 480), Image.BILINEAR)
+    else:
+        rng = np.random.default_rng(0)
+        im = Image.fromarray(rng.integers(0, 256, (61, 81, 3), dtype=np.uint8)).resize((640, 480), Image.BILINEAR)
+    buf = io.BytesIO()
+    im.save(buf, "JPEG", quality=90)
+    return buf.getvalue()
+
+
+def build_bundle(name: str, work: Path) -> Path:
+    out = work / name.replace("-", "_")
+    if (out / "edgeship.json").is_file():
+        return out
+    from edgeship.optimize.export import ExportSpec, export
+
+    export(name, out, ExportSpec(dynamic_batch=True), photos=[])
+    return out
+
+
+def request_bytes(path: str, jpeg: bytes) -> bytes:
+    body = (f"--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"photo.jpg\"\r\n"
+            f"Content-Type: image/jpeg\r\n\r\n").encode() + jpeg + f"\r\n--{BOUNDARY}--\r\n".encode()
+    head = (f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: multipart/form-data; boundary={BOUNDARY}\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n").encode()
+    return head + body
+
+
+async def _client(port: int, req: bytes, deadline: float, lat: list[float], errors: list[int], cap: int) -> None:
+    reader = writer = None
+    while time.perf_counter() < deadline and len(lat) < cap:
+        if writer is None:
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        t0 = time.perf_counter()
+        writer.write(req)
+        try:
+            head = await reader.readuntil(b"\r\n\r\n")
+            length, close = 0, False
+            for line in head.split(b"\r\n")[1:]:
+                k, _, v = line.partition(b":")
+                if k.lower() == b"content-length":
+                    length = int(v)
+                elif k.lower() == b"connection" and v.strip().lower() == b"close":
+                    close = True
+            await reader.readexactly(length)
+        except (asyncio.IncompleteReadError, ConnectionError):
+            errors.append(0)
+            writer.close()
+            writer = None
+            continue
+        lat.append(time.perf_counter() - t0)
+        if head[9:12] != b"200":
+            errors.append(int(head[9:12]))
+        if close:
+            writer.close()
+            writer = None
+    if writer is not None:
+        writer.close()
+
+
+def load(port: int, req: bytes, clients: int, duration: float, cap: int = 20000) -> dict:
+    lat: list[float] = []
+    errors: list[int] = []
+
+    async def main():
+        deadline = time.perf_counter() + duration
+        t0 = time.perf_counter()
+        await asyncio.gather(*(_client(port, req, deadline, lat, errors, cap) for _ in range(clients)))
+        return time.perf_counter() - t0
+
+    elapsed = asyncio.run(main())
+    return summarize(lat, elapsed, errors)
+
+
+def summarize(lat: list[float], elapsed: float, errors: list[int] | None = None) -> dict:
+    ms = np.asarray(lat) * 1e3
+    return {
+        "requests": len(lat), "seconds": round(elapsed, 3), "throughput": round(len(lat) / elapsed, 1),
+        "p50_ms": round(float(np.percentile(ms, 50)), 2), "p95_ms": round(float(np.percentile(ms, 95)), 2),
+        "p99_ms": round(float(np.percentile(ms, 99)), 2), "errors": len(errors or []),
+    }
+
+
+def in_process(bundle: Path, jpeg: bytes, duration: float, spinning: bool | None) -> dict:
+    from edgeship.runtime import Model, RuntimeConfig
+
+    model = Model.load(bundle, RuntimeConfig(allow_spinning=spinning))
+    for _ in range(30):
+        model.predict(jpeg)
+    lat = []
+    t_end = time.perf_counter() + duration
+    t0 = time.perf_counter()
+    while time.perf_counter() < t_end:
+        t = time.perf_counter()
+        model.predict(jpeg)
+        lat.append(time.perf_counter() - t)
+    result = summarize(lat, time.perf_counter() - t0)
+    # Stage split of one more call, for the report.
+    x, _, timing = model.prepare(jpeg)
+    result["prepare_ms"] = {k: round(v, 2) for k, v in timing.items()}
+    return result
+
+
+class Server:
+    def __init__(self, cmd: list[str], port: int, live_path: str):
+        self.port = port
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        import urllib.request
+
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"server exited with {self.proc.returncode}: {' '.join(cmd)}")
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}{live_path}", timeout=1) as r:
+                    if r.status == 200:
+                        return
+            except OSError:
+                time.sleep(0.2)
+        self.stop()
+        raise RuntimeError("server did not start")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+def run_server(kind: str, cmd: list[str], port: int, live: str, path: str, jpeg: bytes, levels: list[int],
+               duration: float) -> dict:
+    server = Server(cmd, port, live)
+    try:
+        req = request_bytes(path, jpeg)
+        load(port, req, 4, 1.5)  # warm-up: sessions, thread pools, allocator
+        rows = {}
+        for c in levels:
+            rows[str(c)] = load(port, req, c, duration)
+            print(f"  {kind:<22} {c:>3} clients  {rows[str(c)]['throughput']:>7.1f} req/s  "
+                  f"p50 {rows[str(c)]['p50_ms']:>7.2f}  p99 {rows[str(c)]['p99_ms']:>7.2f} ms  "
+                  f"errors {rows[str(c)]['errors']}", flush=True)
+        return rows
+    finally:
+        server.stop()
+
+
+def bench_model(name: str, work: Path, jpeg: bytes, levels: list[int], duration: float, extra: list[str]) -> dict:
+    bundle = build_bundle(name, work)
+    print(f"\n== {name} ({bundle})", flush=True)
+    result: dict = {"bundle": str(bundle)}
+    result["in_process"] = in_process(bundle, jpeg, duration, None)
+    result["in_process_no_spin"] = in_process(bundle, jpeg, duration, False)
+    for key in ("in_process", "in_process_no_spin"):
+        r = result[key]
+        print(f"  {key:<22}   1 loop     {r['throughput']:>7.1f} /s     p50 {r['p50_ms']:>7.2f}  p99 {r['p99_ms']:>7.2f} ms"
+              f"  {r.get('prepare_ms', '')}", flush=True)
+    model_name = json.loads((bundle / "edgeship.json").read_text())["name"]
+    for label, flags in (("edgeship", ["--no-allow-spinning"]), ("edgeship_spinning", ["--allow-spinning"])):
+        port = free_port()
+        cmd = [sys.executable, "-c", SERVE_MAIN, str(bundle), "--port", str(port), "--log-level", "warning", *flags, *extra]
+        result[label] = run_server(label, cmd, port, "/health/live", f"/v1/models/{model_name}/predict", jpeg, levels, duration)
+    port = free_port()
+    cmd = [sys.executable, str(HERE / "article_server.py"), str(bundle / "model.onnx"), "--port", str(port)]
+    result["article"] = run_server("article (re-creation)", cmd, port, "/health", "/predict", jpeg, levels, duration)
+    return result
+
+
+def verdict(name: str, r: dict, levels: list[int], article_goal: float) -> dict:
+    top = str(max(levels))
+    ceiling = r["in_process"]
+    best = max(("edgeship", "edgeship_spinning"), key=lambda k: r[k][top]["throughput"])
+    e = r["edgeship"]
+    out = {
+        "ratio_to_ceiling_at_max_clients": round(e[top]["throughput"] / ceiling["throughput"], 3),
+        "ratio_to_article_at_max_clients": round(e[top]["throughput"] / r["article"][top]["throughput"], 2),
+        "p99_1_client_minus_in_process_p99_ms": round(e["1"]["p99_ms"] - ceiling["p99_ms"], 2) if "1" in e else None,
+        "best_spinning_setting_at_max_clients": best,
+    }
+    out["goals"] = {
+        "throughput >= 90% of ceiling": out["ratio_to_ceiling_at_max_clients"] >= 0.9,
+        f">= {article_goal}x the article's server": out["ratio_to_article_at_max_clients"] >= article_goal,
+        "p99 at 1 client <= in-process p99 + 2 ms": (out["p99_1_client_minus_in_process_p99_ms"] or 1e9) <= 2.0,
+    }
+    return out
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--models", default="mobilenet_v3_small,efficientnet-lite0")
+    p.add_argument("--clients", default="1,4,16")
+    p.add_argument("--duration", type=float, default=6.0, help="seconds per load level")
+    p.add_argument("--work", default=None, help="folder for the exported bundles (default: a temp folder)")
+    p.add_argument("--json", default="results/serve_load.json")
+    p.add_argument("--server-args", default="", help="extra flags for edgeship serve, e.g. '--max-batch 16'")
+    args = p.parse_args()
+    levels = [int(c) for c in args.clients.split(",")]
+    work = Path(args.work) if args.work else Path(tempfile.mkdtemp(prefix="edgeship-serve-load-"))
+    work.mkdir(parents=True, exist_ok=True)
+    jpeg = test_jpeg()
+    import onnxruntime
+
+    from edgeship import __version__
+
+    report: dict = {
+        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "machine": {"cpus": os.cpu_count(), "processor": _cpu_name(), "python": platform.python_version(),
+                    "onnxruntime": onnxruntime.__version__, "edgeship": __version__},
+        "image": {"width": 640, "height": 480, "jpeg_bytes": len(jpeg)},
+        "duration_s_per_level": args.duration, "clients": levels, "models": {},
+    }
+    goals = {"mobilenet_v3_small": 2.0, "efficientnet-lite0": 1.3}
+    for name in args.models.split(","):
+        r = bench_model(name, work, jpeg, levels, args.duration, args.server_args.split())
+        r["verdict"] = verdict(name, r, levels, goals.get(name, 1.0))
+        report["models"][name] = r
+    print("\n| model | server | " + " | ".join(f"{c} clients req/s (p50/p99 ms)" for c in levels) + " |")
+    print("|---|---|" + "---|" * len(levels))
+    for name, r in report["models"].items():
+        c = r["in_process"]
+        print(f"| {name} | in-process ceiling (1 loop) | {c['throughput']} ({c['p50_ms']}/{c['p99_ms']}) |" + " |" * (len(levels) - 1))
+        for key in ("edgeship", "edgeship_spinning", "article"):
+            cells = " | ".join(f"{r[key][str(n)]['throughput']} ({r[key][str(n)]['p50_ms']}/{r[key][str(n)]['p99_ms']})"
+                               for n in levels)
+            print(f"| {name} | {key} | {cells} |")
+    for name, r in report["models"].items():
+        print(f"{name}: {json.dumps(r['verdict'])}")
+    out = Path(args.json)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"wrote {out}")
+    return 0
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

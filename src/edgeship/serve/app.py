@@ -1,0 +1,150 @@
+"""The app factory: models in, a FastAPI app out (vision /v1, KServe /v2, health, metrics, LLM).
+
+>>> app = create_app(["mobilenet/", "yolo.tar"], ServeConfig(max_batch=8))
+>>> uvicorn.run(app, host="127.0.0.1", port=8000)
+
+Models load here, before the server listens, so a broken bundle fails at start, not on the
+first request. Inference threads start in the lifespan; on shutdown new requests get 503,
+what is in flight finishes (up to ``shutdown_timeout_s``), then the threads stop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, Sequence, Union
+
+from fastapi import FastAPI
+from fastapi.responses import JSONResponse, Response
+
+from .. import __version__
+from ..bundle import Bundle
+from ..errors import InputError
+from ..runtime.model import Model
+from ..runtime.session import RuntimeConfig
+from .batching import ModelWorker
+from .config import ServeConfig
+from .errors import ApiError, install_handlers
+from .health import READY, HealthChecker
+from .kserve import create_kserve_router
+from .metrics import ModelMetrics, RequestCounter, ServeMetrics
+from .vision import create_vision_router
+
+log = logging.getLogger("edgeship.serve")
+
+ModelSource = Union[str, os.PathLike, Bundle, Model]
+
+
+@dataclass
+class ServedModel:
+    model: Model
+    worker: ModelWorker
+    metrics: ModelMetrics
+
+
+@dataclass
+class ServerState:
+    """What the routers share: the models, the config, metrics, health and the optional LLM."""
+
+    models: dict[str, ServedModel]
+    config: ServeConfig
+    metrics: ServeMetrics
+    prep_pool: ThreadPoolExecutor
+    health: HealthChecker
+    llm: Any = None
+
+    def lookup(self, name: str) -> ServedModel:
+        try:
+            return self.models[name]
+        except KeyError:
+            known = ", ".join(sorted(self.models)) or "none"
+            raise ApiError(404, f"no vision model named {name!r} (loaded: {known})", "model_not_found") from None
+
+
+def load_models(sources: Sequence[ModelSource], config: ServeConfig) -> list[Model]:
+    runtime = RuntimeConfig(intra_op_threads=config.threads, allow_spinning=config.allow_spinning)
+    models = [s if isinstance(s, Model) else Model.load(s, runtime) for s in sources]
+    seen: set[str] = set()
+    for m in models:
+        if m.name in seen:
+            raise InputError(f"two models are named {m.name!r}; rename one bundle (its manifest's name) to serve both")
+        seen.add(m.name)
+        if m.preprocessor is not None:
+            m.preprocessor.max_pixels = config.max_pixels
+    return models
+
+
+def create_app(models: Sequence[ModelSource], config: Union[ServeConfig, None] = None, llm: Any = None,
+               registry: Any = None) -> FastAPI:
+    """A FastAPI app serving ``models`` (bundle paths, Bundles or loaded Models) and, optionally, an LLMService.
+
+    ``registry``: the prometheus CollectorRegistry to fill (one is made when None); give the same
+    one to the LLMService so /metrics shows both.
+    """
+    config = config or ServeConfig()
+    loaded = load_models(models, config)
+    if llm is not None and llm.name in {m.name for m in loaded}:
+        raise InputError(f"the LLM and a vision model are both named {llm.name!r}; rename one")
+    metrics = ServeMetrics(config.sensors_root, config.disk_path, registry)
+    prep_pool = ThreadPoolExecutor(config.prep_threads, thread_name_prefix="edgeship-decode")
+    served = {}
+    for m in loaded:
+        mm = metrics.for_model(m)
+        served[m.name] = ServedModel(m, ModelWorker(m, config, mm, prep_pool), mm)
+    health = HealthChecker(served, config, metrics, llm)
+    state = ServerState(served, config, metrics, prep_pool, health, llm)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI):
+        for s in served.values():
+            s.worker.start()
+        if llm is not None:
+            await llm.start()
+        try:
+            yield
+        finally:
+            for s in served.values():
+                s.worker.close()
+            drained = await asyncio.gather(*(s.worker.drain(config.shutdown_timeout_s) for s in served.values()))
+            if not all(drained):
+                log.warning("shutdown: requests still in flight after %.0f s", config.shutdown_timeout_s)
+            for s in served.values():
+                s.worker.stop()
+            if llm is not None:
+                await llm.stop()
+            prep_pool.shutdown(wait=False, cancel_futures=True)
+
+    app = FastAPI(title="edgeship", version=__version__, lifespan=lifespan)
+    app.state.edgeship = state
+    install_handlers(app)
+    app.add_middleware(RequestCounter, metrics=metrics)
+
+    @app.get("/health/live")
+    async def live() -> JSONResponse:
+        return JSONResponse({"status": "live", "uptime_s": round(time.time() - metrics.started, 3)})
+
+    @app.get("/health/ready")
+    async def ready() -> JSONResponse:
+        report = await health.check()
+        return JSONResponse(report, status_code=200 if report["status"] == READY else 503)
+
+    @app.get("/metrics")
+    async def prometheus() -> Response:
+        from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+        # Sensor reads (sysfs, vcgencmd) must not run on the event loop.
+        body = await asyncio.to_thread(generate_latest, metrics.registry)
+        return Response(body, media_type=CONTENT_TYPE_LATEST)
+
+    app.include_router(create_vision_router(state))
+    app.include_router(create_kserve_router(state))
+    if llm is not None:
+        from ..llm.openai_api import create_llm_router
+
+        app.include_router(create_llm_router(llm))
+    return app

@@ -1,0 +1,236 @@
+"""One inference thread per model, fed by a bounded queue, running dynamic micro-batches.
+
+>>> worker = ModelWorker(model, config, metrics.for_model(model), prep_pool)
+>>> worker.start()
+>>> with worker.admit():                       # Overloaded (503) when queue_size are in flight
+...     output, timing = await worker.submit(prepare)
+
+``prepare`` runs in the decode thread pool and returns ``(x, finish, timing)``: the input rows
+``x`` ([n, ...]), and ``finish(outputs)`` which turns this request's slice of the outputs into
+its answer on the inference thread. Nothing here runs on the event loop except ``admit`` and
+the final hand-back of the result, so a slow model never stalls health checks or metrics.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import logging
+import threading
+import time
+from concurrent.futures import Executor
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterator
+
+import numpy as np
+
+from .errors import Overloaded
+
+log = logging.getLogger("edgeship.serve")
+
+Finish = Callable[[list[np.ndarray]], Any]
+Prepare = Callable[[], tuple[np.ndarray, Finish, dict]]
+
+
+@dataclass
+class _Job:
+    prepare: Prepare
+    fut: asyncio.Future
+    loop: asyncio.AbstractEventLoop
+    t_submit: float
+    x: Any = None
+    finish: Any = None
+    timing: dict = field(default_factory=dict)
+    t_enqueued: float = 0.0
+
+    @property
+    def rows(self) -> int:
+        return int(self.x.shape[0])
+
+
+def _set(fut: asyncio.Future, result: Any, exc: BaseException | None) -> None:
+    if fut.done():  # the request was cancelled (client gone, shutdown timeout)
+        return
+    if exc is not None:
+        fut.set_exception(exc)
+    else:
+        fut.set_result(result)
+
+
+class ModelWorker:
+    """Admission, the queue and the inference thread of one model."""
+
+    def __init__(self, model, config, metrics, prep_pool: Executor):
+        self.model = model
+        self.name = model.name
+        self.config = config
+        self.metrics = metrics
+        self.prep_pool = prep_pool
+        self.fixed_batch = model.max_batch  # None when the batch axis is dynamic
+        self.capacity = self.fixed_batch or config.max_batch
+        self._max_wait = config.max_wait_ms / 1e3
+        self._cv = threading.Condition()
+        self._queue: collections.deque[_Job] = collections.deque()
+        self._preparing = 0  # handed to the decode pool, not yet queued (guarded by _cv)
+        self.pending = 0  # admitted and not yet answered (touched only on the event loop)
+        self._closing = False
+        self._stopping = False
+        self._thread: threading.Thread | None = None
+        metrics.queue_depth.set_function(lambda: self.pending)
+
+    # --- event-loop side -------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name=f"edgeship-infer-{self.name}", daemon=True)
+        self._thread.start()
+
+    @contextlib.contextmanager
+    def admit(self) -> Iterator[None]:
+        """Hold one of the model's ``queue_size`` places for the life of a request."""
+        if self._closing:
+            raise Overloaded("the server is shutting down; retry on another instance", self.config.retry_after_s)
+        if self.pending >= self.config.queue_size:
+            self.metrics.rejected.inc()
+            raise Overloaded(
+                f"model {self.name!r} has {self.pending} requests in flight (queue size "
+                f"{self.config.queue_size}); retry after {self.config.retry_after_s} s",
+                self.config.retry_after_s,
+            )
+        self.pending += 1
+        try:
+            yield
+        finally:
+            self.pending -= 1
+
+    async def submit(self, prepare: Prepare) -> tuple[Any, dict]:
+        """Run ``prepare`` in the decode pool, then the model in a batch; returns (answer, timing_ms)."""
+        if self._thread is None:  # an app used without its lifespan (tests with ASGITransport)
+            self.start()
+        loop = asyncio.get_running_loop()
+        job = _Job(prepare, loop.create_future(), loop, time.perf_counter())
+        with self._cv:
+            self._preparing += 1
+        try:
+            self.prep_pool.submit(self._prepare, job)
+        except RuntimeError:  # the pool is shut down
+            with self._cv:
+                self._preparing -= 1
+            raise Overloaded("the server is shutting down", self.config.retry_after_s) from None
+        return await job.fut
+
+    def close(self) -> None:
+        """Refuse new requests; what is admitted still runs."""
+        self._closing = True
+
+    async def drain(self, timeout: float) -> bool:
+        """Wait until every admitted request is answered (True) or ``timeout`` passes (False)."""
+        deadline = time.monotonic() + timeout
+        while self.pending and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+        return self.pending == 0
+
+    def stop(self, timeout: float = 5.0) -> None:
+        with self._cv:
+            self._stopping = True
+            self._cv.notify_all()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    # --- decode pool -------------------------------------------------------------------------
+
+    def _prepare(self, job: _Job) -> None:
+        t0 = time.perf_counter()
+        try:
+            job.x, job.finish, job.timing = job.prepare()
+            job.timing["queue"] = (t0 - job.t_submit) * 1e3  # waiting for a decode thread
+            self.metrics.preprocess.observe(sum(job.timing.get(k, 0.0) for k in ("decode", "preprocess")) / 1e3)
+        except BaseException as exc:  # noqa: BLE001  every failure goes back to the request
+            with self._cv:
+                self._preparing -= 1
+                self._cv.notify()
+            job.loop.call_soon_threadsafe(_set, job.fut, None, exc)
+            return
+        job.t_enqueued = time.perf_counter()
+        with self._cv:
+            self._preparing -= 1
+            self._queue.append(job)
+            self._cv.notify()
+
+    # --- inference thread --------------------------------------------------------------------
+
+    def _compatible(self, a: _Job, b: _Job) -> bool:
+        return a.x.shape[1:] == b.x.shape[1:] and a.x.dtype == b.x.dtype
+
+    def _next_batch(self) -> list[_Job] | None:
+        with self._cv:
+            while not self._queue and not (self._stopping and self._preparing == 0):
+                self._cv.wait()
+            if not self._queue:
+                return None
+            first = self._queue.popleft()
+            batch, rows = [first], first.rows
+            deadline = first.t_enqueued + self._max_wait
+            while rows < self.capacity:
+                if self._queue:
+                    nxt = self._queue[0]
+                    if not self._compatible(first, nxt) or rows + nxt.rows > self.capacity:
+                        break
+                    batch.append(self._queue.popleft())
+                    rows += nxt.rows
+                    continue
+                # Wait only for requests already being decoded: a lone request never waits.
+                remaining = deadline - time.perf_counter()
+                if self._preparing == 0 or remaining <= 0:
+                    break
+                self._cv.wait(remaining)
+            return batch
+
+    def _run(self) -> None:
+        while True:
+            batch = self._next_batch()
+            if batch is None:
+                return
+            try:
+                self._execute(batch)
+            except BaseException as exc:  # noqa: BLE001  never let the thread die
+                log.error("inference thread error", exc_info=exc)
+                for job in batch:
+                    job.loop.call_soon_threadsafe(_set, job.fut, None, exc)
+
+    def _execute(self, batch: list[_Job]) -> None:
+        t0 = time.perf_counter()
+        rows = sum(j.rows for j in batch)
+        x = batch[0].x if len(batch) == 1 else np.concatenate([j.x for j in batch])
+        if self.fixed_batch and rows < self.fixed_batch:  # a fixed-batch graph: pad, then drop the padding
+            x = np.concatenate([x, np.zeros((self.fixed_batch - rows, *x.shape[1:]), dtype=x.dtype)])
+        try:
+            outputs = self.model.run(x)
+        except Exception as exc:
+            if len(batch) > 1:  # one bad input must not fail its neighbours: run each alone
+                for job in batch:
+                    self._execute([job])
+                return
+            batch[0].loop.call_soon_threadsafe(_set, batch[0].fut, None, exc)
+            return
+        t1 = time.perf_counter()
+        infer_ms = (t1 - t0) * 1e3
+        self.metrics.inference.observe(t1 - t0)
+        self.metrics.batch_size.observe(rows)
+        offset = 0
+        for job in batch:
+            n = job.rows
+            mine = [o[offset : offset + n] if getattr(o, "ndim", 0) and o.shape[0] == x.shape[0] else o for o in outputs]
+            offset += n
+            wait = (t0 - job.t_enqueued) * 1e3
+            self.metrics.queue_wait.observe((wait + job.timing["queue"]) / 1e3)
+            job.timing["queue"] += wait
+            job.timing["infer"] = infer_ms
+            job.timing["batch_size"] = rows
+            t2 = time.perf_counter()
+            try:
+                result, exc = job.finish(mine), None
+            except Exception as err:  # noqa: BLE001
+                result, exc = None, err
+            job.timing["postprocess"] = (time.perf_counter() - t2) * 1e3
+            job.loop.call_soon_threadsafe(_set, job.fut, (result, job.timing), exc)

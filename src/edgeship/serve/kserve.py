@@ -1,0 +1,276 @@
+"""KServe v2 / Open Inference Protocol REST, so Triton's and KServe's clients work unchanged.
+
+    GET  /v2                      GET /v2/health/live      GET /v2/health/ready
+    GET  /v2/models/{name}[/versions/{v}]          model metadata
+    GET  /v2/models/{name}[/versions/{v}]/ready
+    POST /v2/models/{name}[/versions/{v}]/infer    JSON tensors, or Triton's binary tensor extension
+
+The tensors are the model's raw input and outputs (no image decoding); they go through the same
+bounded queue and micro-batches as /v1. Supported extensions: ``binary_tensor_data`` (the
+``Inference-Header-Content-Length`` split), ``classification`` (top-k as BYTES "score:index:label")
+and gzip/deflate request bodies.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import struct
+import time
+import zlib
+from typing import Any, Union
+
+import numpy as np
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, Response
+
+from .. import __version__
+from .errors import ApiError
+from .upload import read_body
+
+DATATYPES = {
+    "BOOL": np.bool_, "UINT8": np.uint8, "UINT16": np.uint16, "UINT32": np.uint32, "UINT64": np.uint64,
+    "INT8": np.int8, "INT16": np.int16, "INT32": np.int32, "INT64": np.int64,
+    "FP16": np.float16, "FP32": np.float32, "FP64": np.float64,
+}
+_NUMPY_TO_V2 = {np.dtype(v): k for k, v in DATATYPES.items()}
+_ORT_TO_V2 = {
+    "tensor(float)": "FP32", "tensor(float16)": "FP16", "tensor(double)": "FP64", "tensor(uint8)": "UINT8",
+    "tensor(int8)": "INT8", "tensor(int16)": "INT16", "tensor(int32)": "INT32", "tensor(int64)": "INT64",
+    "tensor(bool)": "BOOL", "tensor(uint16)": "UINT16", "tensor(uint32)": "UINT32", "tensor(uint64)": "UINT64",
+}
+HEADER_LENGTH = "inference-header-content-length"
+
+
+def _tensor_meta(arg) -> dict[str, Any]:
+    return {
+        "name": arg.name,
+        "datatype": _ORT_TO_V2.get(arg.type, arg.type),
+        "shape": [d if isinstance(d, int) else -1 for d in arg.shape],
+    }
+
+
+def model_metadata(model) -> dict[str, Any]:
+    return {
+        "name": model.name,
+        "versions": [model.bundle.manifest.version],
+        "platform": "onnxruntime_onnx",
+        "inputs": [_tensor_meta(a) for a in model.session.get_inputs()],
+        "outputs": [_tensor_meta(a) for a in model.session.get_outputs()],
+    }
+
+
+def _decompress(body: bytes, encoding: Union[str, None], limit: int) -> bytes:
+    if not encoding or encoding.strip().lower() == "identity":
+        return body
+    enc = encoding.strip().lower()
+    wbits = {"gzip": 16 + zlib.MAX_WBITS, "deflate": zlib.MAX_WBITS}.get(enc)
+    if wbits is None:
+        raise ApiError(415, f"Content-Encoding {encoding!r} is not supported (use gzip, deflate or none)")
+    d = zlib.decompressobj(wbits)
+    try:
+        out = d.decompress(body, limit + 1)  # a compression bomb stops at the limit
+    except zlib.error as exc:
+        raise ApiError(400, f"request body is not valid {enc} ({exc})") from exc
+    if len(out) > limit or d.unconsumed_tail:
+        raise ApiError(413, f"decompressed request is over the limit of {limit:,} bytes")
+    return out
+
+
+def parse_request(body: bytes, header_length: Union[str, None]) -> tuple[dict, dict[str, np.ndarray]]:
+    """The JSON header and the input arrays by name, from a JSON or binary-extension body."""
+    if header_length is not None:
+        try:
+            n = int(header_length)
+        except ValueError:
+            raise ApiError(400, f"Inference-Header-Content-Length must be an integer, got {header_length!r}") from None
+        if not 0 < n <= len(body):
+            raise ApiError(400, f"Inference-Header-Content-Length {n} does not fit the {len(body)}-byte body")
+        head, binary = body[:n], memoryview(body)[n:]
+    else:
+        head, binary = body, memoryview(b"")
+    try:
+        req = json.loads(head)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ApiError(400, f"inference request is not valid JSON ({exc})") from exc
+    if not isinstance(req, dict) or not isinstance(req.get("inputs"), list) or not req["inputs"]:
+        raise ApiError(400, "inference request needs a non-empty 'inputs' list")
+    arrays: dict[str, np.ndarray] = {}
+    offset = 0
+    for i, spec in enumerate(req["inputs"]):
+        if not isinstance(spec, dict):
+            raise ApiError(400, f"inputs[{i}] must be an object")
+        name, shape, dt = spec.get("name"), spec.get("shape"), spec.get("datatype")
+        if not isinstance(name, str):
+            raise ApiError(400, f"inputs[{i}].name must be a string")
+        if not isinstance(shape, list) or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape):
+            raise ApiError(400, f"inputs[{i}].shape must be a list of non-negative integers, got {shape!r}")
+        if dt not in DATATYPES:
+            raise ApiError(400, f"inputs[{i}].datatype {dt!r} is not supported (use one of {', '.join(DATATYPES)})")
+        dtype = np.dtype(DATATYPES[dt])
+        count = int(np.prod(shape)) if shape else 1
+        params = spec.get("parameters") or {}
+        size = params.get("binary_data_size") if isinstance(params, dict) else None
+        try:
+            if size is not None:
+                if not isinstance(size, int) or size != count * dtype.itemsize or offset + size > len(binary):
+                    raise ApiError(400, f"inputs[{i}]: binary_data_size {size!r} does not match shape {shape} {dt}")
+                arr = np.frombuffer(binary[offset : offset + size], dtype=dtype).reshape(shape)
+                offset += size
+            elif "data" in spec:
+                arr = np.asarray(spec["data"], dtype=dtype)
+                if arr.size != count:
+                    raise ApiError(400, f"inputs[{i}]: {arr.size} values do not fill shape {shape}")
+                arr = arr.reshape(shape)
+            else:
+                raise ApiError(400, f"inputs[{i}] has neither 'data' nor parameters.binary_data_size")
+        except (ValueError, TypeError, OverflowError) as exc:
+            raise ApiError(400, f"inputs[{i}].data cannot be read as {dt} ({str(exc)[:120]})") from exc
+        arrays[name] = arr
+    return req, arrays
+
+
+def input_tensor(model, arrays: dict[str, np.ndarray]) -> np.ndarray:
+    """The model's one input, checked against its shape and type."""
+    if model.input_name not in arrays:
+        raise ApiError(400, f"model {model.name!r} takes input {model.input_name!r}; got {', '.join(map(repr, arrays))}")
+    x = arrays[model.input_name]
+    want = model.input_shape
+    if x.ndim != len(want) or any(isinstance(d, int) and d != s for d, s in zip(want[1:], x.shape[1:])):
+        shape = [d if isinstance(d, int) else -1 for d in want]
+        raise ApiError(400, f"input {model.input_name!r} must have shape {shape}, got {list(x.shape)}")
+    if x.shape[0] == 0:
+        raise ApiError(400, "input has a batch of 0 rows")
+    if isinstance(want[0], int) and x.shape[0] != want[0]:
+        raise ApiError(400, f"model {model.name!r} was exported with a fixed batch of {want[0]}, got {x.shape[0]}")
+    if x.dtype != model.input_dtype:
+        expected = _NUMPY_TO_V2[np.dtype(model.input_dtype)]
+        raise ApiError(400, f"input {model.input_name!r} must be {expected}, got {_NUMPY_TO_V2.get(x.dtype, x.dtype)}")
+    return x
+
+
+def _classification(arr: np.ndarray, k: int, labels: Union[list[str], None]) -> np.ndarray:
+    """Triton's classification extension: per row, top-k "score:index[:label]" strings."""
+    rows = arr.reshape(arr.shape[0], -1) if arr.ndim > 1 else arr.reshape(1, -1)
+    k = max(1, min(int(k), rows.shape[1]))
+    out = np.empty((rows.shape[0], k), dtype=object)
+    for r, row in enumerate(rows):
+        idx = np.argsort(-row, kind="stable")[:k]
+        for j, i in enumerate(idx):
+            label = f":{labels[i]}" if labels and i < len(labels) else ""
+            out[r, j] = f"{float(row[i]):f}:{int(i)}{label}".encode()
+    return out
+
+
+def encode_response(model, req: dict, outputs: list[np.ndarray]) -> tuple[bytes, dict[str, str], str]:
+    """Body, headers and media type of an inference response (JSON, or JSON + binary tensors)."""
+    names = model.output_names
+    by_name = dict(zip(names, outputs))
+    params = req.get("parameters") if isinstance(req.get("parameters"), dict) else {}
+    binary_default = bool(params.get("binary_data_output", False))
+    wanted = req.get("outputs")
+    if wanted is None:
+        wanted = [{"name": n} for n in names]
+    if not isinstance(wanted, list):
+        raise ApiError(400, "'outputs' must be a list")
+    meta: list[dict[str, Any]] = []
+    chunks: list[bytes] = []
+    for i, spec in enumerate(wanted):
+        if not isinstance(spec, dict) or spec.get("name") not in by_name:
+            got = spec.get("name") if isinstance(spec, dict) else spec
+            raise ApiError(400, f"outputs[{i}]: unknown output {got!r} (model outputs: {', '.join(names)})")
+        p = spec.get("parameters") if isinstance(spec.get("parameters"), dict) else {}
+        arr = np.asarray(by_name[spec["name"]])
+        binary = bool(p.get("binary_data", binary_default))
+        if p.get("classification"):
+            strings = _classification(arr, p["classification"], model.bundle.labels)
+            entry = {"name": spec["name"], "datatype": "BYTES", "shape": list(strings.shape)}
+            if binary:
+                raw = b"".join(struct.pack("<I", len(s)) + s for s in strings.reshape(-1))
+                entry["parameters"] = {"binary_data_size": len(raw)}
+                chunks.append(raw)
+            else:
+                entry["data"] = [s.decode() for s in strings.reshape(-1)]
+        else:
+            entry = {"name": spec["name"], "datatype": _NUMPY_TO_V2.get(arr.dtype, "FP32"), "shape": list(arr.shape)}
+            if binary:
+                raw = np.ascontiguousarray(arr).tobytes()
+                entry["parameters"] = {"binary_data_size": len(raw)}
+                chunks.append(raw)
+            else:
+                entry["data"] = arr.reshape(-1).tolist()
+        meta.append(entry)
+    response: dict[str, Any] = {"model_name": model.name, "model_version": model.bundle.manifest.version, "outputs": meta}
+    if "id" in req:
+        response["id"] = req["id"]
+    head = json.dumps(response, separators=(",", ":")).encode()
+    if not chunks:
+        return head, {}, "application/json"
+    return head + b"".join(chunks), {"Inference-Header-Content-Length": str(len(head))}, "application/octet-stream"
+
+
+def create_kserve_router(state) -> APIRouter:
+    router = APIRouter()
+
+    def lookup(name: str, version: Union[str, None]):
+        served = state.lookup(name)
+        if version is not None and version != served.model.bundle.manifest.version:
+            raise ApiError(404, f"model {name!r} has version {served.model.bundle.manifest.version!r}, not {version!r}")
+        return served
+
+    @router.get("/v2")
+    async def server_metadata() -> JSONResponse:
+        return JSONResponse({"name": "edgeship", "version": __version__,
+                             "extensions": ["binary_tensor_data", "classification"]})
+
+    @router.get("/v2/health/live")
+    async def live() -> JSONResponse:
+        return JSONResponse({"live": True})
+
+    @router.get("/v2/health/ready")
+    async def ready() -> JSONResponse:
+        report = await state.health.check()
+        ok = report["status"] == "ready"
+        return JSONResponse({"ready": ok, "status": report["status"], "reasons": report["reasons"]},
+                            status_code=200 if ok else 503)
+
+    @router.get("/v2/models/{name}")
+    @router.get("/v2/models/{name}/versions/{version}")
+    async def metadata(name: str, version: Union[str, None] = None) -> JSONResponse:
+        return JSONResponse(model_metadata(lookup(name, version).model))
+
+    @router.get("/v2/models/{name}/ready")
+    @router.get("/v2/models/{name}/versions/{version}/ready")
+    async def model_ready(name: str, version: Union[str, None] = None) -> JSONResponse:
+        lookup(name, version)
+        ok = await state.health.model_ready(name)
+        return JSONResponse({"name": name, "ready": ok}, status_code=200 if ok else 503)
+
+    @router.post("/v2/models/{name}/infer")
+    @router.post("/v2/models/{name}/versions/{version}/infer")
+    async def infer(name: str, request: Request, version: Union[str, None] = None) -> Response:
+        t0 = time.perf_counter()
+        served = lookup(name, version)
+        model = served.model
+        limit = state.config.max_upload_bytes
+        with served.worker.admit():
+            body = await read_body(request, limit)
+            encoding = request.headers.get("content-encoding")
+            header_length = request.headers.get(HEADER_LENGTH)
+            parsed: dict[str, Any] = {}
+
+            def prepare():
+                t = time.perf_counter()
+                req, arrays = parse_request(_decompress(body, encoding, limit), header_length)
+                parsed["req"] = req
+                return input_tensor(model, arrays), (lambda outputs: outputs), {"decode": (time.perf_counter() - t) * 1e3}
+
+            outputs, _timing = await served.worker.submit(prepare)
+            loop = asyncio.get_running_loop()
+            content, headers, media = await loop.run_in_executor(
+                state.prep_pool, encode_response, model, parsed["req"], outputs
+            )
+        served.metrics.total.observe(time.perf_counter() - t0)
+        return Response(content, headers=headers, media_type=media)
+
+    return router

@@ -1,0 +1,143 @@
+"""Upload validation: size limit while reading, type from the bytes, pixel count from the header.
+
+>>> body = await read_body(request, limit=10 << 20)          # 413 past the limit, nothing more read
+>>> data = image_bytes(body, request.headers.get("content-type"))  # multipart field "file" or raw
+>>> check_image(data, max_pixels=25_000_000)                 # 415 / 413 / 400, before decoding
+
+The declared content type is never trusted: a text file sent as ``image/jpeg`` is a 415.
+"""
+
+from __future__ import annotations
+
+import io
+
+from starlette.requests import ClientDisconnect, Request
+
+from .errors import ApiError, UploadError
+
+FIELD = "file"
+ACCEPTED = "JPEG, PNG, WebP, GIF, BMP or TIFF"
+
+
+def sniff(data: bytes) -> str | None:
+    """The image format from the first bytes, or None when they are no image edgeship reads."""
+    if data[:3] == b"\xff\xd8\xff":
+        return "JPEG"
+    if data[:8] == b"\x89PNG\r\n\x1a\n":
+        return "PNG"
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "WEBP"
+    if data[:6] in (b"GIF87a", b"GIF89a"):
+        return "GIF"
+    if data[:2] == b"BM" and len(data) >= 26:
+        return "BMP"
+    if data[:4] in (b"II*\x00", b"MM\x00*"):
+        return "TIFF"
+    return None
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The request body, refusing (413) as soon as it exceeds ``limit`` bytes."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise UploadError(413, f"upload is {int(declared):,} bytes, over the limit of {limit:,} bytes")
+    chunks: list[bytes] = []
+    size = 0
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise UploadError(413, f"upload is over the limit of {limit:,} bytes")
+            chunks.append(chunk)
+    except ClientDisconnect:
+        raise ApiError(400, "the client disconnected before the upload was complete") from None
+    return b"".join(chunks)
+
+
+def _multipart_field(body: bytes, boundary: bytes, field: str) -> tuple[bytes | None, list[str]]:
+    from python_multipart.multipart import MultipartParser, parse_options_header
+
+    parts: list[tuple[str, list[bytes]]] = []
+    state: dict = {"field": b"", "value": b"", "name": None, "data": None}
+
+    def on_header_field(data: bytes, start: int, end: int) -> None:
+        state["field"] += data[start:end]
+
+    def on_header_value(data: bytes, start: int, end: int) -> None:
+        state["value"] += data[start:end]
+
+    def on_header_end() -> None:
+        if state["field"].lower() == b"content-disposition":
+            _, params = parse_options_header(state["value"])
+            state["name"] = params.get(b"name", b"").decode("utf-8", "replace")
+        state["field"], state["value"] = b"", b""
+
+    def on_headers_finished() -> None:
+        state["data"] = []
+        parts.append((state["name"] or "", state["data"]))
+        state["name"] = None
+
+    def on_part_data(data: bytes, start: int, end: int) -> None:
+        state["data"].append(data[start:end])
+
+    parser = MultipartParser(boundary, {
+        "on_header_field": on_header_field, "on_header_value": on_header_value, "on_header_end": on_header_end,
+        "on_headers_finished": on_headers_finished, "on_part_data": on_part_data,
+    })
+    try:
+        parser.write(body)
+        parser.finalize()
+    except Exception as exc:  # python_multipart raises MultipartParseError / its own ValueErrors
+        raise UploadError(400, f"malformed multipart body ({exc})") from exc
+    names = [n for n, _ in parts]
+    for name, data in parts:
+        if name == field:
+            return b"".join(data), names
+    return None, names
+
+
+def image_bytes(body: bytes, content_type: str | None, field: str = FIELD) -> bytes:
+    """The image in a request: the multipart field ``field``, or the whole body otherwise."""
+    if content_type and content_type.lower().lstrip().startswith("multipart/form-data"):
+        from python_multipart.multipart import parse_options_header
+
+        _, params = parse_options_header(content_type)
+        boundary = params.get(b"boundary")
+        if not boundary:
+            raise UploadError(400, "multipart/form-data without a boundary parameter")
+        data, names = _multipart_field(body, boundary, field)
+        if data is None:
+            got = ", ".join(repr(n) for n in names) or "none"
+            raise UploadError(
+                422, f"multipart upload has no {field!r} field (fields received: {got}); "
+                f"send the image as -F {field}=@photo.jpg", "missing_field",
+            )
+        return data
+    return body
+
+
+def check_image(data: bytes, max_pixels: int) -> str:
+    """Refuse what must not reach the decoder; returns the sniffed format.
+
+    Reads only the header (PIL opens lazily), so a 20000x20000 PNG costs a few microseconds.
+    """
+    if not data:
+        raise UploadError(400, f"empty upload: 0 bytes received; send a {ACCEPTED} file", "empty_upload")
+    fmt = sniff(data)
+    if fmt is None:
+        raise UploadError(415, f"the upload is not an image (its bytes match no {ACCEPTED} signature)")
+    from PIL import Image
+
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            w, h = im.size
+    except Image.DecompressionBombError as exc:
+        raise UploadError(413, f"image has too many pixels: {exc}", "image_too_large") from exc
+    except (OSError, ValueError, SyntaxError, EOFError) as exc:
+        raise UploadError(400, f"{fmt} data is truncated or corrupt ({exc}); send the complete file", "corrupt_image") from exc
+    if w * h > max_pixels:
+        raise UploadError(
+            413, f"image is {w}x{h} = {w * h:,} pixels, over the limit of {max_pixels:,}; resize it before sending",
+            "image_too_large",
+        )
+    return fmt

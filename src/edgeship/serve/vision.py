@@ -1,0 +1,106 @@
+"""The /v1 vision routes: predict on an uploaded picture, list the models (OpenAI list shape).
+
+    curl -F file=@cat.jpg http://127.0.0.1:8000/v1/models/mobilenet/predict
+    curl --data-binary @cat.jpg http://127.0.0.1:8000/v1/models/mobilenet/predict?top_k=3
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Union
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import JSONResponse
+
+from .._config import to_dict
+from ..runtime.tasks import decoder_for
+from .errors import ApiError
+from .upload import check_image, image_bytes, read_body
+
+
+def model_card(served, created: int) -> dict[str, Any]:
+    """One entry of GET /v1/models: an OpenAI model object plus what a vision client needs."""
+    model = served.model
+    m = model.bundle.manifest
+    inputs = [to_dict(s) for s in m.inputs] or [
+        {"name": i.name, "shape": [d if isinstance(d, int) else None for d in i.shape], "dtype": i.type}
+        for i in model.session.get_inputs()
+    ]
+    return {
+        "id": model.name,
+        "object": "model",
+        "created": created,
+        "owned_by": "edgeship",
+        "version": m.version,
+        "task": m.task.value,
+        "format": m.format.value,
+        "sha256": m.files.get(m.model),
+        "inputs": inputs,
+        "dynamic_batch": model.dynamic_batch,
+        "labels": len(model.bundle.labels or []),
+    }
+
+
+def image_job(served, body: bytes, content_type: Union[str, None], top_k: Union[int, None], max_pixels: int):
+    """The work of one upload, run in the decode pool: validate, decode, preprocess."""
+    model = served.model
+    decode = decoder_for(model.bundle.manifest.task)
+
+    def prepare():
+        t0 = time.perf_counter()
+        data = image_bytes(body, content_type)
+        check_image(data, max_pixels)
+        checked_ms = (time.perf_counter() - t0) * 1e3
+        x, meta, timing = model.prepare(data)
+        timing["decode"] = timing.get("decode", 0.0) + checked_ms
+
+        def finish(outputs):
+            return decode([o[0] for o in outputs], model.bundle, meta, top_k=top_k)
+
+        return x[None], finish, timing
+
+    return prepare
+
+
+def create_vision_router(state) -> APIRouter:
+    router = APIRouter()
+
+    @router.get("/v1/models")
+    async def list_models() -> JSONResponse:
+        created = int(state.metrics.started)
+        data = [model_card(s, created) for s in state.models.values()]
+        if state.llm is not None:
+            data.append(state.llm.model_card())
+        return JSONResponse({"object": "list", "data": data})
+
+    @router.get("/v1/models/{name}")
+    async def get_model(name: str) -> JSONResponse:
+        if state.llm is not None and name == state.llm.name:
+            return JSONResponse(state.llm.model_card())
+        return JSONResponse(model_card(state.lookup(name), int(state.metrics.started)))
+
+    @router.post("/v1/models/{name}/predict")
+    async def predict(name: str, request: Request, top_k: Union[int, None] = Query(None, ge=1, le=1000)) -> JSONResponse:
+        t0 = time.perf_counter()
+        served = state.lookup(name)
+        if served.model.preprocessor is None:
+            raise ApiError(400, f"model {name!r} takes tensors, not pictures; use POST /v2/models/{name}/infer")
+        with served.worker.admit():
+            body = await read_body(request, state.config.max_upload_bytes)
+            job = image_job(served, body, request.headers.get("content-type"), top_k, state.config.max_pixels)
+            output, timing = await served.worker.submit(job)
+        total = time.perf_counter() - t0
+        served.metrics.total.observe(total)
+        timing["total"] = total * 1e3
+        m = served.model.bundle.manifest
+        batch = timing.pop("batch_size", 1)
+        return JSONResponse({
+            "model": name,
+            "version": m.version,
+            "task": m.task.value,
+            **output,
+            "batch_size": batch,
+            "timing_ms": {k: round(v, 3) for k, v in timing.items()},
+        })
+
+    return router
