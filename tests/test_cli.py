@@ -47,7 +47,7 @@ def test_public_surface_is_pinned():
 
 
 def test_predict_prints_labels_and_stage_times(tiny_bundle, tmp_path, capsys):
-    from conftest import jpeg_bytes
+    from tests.support import jpeg_bytes
 
     img = tmp_path / "a.jpg"
     img.write_bytes(jpeg_bytes())

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import jpeg_bytes
+from tests.support import jpeg_bytes
 from edgeship.bundle import Preprocessing, Resize
 from edgeship.errors import BundleError, InputError
 from edgeship.runtime import Model, Preprocessor, RuntimeConfig, load_image

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from conftest import DET_CLASSES, DET_SIZE, encode, picture
+from tests.serve.support import DET_CLASSES, DET_SIZE, encode, picture
 from edgeship.bundle import open_bundle
 from edgeship.runtime import Model
 from edgeship.runtime.detect import batched_nms, nms

@@ -13,7 +13,7 @@ import pytest
 httpx = pytest.importorskip("httpx")
 pytest.importorskip("fastapi")
 
-from conftest import ServerProcess, encode, picture  # noqa: E402
+from tests.serve.support import ServerProcess, encode, picture  # noqa: E402
 from test_upload import png_header_only  # noqa: E402
 
 pytestmark = pytest.mark.slow

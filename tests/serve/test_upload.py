@@ -10,7 +10,7 @@ import pytest
 
 pytest.importorskip("fastapi")
 
-from conftest import encode, picture  # noqa: E402
+from tests.serve.support import encode, picture  # noqa: E402
 from edgeship.serve.errors import UploadError  # noqa: E402
 from edgeship.serve.upload import check_image, image_bytes, sniff  # noqa: E402
 
