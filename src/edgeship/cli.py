@@ -22,6 +22,7 @@ VERB_MODULES = [
     "edgeship.commands.bundle",
     "edgeship.commands.devices",
     "edgeship.commands.serve",
+    "edgeship.commands.llm",
     "edgeship.commands.demo",
 ]
 
@@ -81,6 +82,8 @@ def positive_int(text: str) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from rich.markup import escape  # messages hold 'edgeship[llm]', not markup
+
     from .util import console
 
     err = console(stderr=True)
@@ -95,13 +98,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.run(args) or 0)
     except MissingDependencyError as exc:
-        err.print(f"[red]error:[/red] {exc}", markup=True, highlight=False)
+        err.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False)
         return 1
     except USAGE_ERRORS as exc:
-        err.print(f"[red]error:[/red] {exc}", highlight=False)
+        err.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False)
         return 2
     except EdgeshipError as exc:
-        err.print(f"[red]error:[/red] {exc}", highlight=False)
+        err.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False)
         return 1
     except KeyboardInterrupt:
         err.print("interrupted")

@@ -75,6 +75,28 @@ def vision_section(out: Path, console, quick: bool) -> dict[str, Any]:
             "bench": report, "photos": photo_rows, "markdown": "\n".join(md)}
 
 
+def llm_section(out: Path, console, quick: bool) -> dict[str, Any]:
+    """The embedded default LLM (SmolLM2-135M-Instruct Q4_1) through llama.cpp: load, TTFT, tok/s, RAM."""
+    from rich.table import Table
+
+    from .llm import demo_section
+
+    with console.status("loading SmolLM2-135M-Instruct and asking it a question ..."):
+        r = demo_section(out, max_tokens=24 if quick else 48)
+    t = Table(title=f"LLM: {r['model']} ({r['quantization']}), {r['threads']} threads, llama.cpp", title_justify="left")
+    for c in ("load s", "TTFT ms", "prompt tok/s", "generation tok/s", "RSS MB", "RSS added MB"):
+        t.add_column(c, justify="right")
+    cells = [f"{r['load_s']:.2f}", f"{r['ttft_s'] * 1e3:.0f}", f"{r['prompt_tps']:.0f}", f"{r['decode_tps']:.1f}",
+             f"{r['rss_mb']:.0f}", f"{r['rss_added_mb']:.0f}"]
+    t.add_row(*cells)
+    console.print(t)
+    console.print(f"Q: {r['question']}\nA: {r['answer']}", highlight=False)
+    md = ["## LLM: SmolLM2-135M-Instruct (llama.cpp)", "",
+          "| load s | TTFT ms | prompt tok/s | generation tok/s | RSS MB | RSS added MB |", "|---|---|---|---|---|---|",
+          "| " + " | ".join(cells) + " |", "", f"Q: {r['question']}  ", f"A: {r['answer']}"]
+    return {**r, "markdown": "\n".join(md)}
+
+
 SECTIONS: dict[str, Section] = {"vision": vision_section}
 
 
@@ -86,12 +108,10 @@ def _optional_sections() -> None:
         SECTIONS.setdefault("optimize", optimize_section)
     except ImportError:
         pass
-    try:
-        from .llm.demo import llm_section
+    import importlib.util
 
+    if importlib.util.find_spec("llama_cpp") is not None:
         SECTIONS.setdefault("llm", llm_section)
-    except ImportError:
-        pass
 
 
 def run_demo(out: Path, console, only: list[str] | None = None, skip: list[str] | None = None,

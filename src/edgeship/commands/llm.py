@@ -1,0 +1,70 @@
+"""``edgeship llm bench|quantize|chat``: GGUF language models with llama.cpp (needs ``edgeship[llm]``)."""
+
+from __future__ import annotations
+
+from ..cli import lazy, positive_int
+
+
+def register(sub) -> None:
+    p = sub.add_parser(
+        "llm", help="GGUF language models: bench, quantize, chat (llama.cpp)",
+        description="Benchmark, quantize and chat with GGUF models through llama.cpp. "
+                    "MODEL is a .gguf file or a bundle holding one. Needs: pip install 'edgeship[llm]'.",
+    )
+    verbs = p.add_subparsers(dest="llm_verb", metavar="VERB")
+    p.set_defaults(run=_help(p))
+
+    b = verbs.add_parser(
+        "bench", help="load time, time to first token, prompt and generation tok/s, RSS",
+        description="Load MODEL, process a fixed prompt and generate greedily, --repeat times (each run loads "
+                    "afresh); prints mean, std, min and max of every figure. Every figure is measured in this run.",
+    )
+    b.add_argument("model", metavar="MODEL")
+    b.add_argument("--threads", type=positive_int, default=None, help="llama.cpp threads (default: physical cores)")
+    b.add_argument("--ctx", type=positive_int, default=None, help="context length (default: prompt + generated, rounded up to 256)")
+    b.add_argument("--prompt-tokens", type=positive_int, default=128, help="prompt length in tokens (default 128)")
+    b.add_argument("--gen-tokens", type=positive_int, default=128, help="tokens to generate (default 128)")
+    b.add_argument("--repeat", type=positive_int, default=3, help="runs, each loading the model afresh (default 3)")
+    b.add_argument("--json", metavar="OUT", help="write every run, the summary and the environment as JSON")
+    b.set_defaults(run=lazy("edgeship.llm.bench:run_cli"))
+
+    q = verbs.add_parser(
+        "quantize", help="quantize a GGUF and compare size, speed and perplexity of both",
+        description="Quantize IN to OUT with llama.cpp (written to a temporary name, then renamed), then "
+                    "benchmark both files and score both on the evaluation text shipped with edgeship.",
+    )
+    q.add_argument("input", metavar="IN", help="a .gguf file or a bundle holding one")
+    q.add_argument("output", metavar="OUT", help="the .gguf file to write")
+    q.add_argument("--type", required=True, metavar="TYPE",
+                   help="Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K_S/M/L, Q4_K_S, Q4_K_M, Q5_K_S, Q5_K_M, Q6_K, "
+                        "IQ4_NL, IQ4_XS, F16, BF16, F32")
+    q.add_argument("--threads", type=positive_int, default=None, help="threads for quantizing and measuring")
+    q.add_argument("--repeat", type=positive_int, default=3, help="benchmark runs per model (default 3)")
+    q.add_argument("--no-measure", action="store_true", help="only quantize; skip the speed and perplexity comparison")
+    q.add_argument("--force", action="store_true", help="replace OUT if it exists")
+    q.add_argument("--json", metavar="OUT", help="write the comparison as JSON")
+    q.set_defaults(run=lazy("edgeship.llm.quantize:run_cli"))
+
+    c = verbs.add_parser(
+        "chat", help="chat in the terminal, streaming tokens, with the model's own chat template",
+        description="One line is one message; /reset forgets the conversation, /exit or end of input quits. "
+                    "Piped input works: echo 'Hi' | edgeship llm chat MODEL.",
+    )
+    c.add_argument("model", metavar="MODEL")
+    c.add_argument("--threads", type=positive_int, default=None, help="llama.cpp threads (default: physical cores)")
+    c.add_argument("--ctx", type=positive_int, default=2048, help="context length in tokens (default 2048)")
+    c.add_argument("--system", default=None, help="system message (default: the template's own, if any)")
+    c.add_argument("--max-tokens", type=positive_int, default=512, help="longest answer in tokens (default 512)")
+    c.add_argument("--temperature", type=float, default=0.7, help="0 for greedy (default 0.7)")
+    c.add_argument("--seed", type=int, default=None, help="sampling seed, for repeatable answers")
+    c.set_defaults(run=lazy("edgeship.llm.chat:run_cli"))
+
+
+def _help(parser):
+    def run(args) -> int:
+        from ..errors import InputError
+
+        parser.print_help()
+        raise InputError("give a verb: edgeship llm bench|quantize|chat")
+
+    return run

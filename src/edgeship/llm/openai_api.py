@@ -1,0 +1,401 @@
+"""OpenAI-compatible endpoints for a GGUF model: ``POST /v1/chat/completions`` and ``POST /v1/completions``.
+
+>>> service = LLMService("SmolLM2-135M-Instruct.Q4_1.gguf", n_threads=2, registry=registry)
+>>> app.include_router(create_llm_router(service))
+>>> @app.on_event("startup") ... await service.start()      # load off the event loop
+>>> @app.get("/v1/models") ... {"object": "list", "data": [service.model_card()]}
+
+How a request flows: the body is validated on the event loop (no pydantic), the prompt rendered
+and tokenised, and its length checked against the context (400 saying by how many tokens). Then
+it waits for the model: one generation at a time, at most ``queue_size`` waiting (503 with
+``Retry-After`` beyond). The generation runs in the service's single worker thread; each token's
+text crosses to the event loop with ``loop.call_soon_threadsafe`` into an ``asyncio.Queue`` and
+leaves as a pre-serialised server-sent event (tokens that arrived together leave in one write).
+A client that disconnects sets the generation's cancel flag, checked between tokens, and the
+model is free for the next request as soon as the current token is done.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import math
+import os
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, AsyncIterator
+
+from .errors import ContextLengthError
+from .openai_protocol import (
+    CHAT,
+    ChunkEncoder,
+    Endpoint,
+    GenerationRequest,
+    OpenAIError,
+    parse_request,
+    response,
+    usage,
+)
+
+_END = object()
+
+
+class ServiceState(str, enum.Enum):
+    NEW = "new"
+    LOADING = "loading"
+    READY = "ready"
+    STOPPING = "stopping"
+    STOPPED = "stopped"
+    FAILED = "failed"
+
+
+# The transitions the service allows; anything else is a bug in the caller (start twice, ...).
+_TRANSITIONS = {
+    ServiceState.NEW: {ServiceState.LOADING, ServiceState.STOPPED},
+    ServiceState.LOADING: {ServiceState.READY, ServiceState.FAILED},
+    ServiceState.READY: {ServiceState.STOPPING},
+    ServiceState.STOPPING: {ServiceState.STOPPED},
+    ServiceState.FAILED: {ServiceState.STOPPED},
+    ServiceState.STOPPED: set(),
+}
+
+
+class _Failed:
+    def __init__(self, exc: BaseException):
+        self.exc = exc
+
+
+def _emit_quietly(emit, item: Any) -> None:
+    try:
+        emit(item)
+    except RuntimeError:  # event loop closed: nobody is listening any more
+        pass
+
+
+def _model_name(model_path: Path) -> str:
+    """The bundle's name for a bundle folder, the file stem for a bare .gguf (no hashing, no loading)."""
+    if model_path.is_dir():
+        from ..bundle import read_manifest
+
+        return read_manifest(model_path).name
+    return model_path.stem
+
+
+class LLMService:
+    """One GGUF model behind the OpenAI endpoints: its lifecycle, its queue, its worker thread, its metrics."""
+
+    def __init__(self, model_path: str | os.PathLike, *, n_ctx: int = 2048, n_threads: int | None = None,
+                 queue_size: int = 8, registry: Any = None):
+        from .engine import LoadConfig
+        from .metrics import LLMMetrics
+
+        if queue_size < 0:
+            raise ValueError(f"queue_size: expected 0 or more, got {queue_size}")
+        self.model_path = Path(model_path)
+        self.name: str = _model_name(self.model_path)
+        self.load_config = LoadConfig(n_ctx=n_ctx, n_threads=n_threads)
+        self.queue_size = queue_size
+        self.metrics = LLMMetrics(self.name, registry)
+        self.engine = None
+        self.state = ServiceState.NEW
+        self.error: str | None = None
+        self.sha256: str | None = None
+        self._executor: ThreadPoolExecutor | None = None
+        self._lock: asyncio.Lock | None = None
+        self._waiting = 0
+        self._busy = False
+        self._avg_request_s = 1.0  # for Retry-After: a moving average of request durations
+        self._created = int(time.time())
+
+    # -- lifecycle ---------------------------------------------------------------------------------
+
+    def _move(self, to: ServiceState) -> None:
+        if to not in _TRANSITIONS[self.state]:
+            allowed = ", ".join(s.value for s in _TRANSITIONS[self.state]) or "none"
+            raise RuntimeError(f"LLMService {self.name}: cannot go to {to.value} from {self.state.value} "
+                               f"(expected a move to {allowed})")
+        self.state = to
+
+    async def start(self) -> None:
+        """Verify and load the model in the worker thread; the event loop keeps serving meanwhile."""
+        self._move(ServiceState.LOADING)
+        self._lock = asyncio.Lock()
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"llm-{self.name}")
+        loop = asyncio.get_running_loop()
+        try:
+            await loop.run_in_executor(self._executor, self._load)
+        except BaseException as exc:
+            self.error = f"{type(exc).__name__}: {exc}"
+            self._move(ServiceState.FAILED)
+            raise
+        self._move(ServiceState.READY)
+
+    def _load(self) -> None:
+        from ..bundle import sha256_file
+        from .engine import Engine
+        from .model_file import bundle_sha256, resolve_gguf
+
+        path, name = resolve_gguf(self.model_path)  # verifies a bundle's sha256s
+        self.sha256 = bundle_sha256(self.model_path) or sha256_file(path)
+        self.engine = Engine.load(path, self.load_config, name=self.name)
+
+    async def stop(self) -> None:
+        """Refuse new requests, let the running and already-queued ones finish, then free the model."""
+        if self.state in (ServiceState.NEW, ServiceState.FAILED):
+            self._move(ServiceState.STOPPED)
+        if self.state is ServiceState.STOPPED:
+            self._shutdown_executor()
+            return
+        self._move(ServiceState.STOPPING)
+        assert self._lock is not None and self._executor is not None
+        async with self._lock:
+            engine, self.engine = self.engine, None
+            if engine is not None:
+                await asyncio.get_running_loop().run_in_executor(self._executor, engine.close)
+        self._move(ServiceState.STOPPED)
+        self._shutdown_executor()
+
+    def _shutdown_executor(self) -> None:
+        if self._executor is not None:
+            self._executor.shutdown(wait=False)
+            self._executor = None
+
+    def ready(self) -> tuple[bool, str]:
+        if self.state is ServiceState.READY:
+            return True, "ready"
+        if self.state is ServiceState.FAILED:
+            return False, f"failed to load: {self.error}"
+        return False, self.state.value
+
+    def model_card(self) -> dict[str, Any]:
+        """The model's entry in ``GET /v1/models``."""
+        info = self.engine.info if self.engine is not None else None
+        try:
+            created = int(self.model_path.stat().st_mtime)
+        except OSError:
+            created = self._created
+        return {
+            "id": self.name,
+            "object": "model",
+            "created": created,
+            "owned_by": "edgeship",
+            "format": "gguf",
+            "sha256": self.sha256,
+            "quantization": info.quantization if info else None,
+            "context_length": info.context_length if info else self.load_config.n_ctx,
+        }
+
+    # -- requests ----------------------------------------------------------------------------------
+
+    def _check_ready(self) -> None:
+        if self.state is ServiceState.READY and self.engine is not None:
+            return
+        ok, why = self.ready()
+        raise OpenAIError(503, f"The model '{self.name}' is not available ({why}); retry shortly.",
+                          type="server_error", code="model_not_ready", headers={"Retry-After": "1"})
+
+    def _admit(self) -> None:
+        if self._busy and self._waiting >= self.queue_size:
+            retry = max(1, math.ceil(self._avg_request_s * (self._waiting + 1)))
+            raise OpenAIError(
+                503, f"The model '{self.name}' is busy: 1 request running and {self._waiting} waiting, the most "
+                     "this server queues. Retry after the time in the Retry-After header.",
+                type="server_error", code="queue_full", headers={"Retry-After": str(retry)})
+
+    def prepare(self, req: GenerationRequest):
+        """Validated request -> a ready-to-run Generation (template, tokens, context check)."""
+        from .engine import SamplingConfig, check_fits
+
+        if req.model is not None and req.model != self.name:
+            raise OpenAIError(404, f"The model '{req.model}' does not exist; this server serves '{self.name}'.",
+                              param="model", code="model_not_found")
+        self._check_ready()
+        engine = self.engine
+        if req.endpoint is CHAT:
+            prompt = engine.chat_prompt(req.messages)
+        elif isinstance(req.prompt, list):
+            prompt = req.prompt
+        else:
+            prompt = engine.tokenize(req.prompt, add_bos=True, special=True)
+        n_prompt = len(prompt)
+        if n_prompt == 0:
+            raise OpenAIError(400, "The prompt is empty.", param="prompt", code="invalid_value")
+        try:
+            check_fits(n_prompt, req.max_tokens, engine.n_ctx)
+        except ContextLengthError as exc:
+            raise OpenAIError(400, str(exc), param="messages" if req.endpoint is CHAT else "prompt",
+                              code="context_length_exceeded") from None
+        sampling = SamplingConfig(
+            max_tokens=req.max_tokens, temperature=req.temperature, top_p=max(req.top_p, 1e-6),
+            # Server-side guards kept from llama.cpp's defaults; the API has no names for them.
+            top_k=40, min_p=0.05, stop=req.stop, seed=req.seed,
+        )
+        return engine.generate(prompt, sampling, cancel=threading.Event())
+
+    async def _acquire(self) -> None:
+        """Wait for the model (FIFO); the lock is released by the generation's done-callback."""
+        assert self._lock is not None
+        self._waiting += 1
+        self.metrics.queue.set(self._waiting)
+        try:
+            await self._lock.acquire()
+        finally:
+            self._waiting -= 1
+            self.metrics.queue.set(self._waiting)
+
+    def _submit(self, gen, emit=None) -> asyncio.Future:
+        """Start ``gen`` in the worker thread; the model is released when it ends, whoever stopped waiting."""
+        try:
+            self._check_ready()  # the service may have begun stopping while this request waited
+            assert self._executor is not None
+            fut = asyncio.get_running_loop().run_in_executor(self._executor, self._work, gen, emit)
+        except BaseException:
+            self._lock.release()
+            raise
+        self._busy = True
+        t0 = time.perf_counter()
+
+        def done(_: asyncio.Future) -> None:
+            self._busy = False
+            self._avg_request_s = 0.8 * self._avg_request_s + 0.2 * (time.perf_counter() - t0)
+            self._lock.release()
+
+        fut.add_done_callback(done)
+        return fut
+
+    def _work(self, gen, emit) -> str | None:
+        """The worker thread: run the generation, hand each piece to the event loop (or collect them)."""
+        try:
+            if emit is None:
+                return "".join(gen)
+            try:
+                for piece in gen:
+                    emit(piece)  # raises RuntimeError once the event loop is closed: generation stops
+            except BaseException as exc:
+                _emit_quietly(emit, _Failed(exc))
+            else:
+                _emit_quietly(emit, _END)
+            return None
+        finally:
+            ttft = gen.t_first - gen.t_arrival if gen.t_first and gen.t_arrival else gen.ttft_s
+            self.metrics.generation(gen.prompt_tokens, gen.completion_tokens, ttft, gen.decode_tps)
+
+    async def handle(self, request: Any, endpoint: Endpoint):
+        """Serve one request; every refusal is an OpenAI-style JSON error."""
+        from fastapi.responses import JSONResponse, StreamingResponse
+
+        t_arrival = time.perf_counter()
+        try:
+            req = parse_request(await request.body(), endpoint)
+            gen = self.prepare(req)
+            gen.t_arrival = t_arrival
+            self._admit()
+        except OpenAIError as exc:
+            self.metrics.request(endpoint.value, f"error_{exc.status}")
+            return JSONResponse(exc.body(), status_code=exc.status, headers=exc.headers)
+        if req.stream:
+            enc = ChunkEncoder(endpoint, self.name)
+            self.metrics.request(endpoint.value, "ok")
+            return StreamingResponse(self._stream(gen, enc, req.include_usage), media_type="text/event-stream",
+                                     headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+        try:
+            await self._acquire()
+            fut = self._submit(gen)
+        except OpenAIError as exc:
+            self.metrics.request(endpoint.value, f"error_{exc.status}")
+            return JSONResponse(exc.body(), status_code=exc.status, headers=exc.headers)
+        try:
+            text = await self._until_done_or_gone(fut, request, gen.cancel)
+        except Exception as exc:  # llama.cpp failed mid-generation
+            self.metrics.request(endpoint.value, "error_500")
+            err = OpenAIError(500, f"Generation failed: {exc}", type="server_error", code="generation_failed")
+            return JSONResponse(err.body(), status_code=500)
+        self.metrics.request(endpoint.value, "ok")
+        finish = gen.finish_reason if gen.finish_reason in ("stop", "length") else "stop"
+        return JSONResponse(response(endpoint, self.name, text, finish, usage(gen.prompt_tokens, gen.completion_tokens)))
+
+    @staticmethod
+    async def _until_done_or_gone(fut: asyncio.Future, request: Any, cancel: threading.Event) -> str:
+        """Await the generation; a client that hangs up cancels it (checked every quarter second)."""
+        while True:
+            done, _ = await asyncio.wait({fut}, timeout=0.25)
+            if done:
+                return fut.result()
+            if await request.is_disconnected():
+                cancel.set()
+                return await fut
+
+    async def _stream(self, gen, enc: ChunkEncoder, include_usage: bool) -> AsyncIterator[bytes]:
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue = asyncio.Queue()
+        put, call_soon = queue.put_nowait, loop.call_soon_threadsafe
+
+        def emit(item: Any) -> None:  # runs in the worker thread
+            call_soon(put, item)
+
+        try:
+            try:
+                await self._acquire()
+                self._submit(gen, emit)
+            except OpenAIError as exc:
+                yield enc.error(exc)
+                return
+            role = enc.role()
+            if role:
+                yield role
+            piece = enc.piece
+            while True:
+                item = await queue.get()
+                if queue.qsize():  # tokens that arrived together leave in one write
+                    items = [item]
+                    while queue.qsize():
+                        items.append(queue.get_nowait())
+                else:
+                    items = (item,)
+                out = []
+                for item in items:
+                    if item.__class__ is str:
+                        out.append(piece(item))
+                    elif item is _END:
+                        reason = gen.finish_reason if gen.finish_reason in ("stop", "length") else "stop"
+                        out.append(enc.finish(reason, usage(gen.prompt_tokens, gen.completion_tokens)
+                                              if include_usage else None))
+                        yield b"".join(out)
+                        return
+                    else:
+                        err = OpenAIError(500, f"Generation failed: {item.exc}", type="server_error",
+                                          code="generation_failed")
+                        out.append(enc.error(err))
+                        yield b"".join(out)
+                        return
+                yield b"".join(out)
+        finally:
+            # Normal end, or the client went away (Starlette cancels this generator): either way the
+            # worker stops at the next token and its done-callback frees the model.
+            gen.cancel.set()
+
+
+def create_llm_router(service: LLMService):
+    """A FastAPI router with the two OpenAI generation endpoints of ``service``."""
+    from fastapi import APIRouter, Request
+
+    router = APIRouter(tags=["llm"])
+
+    async def chat_completions(request):
+        return await service.handle(request, Endpoint.CHAT)
+
+    async def completions(request):
+        return await service.handle(request, Endpoint.COMPLETION)
+
+    # Set here, not written in the signature: this module's postponed annotations would be strings
+    # that FastAPI resolves against module globals, where Request is not imported.
+    for endpoint in (chat_completions, completions):
+        endpoint.__annotations__ = {"request": Request}
+    router.add_api_route("/v1/chat/completions", chat_completions, methods=["POST"], include_in_schema=True)
+    router.add_api_route("/v1/completions", completions, methods=["POST"])
+    return router
+
+
+__all__ = ["LLMService", "ServiceState", "create_llm_router"]
