@@ -4,27 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from ..cli import lazy, positive_int
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
-    return value
-
-
-def _non_negative_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}")
-    return value
+from ..cli import lazy, non_negative_float, positive_float, positive_int
 
 
 def register(sub) -> None:
@@ -44,17 +24,17 @@ def register(sub) -> None:
     p.add_argument("--llm-queue-size", type=positive_int, default=8,
                    help="LLM requests waiting for the model; one more gets 503 (generation takes seconds)")
     p.add_argument("--max-batch", type=positive_int, default=8, help="rows per model run, for dynamic-batch models")
-    p.add_argument("--max-wait-ms", type=_non_negative_float, default=2.0,
+    p.add_argument("--max-wait-ms", type=non_negative_float, default=2.0,
                    help="how long a batch waits for requests still being decoded (a lone request never waits)")
     p.add_argument("--queue-size", type=positive_int, default=64,
                    help="requests in flight per model; one more gets 503 with Retry-After")
     p.add_argument("--threads", type=positive_int, default=None, help="intra-op threads per model (default: one per core)")
     p.add_argument("--prep-threads", type=positive_int, default=None, help="image decode threads (default: cores / 2)")
-    p.add_argument("--max-upload-mb", type=_positive_float, default=10.0, help="largest accepted request body")
+    p.add_argument("--max-upload-mb", type=positive_float, default=10.0, help="largest accepted request body")
     p.add_argument("--max-pixels", type=positive_int, default=25_000_000, help="largest accepted image, in pixels")
     p.add_argument("--allow-spinning", action=argparse.BooleanOptionalAction, default=False,
                    help="let ONNX Runtime threads busy-wait (faster alone, slower beside HTTP; default off)")
-    p.add_argument("--max-temp", type=_positive_float, default=80.0, help="CPU temperature (C) above which readiness is degraded")
+    p.add_argument("--max-temp", type=positive_float, default=80.0, help="CPU temperature (C) above which readiness is degraded")
     p.add_argument("--access-log", action=argparse.BooleanOptionalAction, default=False,
                    help="log every request (off by default: /metrics counts them)")
     p.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
