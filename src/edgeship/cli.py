@@ -17,6 +17,7 @@ from .errors import EdgeshipError, InputError, MissingDependencyError, SchemaErr
 # Each entry: a module with ``register(subparsers)`` adding its verb(s). Light imports only.
 VERB_MODULES = [
     "edgeship.commands.export",
+    "edgeship.commands.quantize",
     "edgeship.commands.predict",
     "edgeship.commands.bench",
     "edgeship.commands.bundle",

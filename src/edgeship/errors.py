@@ -8,8 +8,10 @@
      │    └── UnsafeArchiveError  a .tar holds an absolute path, '..', a link or a device
      ├── InputError               an input (image, array, argument) is malformed
      ├── ExportError              export failed or the exported model disagrees with torch
+     ├── QuantizeError            quantization cannot be carried out on this model or data
      ├── ModelNotFoundError       an architecture name or import path does not resolve
-     └── BenchError               a benchmark could not be run
+     ├── BenchError               a benchmark could not be run
+     └── LLMError                 llama.cpp failed (edgeship.llm.errors; ContextLengthError is an InputError)
 
 Foreign exceptions are translated at the boundary with ``raise ... from exc`` so
 the user sees what was wrong and what to do, and the cause stays in the chain.
@@ -48,6 +50,10 @@ class InputError(EdgeshipError, ValueError):
 
 class ExportError(EdgeshipError):
     """Export failed, or the exported model disagrees with its source beyond tolerance."""
+
+
+class QuantizeError(EdgeshipError):
+    """Quantization could not be carried out (the model or data do not allow it)."""
 
 
 class ModelNotFoundError(EdgeshipError, LookupError):

@@ -1,0 +1,168 @@
+"""The two gates of quantize(): side-by-side timing against FP32, and accuracy with a float fallback.
+
+>>> timer = default_timer(threads=2, runs=60, sample=x)
+>>> timer({"fp32": Path("model.onnx"), "int8:all": Path("q.onnx")})
+{'fp32': (26.1, 27.9), 'int8:all': (12.4, 13.0)}
+
+``repair`` keeps the most sensitive nodes float when a candidate fails the accuracy gate.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Union
+
+import numpy as np
+
+from .qlayouts import Plan, sensitivities
+
+# paths (name -> model file) -> name -> (p50_ms, p95_ms); "fp32" is always among the names.
+Timer = Callable[[dict[str, Path]], dict[str, tuple[float, float]]]
+
+
+@dataclass
+class Candidate:
+    """One quantized model tried: its layout, measured speed and accuracy."""
+
+    name: str
+    why: str
+    path: Path
+    plan: Union[Plan, None] = None
+    p50_ms: Union[float, None] = None
+    p95_ms: Union[float, None] = None
+    speedup: Union[float, None] = None
+    agreement: Union[float, None] = None  # top-1 agreement with FP32
+    accuracy: Union[float, None] = None  # labelled data only
+    cosine: Union[float, None] = None  # mean cosine similarity of the outputs with FP32
+    passed: Union[bool, None] = None
+    excluded: list[dict[str, Any]] = field(default_factory=list)
+
+    def row(self) -> dict[str, Any]:
+        out = {k: v for k, v in dataclasses.asdict(self).items() if k not in ("path", "plan")}
+        if self.plan is not None:
+            out.update(format=self.plan.quant_format, op_types=self.plan.op_types, float_nodes=len(self.plan.exclude))
+        return out
+
+
+def session(path: Path, threads: int, providers: tuple[str, ...] = ("CPUExecutionProvider",)):
+    from ..runtime.session import RuntimeConfig, create_session
+
+    return create_session(path, RuntimeConfig(intra_op_threads=threads, inter_op_threads=1, providers=providers))
+
+
+def default_timer(threads: int, runs: int, sample: np.ndarray, providers=("CPUExecutionProvider",)) -> Timer:
+    """Time every model side by side in rounds (bench.latency.interleaved) at batch 1."""
+
+    def timer(paths: dict[str, Path]) -> dict[str, tuple[float, float]]:
+        from ..bench.latency import interleaved
+
+        fns = {}
+        for name, path in paths.items():
+            sess = session(path, threads, providers)
+            feed = {sess.get_inputs()[0].name: sample[None].astype(np.float32)}
+            fns[name] = (lambda s=sess, f=feed: s.run(None, f))
+        # Two runs per model per round: on a shared host the load drifts within seconds; alternating
+        # finely makes the drift fall on FP32 and the candidates alike.
+        stats = interleaved(fns, warmup=5, runs=runs, rounds=max(2, runs // 2))
+        return {k: (v.p50_ms, v.p95_ms) for k, v in stats.items()}
+
+    return timer
+
+
+def outputs(path: Path, samples: list[np.ndarray], threads: int) -> np.ndarray:
+    sess = session(path, threads)
+    name = sess.get_inputs()[0].name
+    return np.stack([sess.run(None, {name: x[None].astype(np.float32)})[0].reshape(-1) for x in samples])
+
+
+def score(cand: Candidate, out: np.ndarray, ref: np.ndarray, labels, ref_acc, config: Any) -> None:
+    cand.agreement = float(np.mean(out.argmax(1) == ref.argmax(1)))
+    num = np.sum(out * ref, 1)
+    den = np.linalg.norm(out, axis=1) * np.linalg.norm(ref, axis=1) + 1e-12
+    cand.cosine = float(np.mean(num / den))
+    if labels is not None:
+        cand.accuracy = float(np.mean(out.argmax(1) == labels))
+        kept = cand.accuracy / ref_acc if ref_acc else cand.agreement
+        cand.passed = bool(kept >= config.min_accuracy)
+    else:
+        cand.passed = bool(cand.agreement >= config.min_agreement)
+
+
+def self_agreement(bundle, samples, ref, config) -> Union[float, None]:
+    """Top-1 agreement of FP32 with itself when every input value moves by up to half a pixel level.
+
+    The noise floor of the agreement gate: predictions on ambiguous crops flip under noise that small,
+    and INT8 rounding cannot be expected to flip fewer.
+    """
+    pre = bundle.manifest.preprocessing
+    if pre is None:
+        return None
+    amp = 0.5 * pre.scale / max(pre.std)
+    rng = np.random.default_rng(config.seed)
+    noisy = [x + rng.uniform(-amp, amp, x.shape).astype(np.float32) for x in samples]
+    out = outputs(bundle.model_path, noisy, config.threads)
+    return float(np.mean(out.argmax(1) == ref.argmax(1)))
+
+
+def repair(cand, pre, graph, build, config, data, ref, ref_acc, work, say) -> Union[Candidate, None]:
+    """Keep the most sensitive nodes float until the accuracy gate passes or the float budget ends.
+
+    Two searches, cheap first:
+    1. outlier activations: the tensors INT8 rounding destroys most (lowest per-channel SQNR), 1, 2, 4 of them;
+    2. measured impact: the graph cut into 8 contiguous segments, each kept float on its own and ranked by
+       the agreement it wins back on a probe subset; then the best segments are kept float, one more each try.
+    Returns the last repaired candidate, scored (None when nothing could be tried).
+    """
+    budget = int(config.max_float_fraction * len(graph.nodes))
+    last = None
+
+    def attempt(nodes: list[str], label: str, excluded: list[dict]) -> Candidate:
+        plan = cand.plan.with_excluded(nodes)
+        path = work / f"repair-{len(nodes)}-{label}-{cand.path.stem}.onnx"
+        build(plan, path)
+        fixed = Candidate(f"{cand.name}+float{len(nodes)}", f"{cand.why}; {len(nodes)} sensitive nodes float ({label})",
+                          path, plan, excluded=excluded)
+        score(fixed, outputs(path, data.evaluation, config.threads), ref, data.labels, ref_acc, config)
+        say(f"{fixed.name} ({label}): agreement {fixed.agreement:.4f}" + (" passes" if fixed.passed else " still fails"))
+        return fixed
+
+    ranked = sensitivities(str(pre), str(cand.path), data.calibration[:8], graph)
+    for k in (1, 2, 4):
+        if k > len(ranked):
+            break
+        nodes = graph.unit([n for s in ranked[:k] for n in s.nodes])
+        if len(nodes) > budget:
+            break
+        last = attempt(nodes, "outliers", [{"tensor": s.tensor, "sqnr_db": s.sqnr_db, "nodes": list(s.nodes)}
+                                           for s in ranked[:k]])
+        if last.passed:
+            return last
+
+    order = [n.name for n in graph.nodes]
+    size = max(1, -(-len(order) // 8))
+    segments = [graph.unit(order[i : i + size]) for i in range(0, len(order), size)]
+    probe = list(range(0, len(data.evaluation), max(1, len(data.evaluation) // 150)))
+    probe_ref = ref[probe]
+    gains = []
+    for i, seg in enumerate(segments):
+        if len(seg) > budget:
+            continue
+        path = work / f"segment-{i}-{cand.path.stem}.onnx"
+        build(cand.plan.with_excluded(seg), path)
+        out = outputs(path, [data.evaluation[j] for j in probe], config.threads)
+        gains.append((float(np.mean(out.argmax(1) == probe_ref.argmax(1))), i))
+    gains.sort(reverse=True)
+    say("segments kept float one at a time, probe agreement: " + ", ".join(f"#{i} {a:.3f}" for a, i in gains))
+    chosen: list[int] = []
+    for _, i in gains:
+        nodes = graph.unit([n for j in [*chosen, i] for n in segments[j]])
+        if len(nodes) > budget:
+            break
+        chosen.append(i)
+        excluded = [{"segment": j, "first": segments[j][0], "last": segments[j][-1], "nodes": segments[j]} for j in chosen]
+        last = attempt(nodes, f"segments {','.join(map(str, sorted(chosen)))}", excluded)
+        if last.passed:
+            break
+    return last

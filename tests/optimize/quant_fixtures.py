@@ -1,0 +1,100 @@
+"""Tiny models and image folders for the quantize tests: built here, no downloads.
+
+Imported by test_quantize.py (not a conftest: tests/optimize is shared with other stages' tests).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+LABELS = [f"class{i}" for i in range(10)]
+
+
+def tiny_cnn(sensitive: bool = False, seed: int = 0):
+    """conv-relu-conv-relu-pool-linear, 32x32 RGB in, 10 logits out.
+
+    ``sensitive``: the second conv's channel 0 is scaled by 1000 and the classifier reads it back at
+    1/1000, so the float model is unchanged in kind but one channel stretches the activation range:
+    per-tensor INT8 rounds every other channel to zero and the predictions collapse.
+    """
+    import torch
+    from torch import nn
+
+    torch.manual_seed(seed)
+    model = nn.Sequential(
+        nn.Conv2d(3, 8, 3, stride=2, padding=1), nn.ReLU(),
+        nn.Conv2d(8, 16, 3, stride=2, padding=1), nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(16, 10),
+    ).eval()
+    if sensitive:
+        with torch.no_grad():
+            conv, fc = model[2], model[6]
+            conv.weight[0].abs_().mul_(1000.0)
+            conv.bias[0] = 1000.0
+            fc.weight[:, 0] *= 1e-5
+            fc.weight[:, 1:] *= 10.0  # the other channels decide the class...
+            fc.bias.zero_()  # ...not the bias
+    return model
+
+
+def make_bundle(root: Path, name: str = "tiny", sensitive: bool = False) -> Path:
+    """Export tiny_cnn to ONNX (opset 17) and write it as a bundle with 32x32 preprocessing."""
+    import torch
+
+    from edgeship.bundle import Manifest, Preprocessing, TensorSpec, write_bundle
+
+    model = tiny_cnn(sensitive)
+    onnx_path = root / f"{name}.onnx"
+    x = torch.randn(1, 3, 32, 32)
+    torch.onnx.export(model, x, str(onnx_path), opset_version=17, dynamo=False,
+                      input_names=["input"], output_names=["logits"])
+    manifest = Manifest(
+        name=name, model="model.onnx",
+        inputs=[TensorSpec("input", [1, 3, 32, 32], "float32", "NCHW")],
+        outputs=[TensorSpec("logits", [1, 10])],
+        preprocessing=Preprocessing(size=(32, 32), resize_to=36),
+    )
+    with torch.no_grad():
+        y = model(x).numpy()
+    out = root / f"{name}-bundle"
+    write_bundle(out, manifest, onnx_path, labels=LABELS, golden=(x.numpy(), y))
+    return out
+
+
+def image_folder(root: Path, n: int = 8, seed: int = 0) -> Path:
+    """``n`` smooth colour pictures (gradients, blobs, noise) as PNG files in ``root``."""
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    root.mkdir(parents=True, exist_ok=True)
+    yy, xx = np.mgrid[0:64, 0:80] / 64.0
+    for i in range(n):
+        a, b, c = rng.uniform(-3, 3, 3)
+        base = np.stack([np.sin(a * xx + b * yy + c + k) for k in range(3)], -1)
+        cx, cy = rng.uniform(0, 1.2, 2)
+        blob = np.exp(-((xx - cx) ** 2 + (yy - cy) ** 2) * 8)[..., None] * rng.uniform(-1, 1, 3)
+        img = (base * 0.5 + blob + rng.normal(0, 0.1, base.shape)) * 0.5 + 0.5
+        Image.fromarray((np.clip(img, 0, 1) * 255).astype(np.uint8)).save(root / f"img{i}.png")
+    return root
+
+
+def make_fmnist_bundle(root: Path) -> Path:
+    """A tiny random 1x28x28 classifier bundle, for the labelled Fashion-MNIST path."""
+    import torch
+    from torch import nn
+
+    from edgeship.bundle import Manifest, TensorSpec, write_bundle
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(1, 8, 3, stride=2), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+                          nn.Linear(8, 10)).eval()
+    path = root / "fmnist.onnx"
+    torch.onnx.export(model, torch.randn(1, 1, 28, 28), str(path), opset_version=17, dynamo=False,
+                      input_names=["input"], output_names=["logits"])
+    manifest = Manifest(name="fmnist", model="model.onnx", inputs=[TensorSpec("input", [1, 1, 28, 28], "float32", "NCHW")],
+                        outputs=[TensorSpec("logits", [1, 10])])
+    out = root / "fmnist-bundle"
+    write_bundle(out, manifest, path, labels=LABELS)
+    return out
