@@ -63,7 +63,7 @@ def _edit_manifest(root, **changes):
         ({"colour": "RGB"}, r"colour: unknown field"),
         ({"preprocessing.mean": "imagenet"}, r"preprocessing.mean: expected a list"),
         ({"preprocessing.size": [224]}, r"preprocessing.size: expected 2 items"),
-        ({"preprocessing.color": "RGBA"}, r"preprocessing: color: expected 'RGB' or 'BGR'"),
+        ({"preprocessing.color": "RGBA"}, r"preprocessing: color: expected 'RGB', 'BGR' or 'L'"),
         ({"task": "dance"}, r"task: expected one of 'classify'"),
         ({"schema_version": 99}, r"schema_version: this edgeship reads version 1"),
         ({"inputs": [{"name": "x"}]}, r"inputs\[0\].shape: required field is missing"),

@@ -173,3 +173,11 @@ def test_gguf_bundle_is_refused_by_onnx_runtime(tmp_path):
     f.write_bytes(b"GGUF")
     with pytest.raises(BundleError, match="edgeship llm"):
         Model.load(f)
+
+
+def test_grayscale_preprocessing_gives_one_channel():
+    pre = Preprocessing(size=(28, 28), resize=Resize.DIRECT, resize_to=None, color="L", mean=(0.5,), std=(0.25,))
+    x, _ = Preprocessor(pre)(jpeg_bytes(64, 64))
+    assert x.shape == (1, 28, 28) and x.dtype == np.float32
+    with pytest.raises(ValueError, match="mean: expected 1 values for color 'L'"):
+        Preprocessing(color="L")

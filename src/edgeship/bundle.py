@@ -108,17 +108,21 @@ class Preprocessing:
     size: tuple[int, int] = (224, 224)  # (height, width) of the model input
     resize: Resize = Resize.SHORT_SIDE_CROP
     resize_to: Union[int, None] = 256  # short side before the centre crop
-    color: str = "RGB"
+    color: str = "RGB"  # "RGB", "BGR", or "L" for one-channel (grayscale) models
     scale: float = 1 / 255
-    mean: tuple[float, float, float] = IMAGENET_MEAN
-    std: tuple[float, float, float] = IMAGENET_STD
+    mean: tuple[float, ...] = IMAGENET_MEAN  # one value per channel
+    std: tuple[float, ...] = IMAGENET_STD
     layout: str = "NCHW"
     interpolation: str = "bilinear"
     pad_value: int = 114  # letterbox fill
 
     def __post_init__(self) -> None:
-        if self.color not in ("RGB", "BGR"):
-            raise ValueError(f"color: expected 'RGB' or 'BGR', got {self.color!r}")
+        if self.color not in ("RGB", "BGR", "L"):
+            raise ValueError(f"color: expected 'RGB', 'BGR' or 'L', got {self.color!r}")
+        for name in ("mean", "std"):
+            if len(getattr(self, name)) != self.channels:
+                raise ValueError(f"{name}: expected {self.channels} values for color {self.color!r}, "
+                                 f"got {len(getattr(self, name))}")
         if self.layout not in ("NCHW", "NHWC"):
             raise ValueError(f"layout: expected 'NCHW' or 'NHWC', got {self.layout!r}")
         if self.interpolation not in ("bilinear", "bicubic", "nearest", "lanczos"):
@@ -129,6 +133,10 @@ class Preprocessing:
             raise ValueError("std: must not contain 0")
         if self.resize is Resize.SHORT_SIDE_CROP and (self.resize_to is None or self.resize_to < min(self.size)):
             raise ValueError(f"resize_to: must be at least the crop size {min(self.size)}, got {self.resize_to}")
+
+    @property
+    def channels(self) -> int:
+        return 1 if self.color == "L" else 3
 
 
 @dataclass(frozen=True)

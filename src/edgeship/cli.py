@@ -18,6 +18,7 @@ from .errors import EdgeshipError, InputError, MissingDependencyError, SchemaErr
 VERB_MODULES = [
     "edgeship.commands.export",
     "edgeship.commands.quantize",
+    "edgeship.commands.optimize",
     "edgeship.commands.predict",
     "edgeship.commands.bench",
     "edgeship.commands.bundle",
@@ -35,7 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="edgeship",
         description=(
             "Take a trained model to an edge device and keep it running: "
-            "export -> bundle -> bench / predict / serve / fit."
+            "distill / prune / export / quantize -> bundle -> bench / predict / serve / fit."
         ),
     )
     parser.add_argument("--version", action="version", version=f"edgeship {__version__}")

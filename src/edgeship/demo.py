@@ -75,6 +75,21 @@ def vision_section(out: Path, console, quick: bool) -> dict[str, Any]:
             "bench": report, "photos": photo_rows, "markdown": "\n".join(md)}
 
 
+def optimize_section(out: Path, console, quick: bool) -> dict[str, Any]:
+    """The article's pipeline on real data: Fashion-MNIST teacher -> distilled student -> pruned -> INT8."""
+    from .optimize.pipeline import fashion_mnist_demo
+    from .optimize.report import Report
+
+    r = fashion_mnist_demo(out / "optimize", quick=quick, progress=console.is_terminal, console=console)
+    report = Report.from_dict(r["report"])
+    console.print(report.table())
+    for name, goal in r["goals"].items():
+        console.print(f"goal {name}: {goal}", highlight=False)
+    md = ["## Optimizer pipeline on Fashion-MNIST (10k test set)", "", report.markdown(), "",
+          f"Goals: {r['goals']}", "", f"HTML report with plots: {r['files'].get('html', '')}"]
+    return {**r, "markdown": "\n".join(md)}
+
+
 def llm_section(out: Path, console, quick: bool) -> dict[str, Any]:
     """The embedded default LLM (SmolLM2-135M-Instruct Q4_1) through llama.cpp: load, TTFT, tok/s, RAM."""
     from rich.table import Table
@@ -102,14 +117,10 @@ SECTIONS: dict[str, Section] = {"vision": vision_section}
 
 def _optional_sections() -> None:
     """Sections from other parts of edgeship join when their code is installed."""
-    try:
-        from .optimize.pipeline_demo import optimize_section
-
-        SECTIONS.setdefault("optimize", optimize_section)
-    except ImportError:
-        pass
     import importlib.util
 
+    if importlib.util.find_spec("torch_pruning") is not None:
+        SECTIONS.setdefault("optimize", optimize_section)
     if importlib.util.find_spec("llama_cpp") is not None:
         SECTIONS.setdefault("llm", llm_section)
 

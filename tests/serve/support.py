@@ -27,7 +27,7 @@ DET_SIZE = 64
 SSD_ANCHORS = 48
 
 
-# Runs `edgeship serve` through the verb's own register(), whether or not cli.VERB_MODULES lists it yet.
+# Runs `edgeship serve` through the verb's own register() in a fresh interpreter.
 # EDGESHIP_NO_TORCH=1 makes torch unimportable first, as on a device that never installed it.
 SERVE_MAIN = """
 import os, sys

@@ -91,7 +91,7 @@ def _validation_inputs(pre: Preprocessing, spec: ExportSpec, photos: Sequence[An
     shape = (spec.batch, spec.channels, h, w) if pre.layout == "NCHW" else (spec.batch, h, w, spec.channels)
     rng = np.random.default_rng(seed)
     cases = [("random", rng.standard_normal(shape).astype(np.float32))]
-    if photos and spec.channels == 3:
+    if photos and spec.channels == pre.channels:
         prep = Preprocessor(dataclasses.replace(pre, size=(h, w)))
         for p in photos:
             x = prep(p)[0][None]

@@ -216,15 +216,20 @@ class Preprocessor:
             if (w, h) != (tw, th):
                 raise InputError(f"image is {w}x{h} but this model takes exactly {tw}x{th} and does not resize")
             meta = ImageMeta(w, h)
+        if s.color == "L":
+            im = im.convert("L")
         return self.normalize(np.asarray(im, dtype=np.uint8)), meta
 
     def normalize(self, hwc: np.ndarray) -> np.ndarray:
-        """uint8 HxWx3 RGB → float32 CHW or HWC, colour order and mean/std applied."""
+        """uint8 HxWx3 RGB (or HxW gray) → float32 CHW or HWC, colour order and mean/std applied."""
+        if hwc.ndim == 2:
+            hwc = hwc[:, :, None]
         if self.spec.color == "BGR":
             hwc = hwc[:, :, ::-1]
         if self.spec.layout == "NCHW":
-            out = np.empty((3, *hwc.shape[:2]), dtype=np.float32)
-            for c in range(3):
+            channels = hwc.shape[2]
+            out = np.empty((channels, *hwc.shape[:2]), dtype=np.float32)
+            for c in range(channels):
                 np.multiply(hwc[:, :, c], self._a[c], out=out[c], dtype=np.float32)
                 out[c] += self._b[c]
             return out
