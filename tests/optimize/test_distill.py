@@ -9,7 +9,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-import opt_fixtures as fx  # noqa: E402  (tests/optimize is on sys.path: pytest's prepend import mode)
+from tests.optimize import opt_fixtures as fx  # noqa: E402
 
 from edgeship.errors import InputError  # noqa: E402
 from edgeship.optimize.data import FASHION_MNIST_ROOT, load_fashion_mnist  # noqa: E402

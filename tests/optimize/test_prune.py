@@ -7,7 +7,7 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("torch_pruning")
 
-import opt_fixtures as fx  # noqa: E402  (tests/optimize is on sys.path: pytest's prepend import mode)
+from tests.optimize import opt_fixtures as fx  # noqa: E402
 
 from edgeship.errors import InputError  # noqa: E402
 from edgeship.optimize.distill import DistillConfig  # noqa: E402

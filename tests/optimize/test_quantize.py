@@ -13,7 +13,7 @@ pytest.importorskip("torch")
 pytest.importorskip("onnxruntime.quantization")
 onnx = pytest.importorskip("onnx")
 
-import quant_fixtures as fx  # noqa: E402  (tests/optimize is on sys.path: pytest's prepend import mode)
+from tests.optimize import quant_fixtures as fx  # noqa: E402
 
 from edgeship.bundle import open_bundle  # noqa: E402
 from edgeship.errors import InputError, SchemaError  # noqa: E402

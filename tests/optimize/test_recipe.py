@@ -62,7 +62,7 @@ def test_tiny_recipe_end_to_end(tmp_path):
     """distill -> prune -> export on a tiny image folder: every row measured, provenance written."""
     pytest.importorskip("torch")
     pytest.importorskip("torch_pruning")
-    import opt_fixtures as fx  # tests/optimize is on sys.path: pytest's prepend import mode
+    from tests.optimize import opt_fixtures as fx
 
     from edgeship.bundle import open_bundle
     from edgeship.optimize.pipeline import run_recipe

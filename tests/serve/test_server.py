@@ -14,7 +14,7 @@ httpx = pytest.importorskip("httpx")
 pytest.importorskip("fastapi")
 
 from tests.serve.support import ServerProcess, encode, picture  # noqa: E402
-from test_upload import png_header_only  # noqa: E402
+from tests.serve.test_upload import png_header_only  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
