@@ -246,7 +246,6 @@ def require_torch_threads(threads: int | None) -> None:
 
 
 def run_optimize(args) -> int:
-    import json
     from pathlib import Path
 
     from ..optimize.recipe import dump_recipe, load_recipe
