@@ -122,6 +122,20 @@ def test_speed_gate_confirmation_run_can_overrule(work):
     assert len(calls) == 2
 
 
+def test_a_refuted_winner_hands_over_to_the_next_candidate(work):
+    """Selection says conv-only is fastest; its confirmation refutes it; 'all' is confirmed instead."""
+    def timer(paths):
+        names = list(paths)
+        if names == ["fp32", "int8:conv-only"]:  # the confirmation of the first winner
+            return {"fp32": (10.0, 11.0), "int8:conv-only": (12.0, 13.0)}
+        fast = {"int8:conv-only": 3.0, "int8:all": 4.0}
+        return {n: ((10.0, 11.0) if n == "fp32" else (fast.get(n, 5.0), fast.get(n, 5.0) + 1)) for n in names}
+
+    result = quantize(work["bundle"], cfg(work, layouts=["all", "conv-only"]), None, timer=timer)
+    assert result.choice == "int8:all"
+    assert "conv-only measured 3.33x when selected but 0.83x when confirmed" in result.reason
+
+
 def test_dynamic_and_fp16_modes(work, tmp_path):
     dyn = quantize(work["bundle"], cfg(work, mode="dynamic"), None, timer=int8_faster, workdir=tmp_path / "d")
     assert dyn.mode is Mode.DYNAMIC and dyn.choice == "int8:dynamic"
