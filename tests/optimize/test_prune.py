@@ -119,3 +119,9 @@ def test_prune_cli_writes_the_model_and_a_measured_summary(tmp_path, capsys):
     pruned = load_checkpoint(tmp_path / "out" / "model.pt")["module"]
     assert n_params(pruned) == summary["after"]["params"]
     assert cli.main(["prune", name, "--ratio", "half", "-o", str(tmp_path / "x")]) == 2
+    # --json OUT writes the same summary to a file, as every verb's --json does, and still prints the table
+    out_json = tmp_path / "prune.json"
+    assert cli.main(["prune", name, "--ratio", "0.5", "--threads", "1", "-o", str(tmp_path / "y"),
+                     "--json", str(out_json)]) == 0
+    assert json.loads(out_json.read_text())["after"]["params"] > 0
+    assert "params" in capsys.readouterr().out

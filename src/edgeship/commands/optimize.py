@@ -45,6 +45,23 @@ def _train_args(p: argparse.ArgumentParser, epochs: int | None) -> None:
     p.add_argument("--seed", type=int, default=0)
 
 
+def _json_arg(parser, what: str) -> None:
+    # Same flag as every other verb: --json OUT writes a file; a bare --json (or '-') prints to stdout.
+    parser.add_argument("--json", nargs="?", const="-", default=None, metavar="OUT",
+                        help=f"write {what} as JSON to OUT; '--json' alone prints it instead of the table")
+
+
+def _emit_json(target: str, text: str) -> bool:
+    """Print (target '-') or write the JSON; True when it replaced the table on stdout."""
+    if target == "-":
+        print(text)
+        return True
+    from ..util import write_text_atomic
+
+    write_text_atomic(target, text + "\n")
+    return False
+
+
 def register(sub) -> None:
     d = sub.add_parser(
         "distill", help="train a small student on a teacher's soft targets (knowledge distillation)",
@@ -61,7 +78,7 @@ def register(sub) -> None:
     d.add_argument("-o", "--out", required=True, metavar="DIR", help="writes DIR/model.pt, DIR/distill.json, DIR/checkpoints/")
     d.add_argument("--resume", action="store_true", help="continue from DIR/checkpoints/last.pt")
     d.add_argument("--threads", type=positive_int, default=None, help="torch threads")
-    d.add_argument("--json", action="store_true", help="print the result as JSON")
+    _json_arg(d, "the result")
     d.set_defaults(run=lazy("edgeship.commands.optimize:run_distill"))
 
     p = sub.add_parser(
@@ -89,7 +106,7 @@ def register(sub) -> None:
     p.add_argument("-o", "--out", required=True, metavar="DIR", help="writes DIR/model.pt and DIR/prune.json")
     p.add_argument("--export", action="store_true", help="also export the pruned model as a bundle in DIR/bundle")
     p.add_argument("--threads", type=positive_int, default=2, help="threads for torch and ONNX Runtime (default 2)")
-    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    _json_arg(p, "the result")
     p.set_defaults(run=lazy("edgeship.commands.optimize:run_prune"))
 
     o = sub.add_parser(
@@ -103,7 +120,7 @@ def register(sub) -> None:
     o.add_argument("-o", "--out", default=None, metavar="DIR", help="output folder (default: results/<recipe name>)")
     o.add_argument("--resume", action="store_true", help="continue training stages from their checkpoints")
     o.add_argument("--check", action="store_true", help="validate the recipe, print it with every default, and stop")
-    o.add_argument("--json", action="store_true", help="print the report as JSON")
+    _json_arg(o, "the report")
     o.set_defaults(run=lazy("edgeship.commands.optimize:run_optimize"))
 
 
@@ -162,15 +179,13 @@ def run_distill(args) -> int:
         console.print("no --teacher: training the student on the labels only", style="yellow")
     out = Path(args.out)
     result = distill(student, teacher, train_set, config, val=test_set, checkpoint_dir=out / "checkpoints",
-                     resume=args.resume, progress=not args.json, console=make_console(stderr=True))
+                     resume=args.resume, progress=args.json != "-", console=make_console(stderr=True))
     save_checkpoint(student, out / "model.pt", arch=args.student, classes=train_set.classes,
                     accuracy=result.val_accuracy)
     summary = {**result.summary(), "model": str(out / "model.pt"), "test_accuracy": result.val_accuracy,
                "test_samples": len(test_set)}
     write_json(out / "distill.json", summary)
-    if args.json:
-        print(json.dumps(summary, indent=2))
-    else:
+    if not (args.json and _emit_json(args.json, json.dumps(summary, indent=2))):
         console.print(f"[green]saved[/green] {out / 'model.pt'}: test accuracy {result.val_accuracy:.2%} "
                       f"on {len(test_set)} samples", highlight=False)
     return 0
@@ -210,7 +225,7 @@ def run_prune(args) -> int:
     out = Path(args.out)
     with console.status(f"pruning {args.model} ..."):
         result = prune(model, config, train=train_set, val=test_set, threads=args.threads,
-                       checkpoint_dir=out / "checkpoints", progress=not args.json, console=make_console(stderr=True))
+                       checkpoint_dir=out / "checkpoints", progress=args.json != "-", console=make_console(stderr=True))
     save_checkpoint(model, out / "model.pt", arch=args.model)
     summary = {**result.summary(), "model": str(out / "model.pt")}
     if args.export:
@@ -222,8 +237,7 @@ def run_prune(args) -> int:
                                  overwrite=True)
         summary["bundle"] = str(exported.bundle.root)
     write_json(out / "prune.json", summary)
-    if args.json:
-        print(json.dumps(summary, indent=2, default=str))
+    if args.json and _emit_json(args.json, json.dumps(summary, indent=2, default=str)):
         return 0
     table = Table(title=f"{args.model}: pruned by ratio {result.ratio:.3f} (measured)")
     for col in ("", "params", "FLOPs", "ONNX size", "accuracy", "p50 ms", "p95 ms"):
@@ -259,9 +273,8 @@ def run_optimize(args) -> int:
     from ..optimize.pipeline import run_recipe
 
     out = Path(args.out) if args.out else Path("results") / recipe.name
-    result = run_recipe(recipe, out, resume=args.resume, progress=not args.json, console=make_console(stderr=True))
-    if args.json:
-        print(result.report.to_json())
+    result = run_recipe(recipe, out, resume=args.resume, progress=args.json != "-", console=make_console(stderr=True))
+    if args.json and _emit_json(args.json, result.report.to_json().rstrip()):
         return 0
     console.print(result.report.table())
     console.print(f"bundle: {result.bundle}; report: {result.files.get('html')}", highlight=False)
