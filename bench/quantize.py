@@ -87,7 +87,7 @@ def main() -> int:
             feed = {sess.get_inputs()[0].name: sample}
             fns[key] = (lambda s=sess, f=feed: s.run(None, f))
         # Two runs per model per round: load on a shared host drifts within seconds, and it should fall on all alike.
-        timed = interleaved(fns, warmup=5, runs=args.runs, rounds=max(2, args.runs // 2))
+        timed = interleaved(fns, warmup=5, runs=args.runs, rounds=5)  # steady-state blocks, as the quantizer times
         stats = {key: timed[same_as[key]] for key in paths}
         base = stats["fp32"].p50_ms
         row = {
