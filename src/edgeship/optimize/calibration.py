@@ -41,8 +41,14 @@ class QuantData:
     info: dict[str, Any] = field(default_factory=dict)
 
 
-def _files(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+def _files(folder: Path, what: str, hint: str = "") -> list[Path]:
+    """The images under ``folder``, or InputError saying which folder (calibration/evaluation) is wrong."""
+    if not folder.is_dir():
+        raise InputError(f"{folder}: {what} folder not found{hint}")
+    files = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise InputError(f"{folder}: no images in the {what} folder (looked for {', '.join(sorted(IMAGE_SUFFIXES))})")
+    return files
 
 
 def _split(items: list, seed: int) -> tuple[list, list]:
@@ -171,21 +177,13 @@ def load_quant_data(bundle, source: str = "photos", calibration_samples: int = 6
         data = _photo_data(bundle, paths, "photos installed packages ship", calibration_samples, eval_samples, seed)
     else:
         folder = Path(source)
-        if not folder.is_dir():
-            raise InputError(f"{folder}: calibration folder not found (give a folder of images, 'photos' or 'fashion-mnist')")
-        files = _files(folder)
-        if not files:
-            raise InputError(f"{folder}: no images in the calibration folder (looked for {', '.join(sorted(IMAGE_SUFFIXES))})")
+        files = _files(folder, "calibration", " (give a folder of images, 'photos' or 'fashion-mnist')")
         labelled = _folder_labels(folder, files, bundle.labels)
         data = _photo_data(bundle, files, str(folder), calibration_samples, eval_samples, seed, labelled)
     if eval_source is not None:
         # A separate evaluation set replaces the held-out half of ``source``.
         folder = Path(eval_source)
-        if not folder.is_dir():
-            raise InputError(f"{folder}: evaluation folder not found")
-        files = _files(folder)
-        if not files:
-            raise InputError(f"{folder}: no images in the evaluation folder")
+        files = _files(folder, "evaluation")
         labelled = _folder_labels(folder, files, bundle.labels)
         pre = _preprocessor(bundle)
         if labelled:
