@@ -25,6 +25,7 @@ import numpy as np
 
 from .devices import HOST, Benchmark, preset
 from .errors import BenchError, InputError
+from .util import rss as _rss
 
 GIB = 1 << 30
 _DTYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(double)": np.float64,
@@ -164,12 +165,6 @@ def matmul_gflops(runtime: Any, size: int = 1024, runs: int = 5) -> tuple[float,
     run()  # warm-up: thread pool start, page faults
     best = min(_timed(run, runs))
     return 2 * size**3 / best / 1e9, via
-
-
-def _rss() -> int:
-    import psutil
-
-    return psutil.Process().memory_info().rss
 
 
 def fit(bundle_path: Union[str, os.PathLike], target: str, host_runs: int = 10, warmup: int = 2,

@@ -33,3 +33,10 @@ def console(stderr: bool = False):
 
     stream = sys.stderr if stderr else sys.stdout
     return Console(stderr=stderr, width=None if stream.isatty() else 160)
+
+
+def rss() -> int:
+    """This process's resident set size in bytes."""
+    import psutil
+
+    return psutil.Process().memory_info().rss

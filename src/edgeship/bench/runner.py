@@ -25,6 +25,7 @@ from ..runtime.model import Model
 from ..runtime.session import RuntimeConfig
 from .env import environment
 from .latency import LatencyStats, time_callable
+from ..util import rss as _rss
 
 
 @dataclass(frozen=True)
@@ -84,12 +85,6 @@ def _throttling(status) -> str | None:
         return "throttled now" if status.throttled_now else "not throttled"
     ratio = status.min_cpu_ratio
     return None if ratio is None else f"lowest CPU clock at {ratio:.0%} of its maximum"
-
-
-def _rss() -> int:
-    import psutil
-
-    return psutil.Process().memory_info().rss
 
 
 def _input_for(model: Model, batch: int) -> np.ndarray:
