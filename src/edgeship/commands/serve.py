@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from ..cli import lazy, non_negative_float, positive_float, positive_int
+from ..cli import lazy, non_negative_float, non_negative_int, positive_float, positive_int
 
 
 def register(sub) -> None:
@@ -29,11 +29,12 @@ def register(sub) -> None:
     p.add_argument("--queue-size", type=positive_int, default=64,
                    help="requests in flight per model; one more gets 503 with Retry-After")
     p.add_argument("--threads", type=positive_int, default=None, help="intra-op threads per model (default: one per core)")
-    p.add_argument("--prep-threads", type=positive_int, default=None, help="image decode threads (default: cores / 2)")
+    p.add_argument("--prep-threads", type=positive_int, default=None, help="image decode threads (default: one per core, at most 4)")
     p.add_argument("--max-upload-mb", type=positive_float, default=10.0, help="largest accepted request body")
     p.add_argument("--max-pixels", type=positive_int, default=25_000_000, help="largest accepted image, in pixels")
-    p.add_argument("--allow-spinning", action=argparse.BooleanOptionalAction, default=False,
-                   help="let ONNX Runtime threads busy-wait (faster alone, slower beside HTTP; default off)")
+    p.add_argument("--spin-us", type=non_negative_int, default=200,
+                   help="how long idle ONNX Runtime threads busy-wait before sleeping, in microseconds "
+                        "(default 200: hot within a run, asleep between runs; 0: no spinning)")
     p.add_argument("--max-temp", type=positive_float, default=80.0, help="CPU temperature (C) above which readiness is degraded")
     p.add_argument("--access-log", action=argparse.BooleanOptionalAction, default=False,
                    help="log every request (off by default: /metrics counts them)")
@@ -51,7 +52,7 @@ def build_config(args):
     return ServeConfig(
         max_upload_bytes=int(args.max_upload_mb * 1024 * 1024), max_pixels=args.max_pixels,
         queue_size=args.queue_size, max_batch=args.max_batch, max_wait_ms=args.max_wait_ms,
-        threads=args.threads, allow_spinning=args.allow_spinning,
+        threads=args.threads, spin_us=args.spin_us,
         alerts=dataclasses.replace(AlertThresholds(), max_cpu_temp_c=args.max_temp), **extra,
     )
 

@@ -26,9 +26,8 @@ from .. import __version__
 from ..bundle import Bundle
 from ..errors import InputError
 from ..runtime.model import Model
-from ..runtime.session import RuntimeConfig
 from .batching import ModelWorker
-from .config import ServeConfig
+from .config import ServeConfig, runtime_config
 from .errors import ApiError, install_handlers
 from .health import READY, HealthChecker
 from .kserve import create_kserve_router
@@ -67,7 +66,7 @@ class ServerState:
 
 
 def load_models(sources: Sequence[ModelSource], config: ServeConfig) -> list[Model]:
-    runtime = RuntimeConfig(intra_op_threads=config.threads, allow_spinning=config.allow_spinning)
+    runtime = runtime_config(config)
     models = [s if isinstance(s, Model) else Model.load(s, runtime) for s in sources]
     seen: set[str] = set()
     for m in models:

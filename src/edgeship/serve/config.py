@@ -17,9 +17,10 @@ _MB = 1024 * 1024
 
 
 def _default_prep_threads() -> int:
-    # Decode and resize release the GIL; one thread per two cores overlaps them with inference
-    # without starving ONNX Runtime's intra-op threads on a 2- or 4-core edge board.
-    return max(1, min(4, (os.cpu_count() or 2) // 2))
+    # Decode and resize release the GIL. One decode thread per core, up to 4: with one thread on a
+    # 2-core board, decoding was the bottleneck under load (bench/serve_load.py: MobileNetV3-Small
+    # at 16 clients went from about 145 to about 240 requests/s with two).
+    return max(1, min(4, os.cpu_count() or 2))
 
 
 @dataclass(frozen=True)
@@ -31,8 +32,11 @@ class ServeConfig:
     max_batch / max_wait_ms: micro-batching for models with a dynamic batch axis. The worker
       takes what is queued (up to ``max_batch`` rows) and waits up to ``max_wait_ms`` for more
       only while other requests are still being decoded: a lone request never waits.
-    threads: ONNX Runtime intra-op threads (None: one per core). allow_spinning: off by default,
-      measured in bench/serve_load.py (spinning threads compete with decoding and HTTP).
+    threads: ONNX Runtime intra-op threads (None: one per core).
+    spin_us: how long ONNX Runtime's idle intra-op threads busy-wait before sleeping; 0 turns
+      spinning off. Measured in bench/serve_load.py: ONNX Runtime's default (spin about a
+      millisecond after every run) steals the cores that decoding and HTTP need under load, no
+      spinning makes every op wake a sleeping thread, and a short spin is faster than both.
     max_pixels: decompression-bomb guard, checked from the header before any pixel is decoded;
       25 MP (about 5000x5000, 75 MB decoded) fits a 1 GB board with two decodes in flight.
     """
@@ -43,7 +47,7 @@ class ServeConfig:
     max_batch: int = 8
     max_wait_ms: float = 2.0
     threads: Union[int, None] = None
-    allow_spinning: bool = False
+    spin_us: int = 200
     prep_threads: int = field(default_factory=_default_prep_threads)
     retry_after_s: int = 1
     ready_cache_s: float = 1.0
@@ -57,9 +61,20 @@ class ServeConfig:
             v = getattr(self, name)
             if not isinstance(v, int) or isinstance(v, bool) or v < 1:
                 raise InputError(f"{name}: expected a positive integer, got {v!r}")
+        if not isinstance(self.spin_us, int) or isinstance(self.spin_us, bool) or self.spin_us < 0:
+            raise InputError(f"spin_us: expected 0 (no spinning) or a positive number of microseconds, got {self.spin_us!r}")
         if self.threads is not None and (not isinstance(self.threads, int) or self.threads < 1):
             raise InputError(f"threads: expected a positive integer or None, got {self.threads!r}")
         for name in ("max_wait_ms", "ready_cache_s", "shutdown_timeout_s"):
             v = getattr(self, name)
             if not isinstance(v, (int, float)) or v < 0:
                 raise InputError(f"{name}: expected a non-negative number, got {v!r}")
+
+
+def runtime_config(config: ServeConfig):
+    """The ONNX Runtime settings of a served model."""
+    from ..runtime.session import RuntimeConfig
+
+    if config.spin_us == 0:
+        return RuntimeConfig(intra_op_threads=config.threads, allow_spinning=False)
+    return RuntimeConfig(intra_op_threads=config.threads, allow_spinning=True, spin_duration_us=config.spin_us)
