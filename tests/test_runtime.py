@@ -171,10 +171,10 @@ def test_spinning_settings_reach_the_session(tiny_bundle):
     def entry(model, key):
         return model.session.get_session_options().get_session_config_entry(key)
 
-    short = Model.load(tiny_bundle.root, runtime_config(ServeConfig()))
+    short = Model.load(tiny_bundle.root, runtime_config(ServeConfig(spin_us=200)))
     assert entry(short, "session.intra_op.allow_spinning") == "1"
     assert entry(short, "session.intra_op.spin_duration_us") == "200"
-    off = Model.load(tiny_bundle.root, runtime_config(ServeConfig(spin_us=0)))
+    off = Model.load(tiny_bundle.root, runtime_config(ServeConfig()))
     assert entry(off, "session.intra_op.allow_spinning") == "0"
     x = np.zeros((3, 16, 16), np.float32)
     np.testing.assert_allclose(off.run(x[None])[0], short.run(x[None])[0], rtol=1e-6)

@@ -32,9 +32,9 @@ def register(sub) -> None:
     p.add_argument("--prep-threads", type=positive_int, default=None, help="image decode threads (default: one per core, at most 4)")
     p.add_argument("--max-upload-mb", type=positive_float, default=10.0, help="largest accepted request body")
     p.add_argument("--max-pixels", type=positive_int, default=25_000_000, help="largest accepted image, in pixels")
-    p.add_argument("--spin-us", type=non_negative_int, default=200,
+    p.add_argument("--spin-us", type=non_negative_int, default=0,
                    help="how long idle ONNX Runtime threads busy-wait before sleeping, in microseconds "
-                        "(default 200: hot within a run, asleep between runs; 0: no spinning)")
+                        "(default 0: no spinning; 200 keeps them hot within a run on bare metal)")
     p.add_argument("--max-temp", type=positive_float, default=80.0, help="CPU temperature (C) above which readiness is degraded")
     p.add_argument("--access-log", action=argparse.BooleanOptionalAction, default=False,
                    help="log every request (off by default: /metrics counts them)")

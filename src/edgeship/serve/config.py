@@ -33,10 +33,11 @@ class ServeConfig:
       takes what is queued (up to ``max_batch`` rows) and waits up to ``max_wait_ms`` for more
       only while other requests are still being decoded: a lone request never waits.
     threads: ONNX Runtime intra-op threads (None: one per core).
-    spin_us: how long ONNX Runtime's idle intra-op threads busy-wait before sleeping; 0 turns
-      spinning off. Measured in bench/serve_load.py: ONNX Runtime's default (spin about a
-      millisecond after every run) steals the cores that decoding and HTTP need under load, no
-      spinning makes every op wake a sleeping thread, and a short spin is faster than both.
+    spin_us: how long ONNX Runtime's idle intra-op threads busy-wait before sleeping; 0 (the
+      default) turns spinning off. Measured in bench/serve_load.py on a 2-core VM: ONNX Runtime's
+      own default (spin after every run) steals the cores that decoding and HTTP need under load;
+      a 200 us spin keeps one request's inference hot but had the worse single-client p99 (by 3-5
+      ms) in every run, for no throughput gain at 16 clients. On bare metal, try 200.
     max_pixels: decompression-bomb guard, checked from the header before any pixel is decoded;
       25 MP (about 5000x5000, 75 MB decoded) fits a 1 GB board with two decodes in flight.
     """
@@ -47,7 +48,7 @@ class ServeConfig:
     max_batch: int = 8
     max_wait_ms: float = 2.0
     threads: Union[int, None] = None
-    spin_us: int = 200
+    spin_us: int = 0
     prep_threads: int = field(default_factory=_default_prep_threads)
     retry_after_s: int = 1
     ready_cache_s: float = 1.0
