@@ -15,7 +15,6 @@ import contextlib
 import logging
 import os
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Sequence, Union
 
@@ -32,6 +31,7 @@ from .errors import ApiError, install_handlers
 from .health import READY, HealthChecker
 from .kserve import create_kserve_router
 from .metrics import ModelMetrics, RequestCounter, ServeMetrics
+from .pool import HotThreadPool
 from .vision import create_vision_router
 
 log = logging.getLogger("edgeship.serve")
@@ -53,7 +53,7 @@ class ServerState:
     models: dict[str, ServedModel]
     config: ServeConfig
     metrics: ServeMetrics
-    prep_pool: ThreadPoolExecutor
+    prep_pool: HotThreadPool
     health: HealthChecker
     llm: Any = None
 
@@ -90,7 +90,7 @@ def create_app(models: Sequence[ModelSource], config: Union[ServeConfig, None] =
     if llm is not None and llm.name in {m.name for m in loaded}:
         raise InputError(f"the LLM and a vision model are both named {llm.name!r}; rename one")
     metrics = ServeMetrics(config.sensors_root, config.disk_path, registry)
-    prep_pool = ThreadPoolExecutor(config.prep_threads, thread_name_prefix="edgeship-decode")
+    prep_pool = HotThreadPool(config.prep_threads, "edgeship-decode")
     served = {}
     for m in loaded:
         mm = metrics.for_model(m)
