@@ -4,18 +4,20 @@
     python bench/serve_load.py --models mobilenet_v3_small --duration 4 --clients 1,4,16
 
 For each model, on 127.0.0.1, one 640x480 JPEG sent again and again:
-- ceiling: decode + preprocess + run + top-k in a loop in this process (``Model.predict``);
+- ceiling: decode + preprocess + run + top-k in a loop in this process (``Model.predict``, ONNX
+  Runtime's default settings);
 - edgeship: ``edgeship serve`` with its defaults (ONNX Runtime threads do not spin), and with
   ``--spin-us 200`` (idle threads busy-wait 200 us before sleeping) beside it;
 - article: bench/article_server.py, a labelled re-creation of the article's FastAPI server.
 Clients are keep-alive HTTP/1.1 connections on asyncio sockets (cheap, so the client steals little
-CPU from the server); each level runs for a fixed time. Prints a table, writes JSON.
+CPU from the server).
 
-The single-client goal compares two tails, and this shared VM's speed drifts by tens of percent
-from minute to minute. So the default server's single client is measured a second time, paired
-with the in-process loop: ``--slices`` alternating slices of each (same time each), the first
-``WARM_S`` of every slice dropped on both sides (the switch between processes cools caches), so
-that drift hits both alike. The verdict uses the paired figures; the plain ones are kept too.
+This shared 2-core VM's speed drifts by tens of percent from minute to minute, and the goals are
+ratios between rows. So every server runs at once (idle while another is measured), and the
+measurement goes in ``--rounds`` rounds: each round gives every row (the ceiling, and each server
+at each client count) ``duration / rounds`` seconds, after ``WARM_S`` seconds that are not
+counted (switching between processes cools the caches). Drift then hits every row alike.
+Prints a table, writes JSON.
 """
 
 from __future__ import annotations
@@ -125,18 +127,19 @@ async def _client(port: int, req: bytes, deadline: float, lat: list[float], erro
         writer.close()
 
 
-def load(port: int, req: bytes, clients: int, duration: float, cap: int = 20000) -> dict:
-    lat: list[float] = []
-    errors: list[int] = []
+def load(port: int, req: bytes, clients: int, seconds: float, lat: list[float] | None = None,
+         errors: list[int] | None = None, cap: int = 20000) -> float:
+    """``clients`` keep-alive clients for ``seconds``; latencies (s) and errors are appended; returns the time taken."""
+    lat = [] if lat is None else lat
+    errors = [] if errors is None else errors
 
     async def main():
-        deadline = time.perf_counter() + duration
+        deadline = time.perf_counter() + seconds
         t0 = time.perf_counter()
-        await asyncio.gather(*(_client(port, req, deadline, lat, errors, cap) for _ in range(clients)))
+        await asyncio.gather(*(_client(port, req, deadline, lat, errors, len(lat) + cap) for _ in range(clients)))
         return time.perf_counter() - t0
 
-    elapsed = asyncio.run(main())
-    return summarize(lat, elapsed, errors)
+    return asyncio.run(main())
 
 
 def summarize(lat: list[float], elapsed: float, errors: list[int] | None = None) -> dict:
@@ -148,29 +151,14 @@ def summarize(lat: list[float], elapsed: float, errors: list[int] | None = None)
     }
 
 
-def _loop(model, jpeg: bytes, seconds: float, lat: list[float]) -> None:
-    t_end = time.perf_counter() + seconds
+def _loop(model, jpeg: bytes, seconds: float, lat: list[float]) -> float:
+    t0 = time.perf_counter()
+    t_end = t0 + seconds
     while time.perf_counter() < t_end:
         t = time.perf_counter()
         model.predict(jpeg)
         lat.append(time.perf_counter() - t)
-
-
-def in_process(bundle: Path, jpeg: bytes, duration: float) -> dict:
-    """The ceiling: ``Model.predict`` in a tight loop, ONNX Runtime's default settings."""
-    from edgeship.runtime import Model
-
-    model = Model.load(bundle)
-    for _ in range(30):
-        model.predict(jpeg)
-    lat: list[float] = []
-    t0 = time.perf_counter()
-    _loop(model, jpeg, duration, lat)
-    result = summarize(lat, time.perf_counter() - t0)
-    # Stage split of one more call, for the report.
-    x, _, timing = model.prepare(jpeg)
-    result["prepare_ms"] = {k: round(v, 2) for k, v in timing.items()}
-    return result
+    return time.perf_counter() - t0
 
 
 class Server:
@@ -203,78 +191,61 @@ class Server:
 
 
 WARM_S = 0.25
-
-
-def paired_single_client(bundle: Path, port: int, req: bytes, jpeg: bytes, duration: float, slices: int) -> dict:
-    """One client against the server and the in-process loop, in alternating slices of equal time."""
-    from edgeship.runtime import Model
-
-    model = Model.load(bundle)
-    for _ in range(30):
-        model.predict(jpeg)
-    lat_in: list[float] = []
-    lat_srv: list[float] = []
-    errors: list[int] = []
-    part = duration / slices  # per side
-    for _ in range(slices):
-        _loop(model, jpeg, WARM_S, [])
-        _loop(model, jpeg, part, lat_in)
-        _timed_load(port, req, WARM_S, [], errors)
-        _timed_load(port, req, part, lat_srv, errors)
-    return {"slices": slices, "warm_s": WARM_S, "in_process": summarize(lat_in, duration),
-            "server": summarize(lat_srv, duration, errors)}
-
-
-def _timed_load(port: int, req: bytes, seconds: float, lat: list[float], errors: list[int]) -> None:
-    async def main():
-        await _client(port, req, time.perf_counter() + seconds, lat, errors, 20000)
-
-    asyncio.run(main())
-
-
-def run_server(kind: str, cmd: list[str], port: int, live: str, path: str, jpeg: bytes, levels: list[int],
-               duration: float, paired: tuple[Path, int] | None = None) -> dict:
-    server = Server(cmd, port, live)
-    try:
-        req = request_bytes(path, jpeg)
-        load(port, req, 4, 1.5)  # warm-up: sessions, thread pools, allocator
-        rows = {}
-        for c in levels:
-            rows[str(c)] = load(port, req, c, duration)
-            print(f"  {kind:<22} {c:>3} clients  {rows[str(c)]['throughput']:>7.1f} req/s  "
-                  f"p50 {rows[str(c)]['p50_ms']:>7.2f}  p99 {rows[str(c)]['p99_ms']:>7.2f} ms  "
-                  f"errors {rows[str(c)]['errors']}", flush=True)
-        if paired is not None:
-            r = rows["paired_1_client"] = paired_single_client(paired[0], port, req, jpeg, 2 * duration, paired[1])
-            for side in ("in_process", "server"):
-                print(f"  {kind:<22}   1 client paired with the in-process loop ({r['slices']} slices): {side:<10} "
-                      f"p50 {r[side]['p50_ms']:>7.2f}  p99 {r[side]['p99_ms']:>7.2f} ms", flush=True)
-        return rows
-    finally:
-        server.stop()
-
-
 VARIANTS = (("edgeship", []), ("edgeship_spin_200us", ["--spin-us", "200"]))
 
 
 def bench_model(name: str, work: Path, jpeg: bytes, levels: list[int], duration: float, extra: list[str],
-                slices: int) -> dict:
+                rounds: int) -> dict:
+    from edgeship.runtime import Model
+
     bundle = build_bundle(name, work)
     print(f"\n== {name} ({bundle})", flush=True)
-    result: dict = {"bundle": str(bundle)}
-    r = result["in_process"] = in_process(bundle, jpeg, duration)
-    print(f"  {'in_process':<22}   1 loop     {r['throughput']:>7.1f} /s     p50 {r['p50_ms']:>7.2f}  p99 {r['p99_ms']:>7.2f} ms"
-          f"  {r.get('prepare_ms', '')}", flush=True)
     model_name = json.loads((bundle / "edgeship.json").read_text())["name"]
+    targets: dict[str, tuple[list[str], str, str]] = {}
     for label, flags in VARIANTS:
-        port = free_port()
-        cmd = [sys.executable, "-c", SERVE_MAIN, str(bundle), "--port", str(port), "--log-level", "warning", *flags, *extra]
-        paired = (bundle, slices) if label == "edgeship" and slices else None
-        result[label] = run_server(label, cmd, port, "/health/live", f"/v1/models/{model_name}/predict", jpeg, levels,
-                                   duration, paired)
-    port = free_port()
-    cmd = [sys.executable, str(HERE / "article_server.py"), str(bundle / "model.onnx"), "--port", str(port)]
-    result["article"] = run_server("article (re-creation)", cmd, port, "/health", "/predict", jpeg, levels, duration)
+        targets[label] = ([sys.executable, "-c", SERVE_MAIN, str(bundle), "--log-level", "warning", *flags, *extra],
+                          "/health/live", f"/v1/models/{model_name}/predict")
+    targets["article"] = ([sys.executable, str(HERE / "article_server.py"), str(bundle / "model.onnx")], "/health", "/predict")
+    servers: dict[str, Server] = {}
+    try:
+        for label, (cmd, live, _) in targets.items():
+            port = free_port()
+            servers[label] = Server([*cmd, "--port", str(port)], port, live)
+        reqs = {label: request_bytes(targets[label][2], jpeg) for label in servers}
+        for label, srv in servers.items():
+            load(srv.port, reqs[label], 4, 1.5)  # warm-up: sessions, thread pools, allocator
+        model = Model.load(bundle)
+        for _ in range(30):
+            model.predict(jpeg)
+        cells = [("in_process", 1)] + [(label, c) for label in servers for c in levels]
+        lat: dict = {cell: [] for cell in cells}
+        spent = dict.fromkeys(cells, 0.0)
+        errors: dict = {cell: [] for cell in cells}
+        part = duration / rounds
+        for r in range(rounds):
+            for cell in cells:
+                label, c = cell
+                if label == "in_process":
+                    _loop(model, jpeg, WARM_S, [])
+                    spent[cell] += _loop(model, jpeg, part, lat[cell])
+                else:
+                    port = servers[label].port
+                    load(port, reqs[label], c, WARM_S)
+                    spent[cell] += load(port, reqs[label], c, part, lat[cell], errors[cell])
+            print(f"  round {r + 1}/{rounds} done", flush=True)
+    finally:
+        for srv in servers.values():
+            srv.stop()
+    result: dict = {"bundle": str(bundle), "rounds": rounds, "warm_s": WARM_S}
+    result["in_process"] = summarize(lat[("in_process", 1)], spent[("in_process", 1)])
+    _, _, timing = model.prepare(jpeg)
+    result["in_process"]["prepare_ms"] = {k: round(v, 2) for k, v in timing.items()}
+    for label in servers:
+        result[label] = {str(c): summarize(lat[(label, c)], spent[(label, c)], errors[(label, c)]) for c in levels}
+    for label, c in cells:
+        row = result["in_process"] if label == "in_process" else result[label][str(c)]
+        print(f"  {label:<22} {c:>3} clients  {row['throughput']:>7.1f} req/s  p50 {row['p50_ms']:>7.2f}  "
+              f"p99 {row['p99_ms']:>7.2f} ms  errors {row.get('errors', 0)}", flush=True)
     return result
 
 
@@ -282,13 +253,10 @@ def verdict(name: str, r: dict, levels: list[int], article_goal: float) -> dict:
     top = str(max(levels))
     ceiling = r["in_process"]
     e = r["edgeship"]
-    paired = e.get("paired_1_client")
     out = {
         "ratio_to_ceiling_at_max_clients": round(e[top]["throughput"] / ceiling["throughput"], 3),
         "ratio_to_article_at_max_clients": round(e[top]["throughput"] / r["article"][top]["throughput"], 2),
-        "p99_1_client_minus_in_process_p99_ms_unpaired": round(e["1"]["p99_ms"] - ceiling["p99_ms"], 2) if "1" in e else None,
-        "p99_1_client_minus_in_process_p99_ms": (round(paired["server"]["p99_ms"] - paired["in_process"]["p99_ms"], 2)
-                                                  if paired else None),
+        "p99_1_client_minus_in_process_p99_ms": round(e["1"]["p99_ms"] - ceiling["p99_ms"], 2) if "1" in e else None,
     }
     out["goals"] = {
         "throughput >= 90% of ceiling": out["ratio_to_ceiling_at_max_clients"] >= 0.9,
@@ -302,11 +270,11 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--models", default="mobilenet_v3_small,efficientnet-lite0")
     p.add_argument("--clients", default="1,4,16")
-    p.add_argument("--duration", type=float, default=6.0, help="seconds per load level")
+    p.add_argument("--duration", type=float, default=8.0, help="seconds measured per row and client count, over all rounds")
     p.add_argument("--work", default=None, help="folder for the exported bundles (default: a temp folder)")
     p.add_argument("--json", default="results/serve_load.json")
     p.add_argument("--server-args", default="", help="extra flags for edgeship serve, e.g. '--max-batch 16'")
-    p.add_argument("--slices", type=int, default=4, help="slices of the paired single-client comparison (0: skip it)")
+    p.add_argument("--rounds", type=int, default=4, help="rounds the measurement is split into (see above)")
     args = p.parse_args()
     levels = [int(c) for c in args.clients.split(",")]
     work = Path(args.work) if args.work else Path(tempfile.mkdtemp(prefix="edgeship-serve-load-"))
@@ -321,11 +289,11 @@ def main() -> int:
         "machine": {"cpus": os.cpu_count(), "processor": _cpu_name(), "python": platform.python_version(),
                     "onnxruntime": onnxruntime.__version__, "edgeship": __version__},
         "image": {"width": 640, "height": 480, "jpeg_bytes": len(jpeg)},
-        "duration_s_per_level": args.duration, "clients": levels, "models": {},
+        "duration_s_per_level": args.duration, "rounds": args.rounds, "clients": levels, "models": {},
     }
     goals = {"mobilenet_v3_small": 2.0, "efficientnet-lite0": 1.3}
     for name in args.models.split(","):
-        r = bench_model(name, work, jpeg, levels, args.duration, args.server_args.split(), args.slices)
+        r = bench_model(name, work, jpeg, levels, args.duration, args.server_args.split(), args.rounds)
         r["verdict"] = verdict(name, r, levels, goals.get(name, 1.0))
         report["models"][name] = r
     print("\n| model | server | " + " | ".join(f"{c} clients req/s (p50/p99 ms)" for c in levels) + " |")
@@ -337,10 +305,6 @@ def main() -> int:
             cells = " | ".join(f"{r[key][str(n)]['throughput']} ({r[key][str(n)]['p50_ms']}/{r[key][str(n)]['p99_ms']})"
                                for n in levels)
             print(f"| {name} | {key} | {cells} |")
-        paired = r["edgeship"].get("paired_1_client")
-        for side in ("in_process", "server") if paired else ():
-            q = paired[side]
-            print(f"| {name} | 1 client paired, {side} | {q['throughput']} ({q['p50_ms']}/{q['p99_ms']}) |" + " |" * (len(levels) - 1))
 
     for name, r in report["models"].items():
         print(f"{name}: {json.dumps(r['verdict'])}")
