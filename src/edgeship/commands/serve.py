@@ -34,8 +34,8 @@ def register(sub) -> None:
     p.add_argument("--max-pixels", type=positive_int, default=25_000_000, help="largest accepted image, in pixels")
     p.add_argument("--spin-us", type=non_negative_int, default=0,
                    help="how long idle ONNX Runtime threads busy-wait before sleeping, in microseconds "
-                        "(default 0: no spinning, the better single-client p99 measured on a 2-core VM; "
-                        "200 keeps them hot between the ops of a run)")
+                        "(default 0: no spinning; 200 keeps them hot between the ops of a run, which gave "
+                        "no reliable gain on the 2-core VM measured)")
     p.add_argument("--max-temp", type=positive_float, default=80.0, help="CPU temperature (C) above which readiness is degraded")
     p.add_argument("--access-log", action=argparse.BooleanOptionalAction, default=False,
                    help="log every request (off by default: /metrics counts them)")

@@ -35,9 +35,10 @@ class ServeConfig:
     threads: ONNX Runtime intra-op threads (None: one per core).
     spin_us: how long ONNX Runtime's idle intra-op threads busy-wait before sleeping; 0 (the
       default) turns spinning off. Measured in bench/serve_load.py on a 2-core VM: ONNX Runtime's
-      own default (spin after every run) steals the cores that decoding and HTTP need under load;
-      a 200 us spin keeps one request's inference hot but had the worse single-client p99 (by 3-5
-      ms) in every run, for no throughput gain at 16 clients. On bare metal, try 200.
+      own default (spin after every run) steals the cores that decoding and HTTP need under load
+      (16-client throughput -17%); a 200 us spin keeps one request's inference hot, but gave no
+      reliable gain and in some runs the worse single-client p99 (EfficientNet-Lite0 19.6 against
+      14.5 ms). Worth measuring again on bare metal, where spinning is not a hypervisor exit.
     max_pixels: decompression-bomb guard, checked from the header before any pixel is decoded;
       25 MP (about 5000x5000, 75 MB decoded) fits a 1 GB board with two decodes in flight.
     """
