@@ -38,7 +38,7 @@ class ServeConfig:
       own default (spin after every run) steals the cores that decoding and HTTP need under load
       (16-client throughput -17%); a 200 us spin keeps one request's inference hot, but gave no
       reliable gain and in some runs the worse single-client p99 (EfficientNet-Lite0 19.6 against
-      14.5 ms). Worth measuring again on bare metal, where spinning is not a hypervisor exit.
+      14.5 ms). Worth measuring again on a board without a hypervisor.
     max_pixels: decompression-bomb guard, checked from the header before any pixel is decoded;
       25 MP (about 5000x5000, 75 MB decoded) fits a 1 GB board with two decodes in flight.
     """
