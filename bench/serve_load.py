@@ -6,8 +6,9 @@
 For each model, on 127.0.0.1, one 640x480 JPEG sent again and again:
 - ceiling: decode + preprocess + run + top-k in a loop in this process (``Model.predict``, ONNX
   Runtime's default settings);
-- edgeship: ``edgeship serve`` with its defaults (ONNX Runtime threads do not spin), and with
-  ``--spin-us 200`` (idle threads busy-wait 200 us before sleeping) beside it;
+- edgeship: ``edgeship serve`` with its defaults (ONNX Runtime threads do not spin), and beside it
+  with ``--spinning run`` (they spin while a run is in progress) and ``--spinning on`` (ONNX
+  Runtime's default: they spin after runs too);
 - article: bench/article_server.py, a labelled re-creation of the article's FastAPI server.
 Clients are keep-alive HTTP/1.1 connections on asyncio sockets (cheap, so the client steals little
 CPU from the server).
@@ -191,7 +192,7 @@ class Server:
 
 
 WARM_S = 0.25
-VARIANTS = (("edgeship", []), ("edgeship_spin_200us", ["--spin-us", "200"]))
+VARIANTS = (("edgeship", []), ("edgeship_spinning_run", ["--spinning", "run"]), ("edgeship_spinning_on", ["--spinning", "on"]))
 
 
 def bench_model(name: str, work: Path, jpeg: bytes, levels: list[int], duration: float, extra: list[str],
@@ -302,7 +303,7 @@ def main() -> int:
     for name, r in report["models"].items():
         c = r["in_process"]
         print(f"| {name} | in-process ceiling (1 loop) | {c['throughput']} ({c['p50_ms']}/{c['p99_ms']}) |" + " |" * (len(levels) - 1))
-        for key in ("edgeship", "edgeship_spin_200us", "article"):
+        for key in (*(label for label, _ in VARIANTS), "article"):
             cells = " | ".join(f"{r[key][str(n)]['throughput']} ({r[key][str(n)]['p50_ms']}/{r[key][str(n)]['p99_ms']})"
                                for n in levels)
             print(f"| {name} | {key} | {cells} |")

@@ -88,7 +88,6 @@ def _number(kind: type, ok: Callable[[float], bool], what: str) -> Callable[[str
 
 # argparse types shared by every verb, so the same flag fails the same way everywhere
 positive_int = _number(int, lambda v: v >= 1, "a positive integer")
-non_negative_int = _number(int, lambda v: v >= 0, "an integer >= 0")
 positive_float = _number(float, lambda v: v > 0, "a positive number")
 non_negative_float = _number(float, lambda v: v >= 0, "a number >= 0")
 

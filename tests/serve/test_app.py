@@ -197,10 +197,10 @@ def test_serve_verb_flags():
     parser = argparse.ArgumentParser()
     serve.register(parser.add_subparsers())
     args = parser.parse_args(["serve", "b1", "b2", "--max-batch", "16", "--max-wait-ms", "0", "--queue-size", "5",
-                              "--threads", "2", "--spin-us", "150", "--max-upload-mb", "0.5", "--max-temp", "70"])
+                              "--threads", "2", "--spinning", "run", "--max-upload-mb", "0.5", "--max-temp", "70"])
     cfg = serve.build_config(args)
     assert args.bundles == ["b1", "b2"] and cfg.max_batch == 16 and cfg.max_wait_ms == 0 and cfg.queue_size == 5
-    assert cfg.threads == 2 and cfg.spin_us == 150 and cfg.max_upload_bytes == 512 * 1024 and cfg.alerts.max_cpu_temp_c == 70
+    assert cfg.threads == 2 and cfg.spinning == "run" and cfg.max_upload_bytes == 512 * 1024 and cfg.alerts.max_cpu_temp_c == 70
     with pytest.raises(SystemExit):
         parser.parse_args(["serve", "b", "--max-batch", "0"])
     with pytest.raises(InputError):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from ..cli import lazy, non_negative_float, non_negative_int, positive_float, positive_int
+from ..cli import lazy, non_negative_float, positive_float, positive_int
 
 
 def register(sub) -> None:
@@ -32,10 +32,9 @@ def register(sub) -> None:
     p.add_argument("--prep-threads", type=positive_int, default=None, help="image decode threads (default: one per core, at most 4)")
     p.add_argument("--max-upload-mb", type=positive_float, default=10.0, help="largest accepted request body")
     p.add_argument("--max-pixels", type=positive_int, default=25_000_000, help="largest accepted image, in pixels")
-    p.add_argument("--spin-us", type=non_negative_int, default=0,
-                   help="how long idle ONNX Runtime threads busy-wait before sleeping, in microseconds "
-                        "(default 0: no spinning; 200 keeps them hot between the ops of a run, which gave "
-                        "no reliable gain on the 2-core VM measured)")
+    p.add_argument("--spinning", choices=("off", "run", "on"), default="off",
+                   help="ONNX Runtime threads busy-wait for work: off (default), run (only while a run is in "
+                        "progress) or on (ONNX Runtime's default, also between runs)")
     p.add_argument("--max-temp", type=positive_float, default=80.0, help="CPU temperature (C) above which readiness is degraded")
     p.add_argument("--access-log", action=argparse.BooleanOptionalAction, default=False,
                    help="log every request (off by default: /metrics counts them)")
@@ -53,7 +52,7 @@ def build_config(args):
     return ServeConfig(
         max_upload_bytes=int(args.max_upload_mb * 1024 * 1024), max_pixels=args.max_pixels,
         queue_size=args.queue_size, max_batch=args.max_batch, max_wait_ms=args.max_wait_ms,
-        threads=args.threads, spin_us=args.spin_us,
+        threads=args.threads, spinning=args.spinning,
         alerts=dataclasses.replace(AlertThresholds(), max_cpu_temp_c=args.max_temp), **extra,
     )
 

@@ -25,10 +25,9 @@ class RuntimeConfig:
     skipped, and the CPU provider is always last.
     allow_spinning: intra-op threads busy-wait between ops. Faster in a tight loop, but in a server
     the spinning competes with request handling (measured: ~2x server CPU per request).
-    spin_duration_us: with spinning on, how long an idle intra-op thread busy-waits before it
-      sleeps (ONNX Runtime's ``session.intra_op.spin_duration_us``; None: its default, ~1M spins).
-      A few hundred microseconds keeps the threads hot between the ops of one run and lets them
-      sleep between runs. ONNX Runtime releases before the key existed ignore it.
+    stop_spinning_after_run: with spinning on, the threads stop spinning as soon as a run returns
+      (ONNX Runtime's ``session.force_spinning_stop``): hot between the ops of a run, asleep
+      between runs, so that a server's other threads get the cores back.
     """
 
     intra_op_threads: Union[int, None] = None
@@ -37,7 +36,7 @@ class RuntimeConfig:
     graph_optimization: str = "all"
     providers: tuple[str, ...] = ("CPUExecutionProvider",)
     allow_spinning: Union[bool, None] = None
-    spin_duration_us: Union[int, None] = None
+    stop_spinning_after_run: bool = False
     log_severity: int = 3
 
     def __post_init__(self) -> None:
@@ -45,8 +44,6 @@ class RuntimeConfig:
             v = getattr(self, name)
             if v is not None and (not isinstance(v, int) or v < 1):
                 raise InputError(f"{name}: must be a positive integer, got {v!r}")
-        if self.spin_duration_us is not None and (not isinstance(self.spin_duration_us, int) or self.spin_duration_us < 0):
-            raise InputError(f"spin_duration_us: must be 0 or a positive integer, got {self.spin_duration_us!r}")
         if self.execution_mode not in ("sequential", "parallel"):
             raise InputError(f"execution_mode: expected 'sequential' or 'parallel', got {self.execution_mode!r}")
         if self.graph_optimization not in _OPT_LEVELS:
@@ -87,8 +84,8 @@ def session_options(cfg: RuntimeConfig):
     }[cfg.graph_optimization]
     if cfg.allow_spinning is not None:
         opts.add_session_config_entry("session.intra_op.allow_spinning", "1" if cfg.allow_spinning else "0")
-    if cfg.spin_duration_us is not None:
-        opts.add_session_config_entry("session.intra_op.spin_duration_us", str(cfg.spin_duration_us))
+    if cfg.stop_spinning_after_run:
+        opts.add_session_config_entry("session.force_spinning_stop", "1")
     opts.log_severity_level = cfg.log_severity
     return opts
 

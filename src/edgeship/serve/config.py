@@ -14,6 +14,7 @@ from ..errors import InputError
 from ..monitor.alerts import AlertThresholds
 
 _MB = 1024 * 1024
+SPINNING = ("off", "run", "on")  # the first is the default; commands/serve.py offers the same
 
 
 def _default_prep_threads() -> int:
@@ -33,12 +34,10 @@ class ServeConfig:
       takes what is queued (up to ``max_batch`` rows) and waits up to ``max_wait_ms`` for more
       only while other requests are still being decoded: a lone request never waits.
     threads: ONNX Runtime intra-op threads (None: one per core).
-    spin_us: how long ONNX Runtime's idle intra-op threads busy-wait before sleeping; 0 (the
-      default) turns spinning off. Measured in bench/serve_load.py on a 2-core VM: ONNX Runtime's
-      own default (spin after every run) steals the cores that decoding and HTTP need under load
-      (16-client throughput -17%); a 200 us spin keeps one request's inference hot, but gave no
-      reliable gain and in some runs the worse single-client p99 (EfficientNet-Lite0 19.6 against
-      14.5 ms). Worth measuring again on a board without a hypervisor.
+    spinning: whether ONNX Runtime's intra-op threads busy-wait for work instead of sleeping:
+      "off", "run" (while a run is in progress; they sleep as soon as it returns) or "on" (ONNX
+      Runtime's default: they keep spinning after a run too, taking the cores that decoding and
+      HTTP need under load). See bench/serve_load.py and the README for what each costs.
     max_pixels: decompression-bomb guard, checked from the header before any pixel is decoded;
       25 MP (about 5000x5000, 75 MB decoded) fits a 1 GB board with two decodes in flight.
     """
@@ -49,7 +48,7 @@ class ServeConfig:
     max_batch: int = 8
     max_wait_ms: float = 2.0
     threads: Union[int, None] = None
-    spin_us: int = 0
+    spinning: str = SPINNING[0]
     prep_threads: int = field(default_factory=_default_prep_threads)
     retry_after_s: int = 1
     ready_cache_s: float = 1.0
@@ -63,8 +62,8 @@ class ServeConfig:
             v = getattr(self, name)
             if not isinstance(v, int) or isinstance(v, bool) or v < 1:
                 raise InputError(f"{name}: expected a positive integer, got {v!r}")
-        if not isinstance(self.spin_us, int) or isinstance(self.spin_us, bool) or self.spin_us < 0:
-            raise InputError(f"spin_us: expected 0 (no spinning) or a positive number of microseconds, got {self.spin_us!r}")
+        if self.spinning not in SPINNING:
+            raise InputError(f"spinning: expected one of {', '.join(SPINNING)}, got {self.spinning!r}")
         if self.threads is not None and (not isinstance(self.threads, int) or self.threads < 1):
             raise InputError(f"threads: expected a positive integer or None, got {self.threads!r}")
         for name in ("max_wait_ms", "ready_cache_s", "shutdown_timeout_s"):
@@ -77,6 +76,5 @@ def runtime_config(config: ServeConfig):
     """The ONNX Runtime settings of a served model."""
     from ..runtime.session import RuntimeConfig
 
-    if config.spin_us == 0:
-        return RuntimeConfig(intra_op_threads=config.threads, allow_spinning=False)
-    return RuntimeConfig(intra_op_threads=config.threads, allow_spinning=True, spin_duration_us=config.spin_us)
+    return RuntimeConfig(intra_op_threads=config.threads, allow_spinning=config.spinning != "off",
+                         stop_spinning_after_run=config.spinning == "run")
