@@ -10,6 +10,15 @@ import pytest
 
 from edgeship.bundle import Manifest, Preprocessing, TensorSpec, write_bundle
 
+def tree(root: Path, files: dict[str, str | int]) -> Path:
+    """Write ``files`` (relative path -> content, one line each) under ``root``: a fake sysfs or /proc."""
+    for rel, content in files.items():
+        path = root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(f"{content}\n")
+    return root
+
+
 def build_tiny_classifier(path: Path, classes: int = 4, size: int = 16, dynamic_batch: bool = True) -> Path:
     """A real ONNX graph, Conv -> ReLU -> GlobalAveragePool -> Flatten -> Gemm, built with onnx.helper."""
     onnx = pytest.importorskip("onnx")

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support import tree
 from edgeship.cli import main
 from edgeship.devices import (
     CATALOG,
@@ -26,14 +27,6 @@ from edgeship.runtime.session import RuntimeConfig
 
 IDS = ["rpi5", "rpi5-hailo", "rpi4", "jetson-nano", "jetson-orin-nx", "jetson-agx-orin",
        "coral-usb", "coral-devboard", "ncs2", "rb5", "x86"]
-
-
-def tree(root: Path, files: dict[str, str | int]) -> Path:
-    for rel, content in files.items():
-        path = root / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(f"{content}\n")
-    return root
 
 
 # --- catalog and presets -----------------------------------------------------------------

@@ -7,19 +7,12 @@ from pathlib import Path
 
 import pytest
 
+from tests.support import tree
 from edgeship.monitor import EnergyMeter, cpu_temperature, decode_throttled, system_gauges, throttle_status
 from edgeship.monitor.energy import Source, energy_counters, power_gauges, power_sensors, total_power_gauges
 from edgeship.monitor.sensors import cpu_frequencies, devfreq_frequencies, thermal_zones
 
 RAPL_MAX = 262143328850
-
-
-def tree(root: Path, files: dict[str, str | int]) -> Path:
-    for rel, content in files.items():
-        path = root / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(f"{content}\n")
-    return root
 
 
 def runner_for(outputs: dict[str, str]):
