@@ -168,29 +168,29 @@ def main(argv=None) -> int:
     samples = {k: [] for k in PATHS}
     try:
         with httpx.Client(timeout=300) as client:
-            # One untimed round: first-call costs (page faults, kernel repacking, JIT of templates).
-            run_direct(llm, messages(-1), 8), run_engine(engine, messages(-1), 8)
-            run_http(client, base, name, messages(-1), 8)
             runners = {
-                "llama-cpp-python": lambda m: run_direct(llm, m, a.max_tokens),
-                "edgeship engine": lambda m: run_engine(engine, m, a.max_tokens),
-                "edgeship serve": lambda m: run_http(client, base, name, m, a.max_tokens),
+                "llama-cpp-python": lambda m, n: run_direct(llm, m, n),
+                "edgeship engine": lambda m, n: run_engine(engine, m, n),
+                "edgeship serve": lambda m, n: run_http(client, base, name, m, n),
             }
+            # One untimed round: first-call costs (page faults, kernel repacking, JIT of templates).
+            for run in runners.values():
+                run(messages(-1), 8)
             for i in range(a.repeat):
                 msgs = messages(i)
                 for k in PATHS[i % 3:] + PATHS[:i % 3]:
-                    samples[k].append(runners[k](msgs))
+                    samples[k].append(runners[k](msgs, a.max_tokens))
                 out.print(f"repeat {i + 1}/{a.repeat}: " + ", ".join(
                     f"{k} {(v[-1][1] - v[-1][0]) * 1e3:.0f} ms / {(v[-1][3] - 1) / (v[-1][2] - v[-1][1]):.1f} tok/s"
                     for k, v in samples.items()), highlight=False)
             # The fixed cost of each path, without prompt processing's run-to-run spread: the same prompt
-            # again (it is in every path's KV cache, so only its last token is evaluated), one token out.
+            # again, one token out. It is already processed (llama-cpp-python keeps its logits), so
+            # llama.cpp does no work and only the path's own cost is left.
             cached = {k: [] for k in PATHS}
             msgs = messages(a.repeat)
             for i in range(a.cached_repeat + 1):
                 for k in PATHS[i % 3:] + PATHS[:i % 3]:
-                    r = {"llama-cpp-python": run_direct, "edgeship engine": run_engine}.get(k)
-                    r = r(llm if k == PATHS[0] else engine, msgs, 1) if r else run_http(client, base, name, msgs, 1)
+                    r = runners[k](msgs, 1)
                     if i:  # the first round fills the caches
                         cached[k].append(_ttft_ms(r))
         server_rss = psutil.Process(server.pid).memory_info().rss
