@@ -41,14 +41,6 @@ from pathlib import Path
 import numpy as np
 
 HERE = Path(__file__).resolve().parent
-SERVE_MAIN = """
-import argparse, sys
-from edgeship.commands import serve
-parser = argparse.ArgumentParser(prog="edgeship")
-serve.register(parser.add_subparsers())
-args = parser.parse_args(["serve", *sys.argv[1:]])
-sys.exit(args.run(args))
-"""
 BOUNDARY = "edgeshipbench"
 
 
@@ -204,7 +196,7 @@ def bench_model(name: str, work: Path, jpeg: bytes, levels: list[int], duration:
     model_name = json.loads((bundle / "edgeship.json").read_text())["name"]
     targets: dict[str, tuple[list[str], str, str]] = {}
     for label, flags in VARIANTS:
-        targets[label] = ([sys.executable, "-c", SERVE_MAIN, str(bundle), "--log-level", "warning", *flags, *extra],
+        targets[label] = ([sys.executable, "-m", "edgeship.cli", "serve", str(bundle), "--log-level", "warning", *flags, *extra],
                           "/health/live", f"/v1/models/{model_name}/predict")
     targets["article"] = ([sys.executable, str(HERE / "article_server.py"), str(bundle / "model.onnx")], "/health", "/predict")
     servers: dict[str, Server] = {}
