@@ -293,8 +293,7 @@ class LLMService:
             gen.t_arrival = t_arrival
             self._admit()
         except OpenAIError as exc:
-            self.metrics.request(endpoint.value, f"error_{exc.status}")
-            return JSONResponse(exc.body(), status_code=exc.status, headers=exc.headers)
+            return self._refuse(endpoint, exc)
         if req.stream:
             enc = ChunkEncoder(endpoint, self.name)
             self.metrics.request(endpoint.value, "ok")
@@ -304,17 +303,22 @@ class LLMService:
             await self._acquire()
             fut = self._submit(gen)
         except OpenAIError as exc:
-            self.metrics.request(endpoint.value, f"error_{exc.status}")
-            return JSONResponse(exc.body(), status_code=exc.status, headers=exc.headers)
+            return self._refuse(endpoint, exc)
         try:
             text = await self._until_done_or_gone(fut, request, gen.cancel)
         except Exception as exc:  # llama.cpp failed mid-generation
-            self.metrics.request(endpoint.value, "error_500")
-            err = OpenAIError(500, f"Generation failed: {exc}", type="server_error", code="generation_failed")
-            return JSONResponse(err.body(), status_code=500)
+            return self._refuse(endpoint, OpenAIError(500, f"Generation failed: {exc}", type="server_error",
+                                                      code="generation_failed"))
         self.metrics.request(endpoint.value, "ok")
         finish = gen.finish_reason if gen.finish_reason in ("stop", "length") else "stop"
         return JSONResponse(response(endpoint, self.name, text, finish, usage(gen.prompt_tokens, gen.completion_tokens)))
+
+    def _refuse(self, endpoint: Endpoint, exc: OpenAIError):
+        """Count the refusal and answer it as an OpenAI-style JSON error."""
+        from fastapi.responses import JSONResponse
+
+        self.metrics.request(endpoint.value, f"error_{exc.status}")
+        return JSONResponse(exc.body(), status_code=exc.status, headers=exc.headers)
 
     @staticmethod
     async def _until_done_or_gone(fut: asyncio.Future, request: Any, cancel: threading.Event) -> str:
