@@ -164,10 +164,11 @@ def test_runtime_config_validation():
 
 
 def test_spinning_settings_reach_the_session(tiny_bundle):
-    from edgeship.serve.config import ServeConfig, runtime_config
+    from edgeship.serve.config import ServeConfig, lone_runtime_config, runtime_config
 
-    def entries(spinning):
-        model = Model.load(tiny_bundle.root, runtime_config(ServeConfig(spinning=spinning)))
+    def entries(spinning, lone=False):
+        make = lone_runtime_config if lone else runtime_config
+        model = Model.load(tiny_bundle.root, make(ServeConfig(spinning=spinning)))
         opts = model.session.get_session_options()
         try:
             stop = opts.get_session_config_entry("session.force_spinning_stop")
@@ -175,11 +176,21 @@ def test_spinning_settings_reach_the_session(tiny_bundle):
             stop = None
         return opts.get_session_config_entry("session.intra_op.allow_spinning"), stop
 
+    assert entries("auto") == ("0", None)  # batches: the threads sleep between runs
+    assert entries("auto", lone=True) == ("1", None)  # the twin for a dense stream's lone requests spins
     assert entries("off") == ("0", None)
     assert entries("run") == ("1", "1")
     assert entries("on") == ("1", None)
-    with pytest.raises(InputError, match="spinning: expected one of off, run, on"):
+    with pytest.raises(InputError, match="spinning: expected one of auto, off, run, on"):
         ServeConfig(spinning="fast")
+
+
+def test_a_twin_session_gives_the_same_outputs(tiny_bundle):
+    model = Model.load(tiny_bundle.root, RuntimeConfig(allow_spinning=False))
+    twin = model.twin_session(RuntimeConfig(allow_spinning=True))
+    assert twin is not model.session
+    x = np.random.default_rng(0).random((2, *model.input_shape[1:]), dtype=np.float32)
+    np.testing.assert_array_equal(model.run(x, twin)[0], model.run(x)[0])
 
 
 def test_unknown_provider_falls_back_to_cpu(tiny_bundle):

@@ -1,5 +1,5 @@
-"""ModelWorker without HTTP: a lone request runs on its decode thread, company goes to the batcher,
-and the model never runs two batches at once."""
+"""ModelWorker without HTTP: a lone request runs on its decode thread (on the spinning session with
+--spinning auto), company goes to the batcher, and the model never runs two batches at once."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from types import SimpleNamespace
 
 import numpy as np
 
-from edgeship.serve.batching import ModelWorker
+from edgeship.serve.batching import STREAM_GAP_S, ModelWorker
 from edgeship.serve.config import ServeConfig
 
 
@@ -45,13 +45,20 @@ class RecordingModel:
         self.active = 0
         self.max_active = 0
         self.calls: list[tuple[str, int]] = []
+        self.sessions: list[object] = []  # the session each run was given (None: the model's own)
+        self.twins: list[object] = []
         self._lock = threading.Lock()
 
-    def run(self, x):
+    def twin_session(self, config):
+        self.twins.append(config)
+        return config
+
+    def run(self, x, session=None):
         with self._lock:
             self.active += 1
             self.max_active = max(self.max_active, self.active)
             self.calls.append((threading.current_thread().name, int(x.shape[0])))
+            self.sessions.append(session)
         time.sleep(self.run_s)
         with self._lock:
             self.active -= 1
@@ -76,13 +83,44 @@ async def _serve(model, config, values, pool):
     return [r for r, _ in results], worker
 
 
+async def _one_by_one(model, config, values, pool, gap_s=0.0):
+    worker = ModelWorker(model, config, _metrics(), pool)
+    worker.start()
+    answers = []
+    try:
+        for v in values:
+            answer, _ = await worker.submit(_prepare(v))
+            answers.append(answer)
+            await asyncio.sleep(gap_s)
+    finally:
+        worker.stop()
+    return answers
+
+
 def test_lone_requests_run_on_the_decode_thread():
     model = RecordingModel()
     with ThreadPoolExecutor(2, thread_name_prefix="decode") as pool:
-        for v in (1.0, 2.0, 3.0):  # one at a time: each finds the model idle
-            (answer,), _ = asyncio.run(_serve(model, ServeConfig(max_batch=4), [v], pool))
-            assert answer == 2 * v
+        answers = asyncio.run(_one_by_one(model, ServeConfig(max_batch=4), [1.0, 2.0, 3.0], pool))
+    assert answers == [2.0, 4.0, 6.0]
     assert [t.startswith("decode") for t, _ in model.calls] == [True, True, True]
+    # --spinning auto (the default): one twin session, with spinning threads; a request that follows
+    # the one before within STREAM_GAP_S runs on it, the first of a stream on the model's own session
+    assert len(model.twins) == 1 and model.twins[0].allow_spinning is True
+    assert model.sessions == [None, model.twins[0], model.twins[0]]
+
+
+def test_sparse_requests_never_run_on_the_spinning_twin():
+    model = RecordingModel(run_s=0.0)
+    with ThreadPoolExecutor(1, thread_name_prefix="decode") as pool:
+        asyncio.run(_one_by_one(model, ServeConfig(), [1.0, 2.0, 3.0], pool, gap_s=STREAM_GAP_S + 0.02))
+    assert len(model.twins) == 1 and model.sessions == [None, None, None]
+
+
+def test_without_auto_spinning_there_is_no_twin_session():
+    model = RecordingModel()
+    with ThreadPoolExecutor(1, thread_name_prefix="decode") as pool:
+        answers = asyncio.run(_one_by_one(model, ServeConfig(spinning="off"), [1.0, 2.0], pool))
+    assert answers == [2.0, 4.0] and model.twins == [] and model.sessions == [None, None]
 
 
 def test_concurrent_requests_batch_and_never_overlap():
@@ -95,3 +133,6 @@ def test_concurrent_requests_batch_and_never_overlap():
     assert sum(rows for _, rows in model.calls) == len(values)
     assert any(rows > 1 for _, rows in model.calls)  # requests that queued behind a run were batched
     assert any(t.startswith("edgeship-infer") for t, _ in model.calls)
+    # batches run on the model's own (non-spinning) session; only lone runs take the spinning twin
+    batched = [s for (_, rows), s in zip(model.calls, model.sessions) if rows > 1]
+    assert batched and all(s is None for s in batched)

@@ -32,9 +32,10 @@ def register(sub) -> None:
     p.add_argument("--prep-threads", type=positive_int, default=None, help="image decode threads (default: one per core, at most 4)")
     p.add_argument("--max-upload-mb", type=positive_float, default=10.0, help="largest accepted request body")
     p.add_argument("--max-pixels", type=positive_int, default=25_000_000, help="largest accepted image, in pixels")
-    p.add_argument("--spinning", choices=("off", "run", "on"), default="off",
-                   help="ONNX Runtime threads busy-wait for work: off (default), run (only while a run is in "
-                        "progress) or on (ONNX Runtime's default, also between runs)")
+    p.add_argument("--spinning", choices=("auto", "off", "run", "on"), default="auto",
+                   help="ONNX Runtime threads busy-wait for work: auto (default: a lone request runs on a second, "
+                        "spinning session of the model, batches under load on one that sleeps; about 2x the model's "
+                        "memory), off (never), run (only while a run is in progress) or on (ONNX Runtime's default)")
     p.add_argument("--max-temp", type=positive_float, default=80.0, help="CPU temperature (C) above which readiness is degraded")
     p.add_argument("--access-log", action=argparse.BooleanOptionalAction, default=False,
                    help="log every request (off by default: /metrics counts them)")

@@ -82,18 +82,25 @@ class Model:
         """None when any batch size is accepted, else the fixed batch the graph was exported with."""
         return None if self.dynamic_batch else int(self.input_shape[0])
 
-    def run(self, batch: np.ndarray) -> list[np.ndarray]:
-        """Run raw input ``batch`` ([N, ...] float32); returns the output arrays."""
+    def run(self, batch: np.ndarray, session: Any = None) -> list[np.ndarray]:
+        """Run raw input ``batch`` ([N, ...] float32); returns the output arrays.
+
+        ``session``: another session of the same model file to run it on (see ``twin_session``).
+        """
         if batch.dtype != self.input_dtype:
             batch = batch.astype(self.input_dtype)
         try:
-            return self.session.run(self.output_names, {self.input_name: batch})
+            return (session or self.session).run(self.output_names, {self.input_name: batch})
         except Exception as exc:  # ORT InvalidArgument / RuntimeException
             first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
             raise InputError(
                 f"the model rejected an input of shape {list(batch.shape)} {batch.dtype} "
                 f"(it expects {self.input_shape}): {first[:200]}"
             ) from exc
+
+    def twin_session(self, config: RuntimeConfig):
+        """A second ONNX Runtime session of this model with other settings (its own copy of the weights)."""
+        return create_session(self.bundle.model_path, config)
 
     def prepare(self, src: ImageSource | np.ndarray) -> tuple[np.ndarray, ImageMeta | None, dict[str, float]]:
         """One sample's input tensor (no batch axis), its image meta, and decode/preprocess times."""

@@ -14,7 +14,7 @@ from ..errors import InputError
 from ..monitor.alerts import AlertThresholds
 
 _MB = 1024 * 1024
-SPINNING = ("off", "run", "on")  # the first is the default; commands/serve.py offers the same
+SPINNING = ("auto", "off", "run", "on")  # the first is the default; commands/serve.py offers the same
 
 
 def _default_prep_threads() -> int:
@@ -34,10 +34,16 @@ class ServeConfig:
       takes what is queued (up to ``max_batch`` rows) and waits up to ``max_wait_ms`` for more
       only while other requests are still being decoded: a lone request never waits.
     threads: ONNX Runtime intra-op threads (None: one per core).
-    spinning: whether ONNX Runtime's intra-op threads busy-wait for work instead of sleeping:
-      "off", "run" (while a run is in progress; they sleep as soon as it returns) or "on" (ONNX
-      Runtime's default: they keep spinning after a run too, taking the cores that decoding and
-      HTTP need under load). See bench/serve_load.py and the README for what each costs.
+    spinning: whether ONNX Runtime's intra-op threads busy-wait for work instead of sleeping.
+      "auto" (default): a lone request (nothing else queued or being decoded) that comes within
+      40 ms of the one before runs on a second session of the model whose threads spin, as in a
+      tight in-process loop; everything else (batches under load, sparse requests) runs on a
+      session whose threads sleep, so they never take the cores that decoding and HTTP need and
+      an idle board does not burn power spinning. The second session costs about twice the
+      model file in memory. "off": one session, threads never spin (least memory). "run": one
+      session, threads spin while a run is in progress and sleep as soon as it returns. "on":
+      one session, ONNX Runtime's default, they keep spinning after a run too.
+      bench/serve_load.py and the README show what each costs.
     max_pixels: decompression-bomb guard, checked from the header before any pixel is decoded;
       25 MP (about 5000x5000, 75 MB decoded) fits a 1 GB board with two decodes in flight.
     """
@@ -76,5 +82,10 @@ def runtime_config(config: ServeConfig):
     """The ONNX Runtime settings of a served model."""
     from ..runtime.session import RuntimeConfig
 
-    return RuntimeConfig(intra_op_threads=config.threads, allow_spinning=config.spinning != "off",
+    return RuntimeConfig(intra_op_threads=config.threads, allow_spinning=config.spinning in ("run", "on"),
                          stop_spinning_after_run=config.spinning == "run")
+
+
+def lone_runtime_config(config: ServeConfig):
+    """With spinning "auto", the twin session for the lone requests of a dense stream: it spins."""
+    return runtime_config(config).replace(allow_spinning=True)
