@@ -6,18 +6,24 @@
 For each model, on 127.0.0.1, one 640x480 JPEG sent again and again:
 - ceiling: decode + preprocess + run + top-k in a loop in this process (``Model.predict``, ONNX
   Runtime's default settings);
-- edgeship: ``edgeship serve`` with its defaults (ONNX Runtime threads do not spin), and beside it
-  with ``--spinning run`` (they spin while a run is in progress) and ``--spinning on`` (ONNX
-  Runtime's default: they spin after runs too);
+- edgeship: ``edgeship serve`` with its defaults (``--spinning auto``: the lone requests of a dense
+  stream run on a session whose ONNX Runtime threads spin, batches under load and sparse requests
+  on one whose threads sleep), and
+  beside it ``--spinning off`` (threads never spin), ``run`` (they spin while a run is in
+  progress) and ``on`` (ONNX Runtime's default: they spin after runs too);
 - article: bench/article_server.py, a labelled re-creation of the article's FastAPI server.
-Clients are keep-alive HTTP/1.1 connections on asyncio sockets (cheap, so the client steals little
-CPU from the server).
+Clients are keep-alive HTTP/1.1 connections: one blocking socket for the single-client rows (the
+cheapest client there is, so that its own cost is not counted as the server's latency), asyncio
+sockets for more (cheap, so the clients steal little CPU from the server).
 
 This shared 2-core VM's speed drifts by tens of percent from minute to minute, and the goals are
 ratios between rows. So every server runs at once (idle while another is measured), and the
-measurement goes in ``--rounds`` rounds: each round gives every row (the ceiling, and each server
-at each client count) ``duration / rounds`` seconds, after ``WARM_S`` seconds that are not
-counted (switching between processes cools the caches). Drift then hits every row alike.
+measurement goes in ``--rounds`` short rounds: each round gives every row (the ceiling, then each
+server at 1 client, then at 4, then at 16) ``duration / rounds`` seconds (0.25 s by default),
+after ``WARM_S`` seconds that are not counted (switching between processes cools the caches).
+Drift, and the VM's bursts of slowness, then hit every row alike instead of deciding one row's p99.
+Also per server: resident memory after the load, and CPU time per request for a slow camera (one
+picture every 0.2 s), which is what spinning threads cost a board that is far from busy.
 Prints a table, writes JSON.
 """
 
@@ -88,6 +94,42 @@ def request_bytes(path: str, jpeg: bytes) -> bytes:
     return head + body
 
 
+def _blocking_client(port: int, req: bytes, deadline: float, lat: list[float], errors: list[int], cap: int) -> None:
+    """One client on a plain blocking socket: the cheapest client there is, for the single-client rows."""
+    sock = None
+    while time.perf_counter() < deadline and len(lat) < cap:
+        if sock is None:
+            sock = socket.create_connection(("127.0.0.1", port))
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            stream = sock.makefile("rb")
+        t0 = time.perf_counter()
+        try:
+            sock.sendall(req)
+            status = stream.readline()
+            length, close = 0, False
+            while (line := stream.readline()) not in (b"\r\n", b""):
+                k, _, v = line.partition(b":")
+                if k.lower() == b"content-length":
+                    length = int(v)
+                elif k.lower() == b"connection" and v.strip().lower() == b"close":
+                    close = True
+            if len(stream.read(length)) != length or not status:
+                raise ConnectionError("short read")
+        except OSError:
+            errors.append(0)
+            sock.close()
+            sock = None
+            continue
+        lat.append(time.perf_counter() - t0)
+        if status[9:12] != b"200":
+            errors.append(int(status[9:12]))
+        if close:
+            sock.close()
+            sock = None
+    if sock is not None:
+        sock.close()
+
+
 async def _client(port: int, req: bytes, deadline: float, lat: list[float], errors: list[int], cap: int) -> None:
     reader = writer = None
     while time.perf_counter() < deadline and len(lat) < cap:
@@ -125,6 +167,10 @@ def load(port: int, req: bytes, clients: int, seconds: float, lat: list[float] |
     """``clients`` keep-alive clients for ``seconds``; latencies (s) and errors are appended; returns the time taken."""
     lat = [] if lat is None else lat
     errors = [] if errors is None else errors
+    if clients == 1:
+        t0 = time.perf_counter()
+        _blocking_client(port, req, t0 + seconds, lat, errors, len(lat) + cap)
+        return time.perf_counter() - t0
 
     async def main():
         deadline = time.perf_counter() + seconds
@@ -183,8 +229,9 @@ class Server:
                 self.proc.wait()
 
 
-WARM_S = 0.25
-VARIANTS = (("edgeship", []), ("edgeship_spinning_run", ["--spinning", "run"]), ("edgeship_spinning_on", ["--spinning", "on"]))
+WARM_S = 0.05
+VARIANTS = (("edgeship", []), ("edgeship_spinning_off", ["--spinning", "off"]),
+            ("edgeship_spinning_run", ["--spinning", "run"]), ("edgeship_spinning_on", ["--spinning", "on"]))
 
 
 def bench_model(name: str, work: Path, jpeg: bytes, levels: list[int], duration: float, extra: list[str],
@@ -210,7 +257,7 @@ def bench_model(name: str, work: Path, jpeg: bytes, levels: list[int], duration:
         model = Model.load(bundle)
         for _ in range(30):
             model.predict(jpeg)
-        cells = [("in_process", 1)] + [(label, c) for label in servers for c in levels]
+        cells = [("in_process", 1)] + [(label, c) for c in levels for label in servers]
         lat: dict = {cell: [] for cell in cells}
         spent = dict.fromkeys(cells, 0.0)
         errors: dict = {cell: [] for cell in cells}
@@ -226,6 +273,8 @@ def bench_model(name: str, work: Path, jpeg: bytes, levels: list[int], duration:
                     load(port, reqs[label], c, WARM_S)
                     spent[cell] += load(port, reqs[label], c, part, lat[cell], errors[cell])
             print(f"  round {r + 1}/{rounds} done", flush=True)
+        rss_mb = {label: round(_rss(srv.proc.pid) / 2**20, 1) for label, srv in servers.items()}
+        slow_cpu = {label: _cpu_per_request(srv, reqs[label]) for label, srv in servers.items()}
     finally:
         for srv in servers.values():
             srv.stop()
@@ -236,6 +285,8 @@ def bench_model(name: str, work: Path, jpeg: bytes, levels: list[int], duration:
     result["in_process"]["prepare_ms"] = {k: round(float(np.median([t[k] for t in timings])), 2) for k in timings[0]}
     for label in servers:
         result[label] = {str(c): summarize(lat[(label, c)], spent[(label, c)], errors[(label, c)]) for c in levels}
+        result[label]["rss_mb"] = rss_mb[label]
+        result[label]["cpu_ms_per_request_at_5_per_s"] = slow_cpu[label]
     for label, c in cells:
         row = result["in_process"] if label == "in_process" else result[label][str(c)]
         print(f"  {label:<22} {c:>3} clients  {row['throughput']:>7.1f} req/s  p50 {row['p50_ms']:>7.2f}  "
@@ -264,11 +315,11 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--models", default="mobilenet_v3_small,efficientnet-lite0")
     p.add_argument("--clients", default="1,4,16")
-    p.add_argument("--duration", type=float, default=8.0, help="seconds measured per row and client count, over all rounds")
+    p.add_argument("--duration", type=float, default=12.0, help="seconds measured per row and client count, over all rounds")
     p.add_argument("--work", default=None, help="folder for the exported bundles (default: a temp folder)")
     p.add_argument("--json", default="results/serve_load.json")
     p.add_argument("--server-args", default="", help="extra flags for edgeship serve, e.g. '--max-batch 16'")
-    p.add_argument("--rounds", type=int, default=4, help="rounds the measurement is split into (see above)")
+    p.add_argument("--rounds", type=int, default=48, help="rounds the measurement is split into (see above)")
     args = p.parse_args()
     levels = [int(c) for c in args.clients.split(",")]
     work = Path(args.work) if args.work else Path(tempfile.mkdtemp(prefix="edgeship-serve-load-"))
@@ -290,15 +341,15 @@ def main() -> int:
         r = bench_model(name, work, jpeg, levels, args.duration, args.server_args.split(), args.rounds)
         r["verdict"] = verdict(name, r, levels, goals.get(name, 1.0))
         report["models"][name] = r
-    print("\n| model | server | " + " | ".join(f"{c} clients req/s (p50/p99 ms)" for c in levels) + " |")
-    print("|---|---|" + "---|" * len(levels))
+    print("\n| model | server | " + " | ".join(f"{c} clients req/s (p50/p99 ms)" for c in levels) + " | RSS MB | CPU ms/request at 5/s |")
+    print("|---|---|" + "---|" * (len(levels) + 2))
     for name, r in report["models"].items():
         c = r["in_process"]
-        print(f"| {name} | in-process ceiling (1 loop) | {c['throughput']} ({c['p50_ms']}/{c['p99_ms']}) |" + " |" * (len(levels) - 1))
+        print(f"| {name} | in-process ceiling (1 loop) | {c['throughput']} ({c['p50_ms']}/{c['p99_ms']}) |" + " |" * (len(levels) + 1))
         for key in (*(label for label, _ in VARIANTS), "article"):
             cells = " | ".join(f"{r[key][str(n)]['throughput']} ({r[key][str(n)]['p50_ms']}/{r[key][str(n)]['p99_ms']})"
                                for n in levels)
-            print(f"| {name} | {key} | {cells} |")
+            print(f"| {name} | {key} | {cells} | {r[key]['rss_mb']} | {r[key]['cpu_ms_per_request_at_5_per_s']} |")
 
     for name, r in report["models"].items():
         print(f"{name}: {json.dumps(r['verdict'])}")
@@ -307,6 +358,30 @@ def main() -> int:
     out.write_text(json.dumps(report, indent=2) + "\n")
     print(f"wrote {out}")
     return 0
+
+
+def _cpu_s(pid: int) -> float:
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _cpu_per_request(srv: Server, req: bytes, n: int = 25, gap_s: float = 0.2) -> float:
+    """Server CPU time (ms) per request for a slow camera: one picture every ``gap_s`` seconds.
+
+    What a board pays in power and heat when it is far from busy; spinning threads show here.
+    """
+    before = _cpu_s(srv.proc.pid)
+    for _ in range(n):
+        load(srv.port, req, 1, 10.0, cap=1)
+        time.sleep(gap_s)
+    return round((_cpu_s(srv.proc.pid) - before) / n * 1e3, 1)
+
+
+def _rss(pid: int) -> int:
+    """Resident memory of a server process, in bytes, after the load (all its models and threads)."""
+    with open(f"/proc/{pid}/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
 def _cpu_name() -> str:
