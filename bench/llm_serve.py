@@ -140,7 +140,7 @@ def main(argv=None) -> int:
     p.add_argument("--max-tokens", type=int, default=128)
     p.add_argument("--cached-repeat", type=int, default=30,
                    help="repeats of the fixed-cost check (prompt already cached, one token out)")
-    p.add_argument("--json", default="results/llm_serve.json")
+    p.add_argument("--json", default=str(Path(__file__).resolve().parent / "results" / "llm_serve.json"))
     a = p.parse_args(argv)
 
     import httpx

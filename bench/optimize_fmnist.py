@@ -20,7 +20,7 @@ from pathlib import Path
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="fewer samples and epochs (smoke test)")
-    ap.add_argument("--out", default="results/optimize_fmnist")
+    ap.add_argument("--out", default=str(Path(__file__).resolve().parent / "results" / "optimize_fmnist"))
     args = ap.parse_args()
 
     from edgeship.optimize.pipeline import fashion_mnist_demo

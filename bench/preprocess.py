@@ -23,7 +23,7 @@ HERE = Path(__file__).resolve().parent
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--runs", type=int, default=300)
-    ap.add_argument("--json", default="results/preprocess.json")
+    ap.add_argument("--json", default=str(Path(__file__).resolve().parent / "results" / "preprocess.json"))
     args = ap.parse_args()
 
     from rich.console import Console

@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import copy
 import tempfile
+from pathlib import Path
 
 import numpy as np
 
@@ -24,7 +25,7 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=100)
     ap.add_argument("--warmup", type=int, default=10)
     ap.add_argument("--target-flops", type=float, default=0.5)
-    ap.add_argument("--out", default="results/prune_resnet18.json")
+    ap.add_argument("--out", default=str(Path(__file__).resolve().parent / "results" / "prune_resnet18.json"))
     args = ap.parse_args()
 
     import torch

@@ -33,7 +33,7 @@ def main() -> int:
     ap.add_argument("--models", default=",".join(MODELS))
     ap.add_argument("--runs", type=int, default=80, help="timed runs per model in the final table")
     ap.add_argument("--work", default="results/bench-quantize")
-    ap.add_argument("--json", default="results/quantize.json")
+    ap.add_argument("--json", default=str(Path(__file__).resolve().parent / "results" / "quantize.json"))
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
 

@@ -90,7 +90,7 @@ def main() -> int:
     ap.add_argument("--runs", type=int, default=150)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--work", default="results/bench-quantize-ops")
-    ap.add_argument("--json", default="results/quantize_ops.json")
+    ap.add_argument("--json", default=str(Path(__file__).resolve().parent / "results" / "quantize_ops.json"))
     args = ap.parse_args()
 
     import onnx

@@ -317,7 +317,7 @@ def main() -> int:
     p.add_argument("--clients", default="1,4,16")
     p.add_argument("--duration", type=float, default=12.0, help="seconds measured per row and client count, over all rounds")
     p.add_argument("--work", default=None, help="folder for the exported bundles (default: a temp folder)")
-    p.add_argument("--json", default="results/serve_load.json")
+    p.add_argument("--json", default=str(Path(__file__).resolve().parent / "results" / "serve_load.json"))
     p.add_argument("--server-args", default="", help="extra flags for edgeship serve, e.g. '--max-batch 16'")
     p.add_argument("--rounds", type=int, default=48, help="rounds the measurement is split into (see above)")
     args = p.parse_args()

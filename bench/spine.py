@@ -28,7 +28,7 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=100)
     ap.add_argument("--warmup", type=int, default=10)
     ap.add_argument("--models", default=",".join(MODELS))
-    ap.add_argument("--out", default="results/bench-spine.json")
+    ap.add_argument("--out", default=str(Path(__file__).resolve().parent / "results" / "spine.json"))
     args = ap.parse_args()
     con = console()
     import torch
