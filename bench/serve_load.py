@@ -18,10 +18,13 @@ sockets for more (cheap, so the clients steal little CPU from the server).
 
 This shared 2-core VM's speed drifts by tens of percent from minute to minute, and the goals are
 ratios between rows. So every server runs at once (idle while another is measured), and the
-measurement goes in ``--rounds`` short rounds: each round gives every row (the ceiling, then each
-server at 1 client, then at 4, then at 16) ``duration / rounds`` seconds (0.25 s by default),
-after ``WARM_S`` seconds that are not counted (switching between processes cools the caches).
-Drift, and the VM's bursts of slowness, then hit every row alike instead of deciding one row's p99.
+measurement goes in ``--rounds`` short rounds: each round gives every row (the ceiling, and each
+server at each client count) ``duration / rounds`` seconds (0.25 s by default), after ``WARM_S``
+seconds that are not counted (switching between processes cools the caches), in an order
+shuffled anew every round (seeded). With a fixed order, the single-client p99 of the four
+EfficientNet-Lite0 server rows fell with their place in the round in three runs out of three
+(19.5-21.9 ms for the first, 16.1-16.7 ms for the fourth), which measured the place more than the
+server. Drift, and the VM's bursts of slowness, then hit every row alike.
 Also per server: resident memory after the load, and CPU time per request for a slow camera (one
 picture every 0.2 s), which is what spinning threads cost a board that is far from busy.
 Prints a table, writes JSON.
@@ -36,6 +39,7 @@ import io
 import json
 import os
 import platform
+import random
 import signal
 import socket
 import subprocess
@@ -263,7 +267,9 @@ def bench_model(name: str, work: Path, jpeg: bytes, levels: list[int], duration:
         errors: dict = {cell: [] for cell in cells}
         part = duration / rounds
         for r in range(rounds):
-            for cell in cells:
+            order = list(cells)
+            random.Random(r).shuffle(order)  # no row always follows the saturating 16-client rows
+            for cell in order:
                 label, c = cell
                 if label == "in_process":
                     _loop(model, jpeg, WARM_S, [])
