@@ -70,6 +70,7 @@ def _bad_inputs():
         "unknown_model": (lambda url: predict(url, jpg, name="nope"), 404),
         "bad_top_k": (lambda url: httpx.post(f"{url}/v1/models/tiny/predict?top_k=0", content=jpg, timeout=30), 422),
         "top_k_not_a_number": (lambda url: httpx.post(f"{url}/v1/models/tiny/predict?top_k=3x", content=jpg, timeout=30), 422),
+        "top_k_superscript": (lambda url: httpx.post(f"{url}/v1/models/tiny/predict?top_k=%C2%B2", content=jpg, timeout=30), 422),
         "get_on_predict": (lambda url: httpx.get(f"{url}/v1/models/tiny/predict", timeout=30), 405),
     }
 
