@@ -98,6 +98,18 @@ def request_bytes(path: str, jpeg: bytes) -> bytes:
     return head + body
 
 
+def _length_and_close(header_lines: list[bytes]) -> tuple[int, bool]:
+    """Content-Length, and whether the server closes the connection, from a response's header lines."""
+    length, close = 0, False
+    for line in header_lines:
+        k, _, v = line.partition(b":")
+        if k.lower() == b"content-length":
+            length = int(v)
+        elif k.lower() == b"connection" and v.strip().lower() == b"close":
+            close = True
+    return length, close
+
+
 def _blocking_client(port: int, req: bytes, deadline: float, lat: list[float], errors: list[int], cap: int) -> None:
     """One client on a plain blocking socket: the cheapest client there is, for the single-client rows."""
     sock = None
@@ -110,13 +122,10 @@ def _blocking_client(port: int, req: bytes, deadline: float, lat: list[float], e
         try:
             sock.sendall(req)
             status = stream.readline()
-            length, close = 0, False
+            lines = []
             while (line := stream.readline()) not in (b"\r\n", b""):
-                k, _, v = line.partition(b":")
-                if k.lower() == b"content-length":
-                    length = int(v)
-                elif k.lower() == b"connection" and v.strip().lower() == b"close":
-                    close = True
+                lines.append(line.rstrip(b"\r\n"))
+            length, close = _length_and_close(lines)
             if len(stream.read(length)) != length or not status:
                 raise ConnectionError("short read")
         except OSError:
@@ -143,13 +152,7 @@ async def _client(port: int, req: bytes, deadline: float, lat: list[float], erro
         writer.write(req)
         try:
             head = await reader.readuntil(b"\r\n\r\n")
-            length, close = 0, False
-            for line in head.split(b"\r\n")[1:]:
-                k, _, v = line.partition(b":")
-                if k.lower() == b"content-length":
-                    length = int(v)
-                elif k.lower() == b"connection" and v.strip().lower() == b"close":
-                    close = True
+            length, close = _length_and_close(head.split(b"\r\n")[1:])
             await reader.readexactly(length)
         except (asyncio.IncompleteReadError, ConnectionError):
             errors.append(0)
@@ -279,7 +282,10 @@ def bench_model(name: str, work: Path, jpeg: bytes, levels: list[int], duration:
                     load(port, reqs[label], c, WARM_S)
                     spent[cell] += load(port, reqs[label], c, part, lat[cell], errors[cell])
             print(f"  round {r + 1}/{rounds} done", flush=True)
-        rss_mb = {label: round(_rss(srv.proc.pid) / 2**20, 1) for label, srv in servers.items()}
+        import psutil
+
+        # Resident memory of each server after the load: all its models and threads.
+        rss_mb = {label: round(psutil.Process(srv.proc.pid).memory_info().rss / 2**20, 1) for label, srv in servers.items()}
         slow_cpu = {label: _cpu_per_request(srv, reqs[label]) for label, srv in servers.items()}
     finally:
         for srv in servers.values():
@@ -366,28 +372,19 @@ def main() -> int:
     return 0
 
 
-def _cpu_s(pid: int) -> float:
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def _cpu_per_request(srv: Server, req: bytes, n: int = 25, gap_s: float = 0.2) -> float:
     """Server CPU time (ms) per request for a slow camera: one picture every ``gap_s`` seconds.
 
     What a board pays in power and heat when it is far from busy; spinning threads show here.
     """
-    before = _cpu_s(srv.proc.pid)
+    import psutil
+
+    proc = psutil.Process(srv.proc.pid)
+    before = sum(proc.cpu_times()[:2])  # user + system
     for _ in range(n):
         load(srv.port, req, 1, 10.0, cap=1)
         time.sleep(gap_s)
-    return round((_cpu_s(srv.proc.pid) - before) / n * 1e3, 1)
-
-
-def _rss(pid: int) -> int:
-    """Resident memory of a server process, in bytes, after the load (all its models and threads)."""
-    with open(f"/proc/{pid}/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    return round((sum(proc.cpu_times()[:2]) - before) / n * 1e3, 1)
 
 
 def _cpu_name() -> str:
