@@ -4,15 +4,18 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from types import SimpleNamespace
 
 import numpy as np
+import pytest
 
+from edgeship.runtime import Model
 from edgeship.serve.batching import STREAM_GAP_S, ModelWorker
-from edgeship.serve.config import ServeConfig
+from edgeship.serve.config import ServeConfig, runtime_config
 
 
 class _Gauge:
@@ -136,3 +139,22 @@ def test_concurrent_requests_batch_and_never_overlap():
     # batches run on the model's own (non-spinning) session; only lone runs take the spinning twin
     batched = [s for (_, rows), s in zip(model.calls, model.sessions) if rows > 1]
     assert batched and all(s is None for s in batched)
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/task"), reason="thread priorities are read from Linux's /proc")
+def test_the_spinning_twins_threads_run_at_the_lowest_priority(tiny_bundle):
+    """With --spinning auto, the twin's ONNX Runtime threads get nice 19; the model's own keep nice 0."""
+
+    def new_threads(make):
+        before = set(os.listdir("/proc/self/task"))
+        made = make()
+        return made, {int(t): os.getpriority(os.PRIO_PROCESS, int(t)) for t in set(os.listdir("/proc/self/task")) - before}
+
+    config = ServeConfig(threads=2)  # an intra-op pool with a thread of its own, on any machine
+    model, own = new_threads(lambda: Model.load(tiny_bundle.root, runtime_config(config)))
+    worker, twin = new_threads(lambda: ModelWorker(model, config, _metrics(), ThreadPoolExecutor(1)))
+    assert worker._lone_session is not None
+    assert own and set(own.values()) == {0}
+    assert twin and set(twin.values()) == {19}
+    _, none = new_threads(lambda: ModelWorker(model, ServeConfig(threads=2, spinning="off"), _metrics(), ThreadPoolExecutor(1)))
+    assert none == {}

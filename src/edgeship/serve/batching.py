@@ -16,7 +16,9 @@ the decode thread that prepared it: there is nothing to batch it with, and one t
 fewer is one wake-up fewer on its way. With ``spinning="auto"``, a lone request of a dense stream
 (see STREAM_GAP_S) runs on a twin session whose ONNX Runtime threads spin, during the run and for
 a while after it, as they would in a tight in-process loop; batches run on the model's own
-session, whose threads sleep, so under load they leave the cores to decoding and HTTP.
+session, whose threads sleep, so under load they leave the cores to decoding and HTTP. The twin's
+threads run at the lowest CPU priority (nice 19): spinning, they give way at once to the event
+loop, the decode thread and the client that a stream wakes between two runs.
 Everything else goes through the queue to the inference thread, which batches. The model runs
 one batch at a time either way.
 """
@@ -27,6 +29,7 @@ import asyncio
 import collections
 import contextlib
 import logging
+import os
 import threading
 import time
 from concurrent.futures import Executor
@@ -68,6 +71,29 @@ class _Job:
         return int(self.x.shape[0])
 
 
+@contextlib.contextmanager
+def _lowest_priority_for_new_threads() -> Iterator[None]:
+    """Threads of this process started inside the block get nice 19 (Linux; elsewhere nothing changes).
+
+    Measured with a single client on 2 cores (EfficientNet-Lite0, two runs of 5000-7000 requests a
+    row): spinning at normal priority between two runs, the twin's threads kept the cores from the
+    wake-ups a request needs. The p99 of the HTTP part (client time minus server time) was 2.2-2.5
+    ms, against 0.9-1.2 ms at nice 19, and the request's p99 18.0-20.6 ms against 16.1-17.8 ms.
+    Inference was not slower (median 5.78 against 5.77 ms): nothing else wants the cores then.
+    """
+    tasks = "/proc/self/task"
+    before = set(os.listdir(tasks)) if os.path.isdir(tasks) else None
+    try:
+        yield
+    finally:
+        if before is not None:
+            for tid in set(os.listdir(tasks)) - before:
+                try:
+                    os.setpriority(os.PRIO_PROCESS, int(tid), 19)
+                except OSError:  # the thread has ended already
+                    pass
+
+
 def _set(fut: asyncio.Future, result: Any, exc: BaseException | None) -> None:
     if fut.done():  # the request was cancelled (client gone, shutdown timeout)
         return
@@ -100,7 +126,8 @@ class ModelWorker:
         self._lone_session = None
         self._last_submit = float("-inf")  # touched only on the event loop
         if config.spinning == "auto":
-            self._lone_session = model.twin_session(lone_runtime_config(config))
+            with _lowest_priority_for_new_threads():  # ONNX Runtime starts the twin's threads here
+                self._lone_session = model.twin_session(lone_runtime_config(config))
         metrics.queue_depth.set_function(lambda: self.pending)
 
     # --- event-loop side -------------------------------------------------------------------

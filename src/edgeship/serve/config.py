@@ -37,7 +37,8 @@ class ServeConfig:
     spinning: whether ONNX Runtime's intra-op threads busy-wait for work instead of sleeping.
       "auto" (default): a lone request (nothing else queued or being decoded) that comes within
       40 ms of the one before runs on a second session of the model whose threads spin, as in a
-      tight in-process loop; everything else (batches under load, sparse requests) runs on a
+      tight in-process loop, at the lowest CPU priority (nice 19, on Linux) so that their spinning
+      never delays a wake-up the request needs; everything else (batches under load, sparse requests) runs on a
       session whose threads sleep, so they never take the cores that decoding and HTTP need and
       an idle board does not burn power spinning. The second session costs about twice the
       model file in memory. "off": one session, threads never spin (least memory). "run": one
