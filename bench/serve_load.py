@@ -24,8 +24,8 @@ rows and the ceiling ``single_duration / rounds``, 0.75 s), after ``WARM_S`` sec
 counted (switching between processes cools the caches), in an order shuffled anew every round
 (seeded). The single-client p99 is a goal: over 12 s (about 1000 requests of EfficientNet-Lite0)
 it is the tenth slowest request, and one burst of the VM moves it by milliseconds, so those rows
-get 36 s, and the gap to the ceiling's p99 comes with a 90% interval (a bootstrap over rounds). With a fixed order, the single-client p99 of the four
-EfficientNet-Lite0 server rows fell with their place in the round in three runs out of three
+get 36 s, and the gap to the ceiling's p99 comes with a 90% interval (a bootstrap over rounds).
+With a fixed order, the single-client p99 of the four EfficientNet-Lite0 server rows fell with their place in the round in three runs out of three
 (19.5-21.9 ms for the first, 16.1-16.7 ms for the fourth), which measured the place more than the
 server. Drift, and the VM's bursts of slowness, then hit every row alike.
 Also per server: resident memory after the load, and CPU time per request for a slow camera (one
@@ -376,7 +376,8 @@ def main() -> int:
         "machine": {"cpus": os.cpu_count(), "processor": _cpu_name(), "python": platform.python_version(),
                     "onnxruntime": onnxruntime.__version__, "edgeship": __version__},
         "image": {"width": 640, "height": 480, "jpeg_bytes": len(jpeg)},
-        "duration_s_per_level": args.duration, "duration_s_single_client": args.single_duration, "rounds": args.rounds, "clients": levels, "models": {},
+        "duration_s_per_level": args.duration, "duration_s_single_client": args.single_duration,
+        "rounds": args.rounds, "clients": levels, "models": {},
     }
     goals = {"mobilenet_v3_small": 2.0, "efficientnet-lite0": 1.3}
     for name in args.models.split(","):
