@@ -35,8 +35,9 @@ def register(sub) -> None:
     p.add_argument("--spinning", choices=("auto", "off", "run", "on"), default="auto",
                    help="ONNX Runtime threads busy-wait for work: auto (default: a lone request that comes within "
                         "40 ms of the one before runs on a second session of the model whose threads spin, at "
-                        "the lowest priority; batches and sparse requests on one that sleeps; a second copy of the model in memory), off (never), run (only "
-                        "while a run is in progress) or on (ONNX Runtime's default)")
+                        "the lowest priority; batches and sparse requests on one that sleeps; a second copy of "
+                        "the model in memory), off (never), run (only while a run is in progress) or on (ONNX "
+                        "Runtime's default)")
     p.add_argument("--max-temp", type=positive_float, default=80.0, help="CPU temperature (C) above which readiness is degraded")
     p.add_argument("--access-log", action=argparse.BooleanOptionalAction, default=False,
                    help="log every request (off by default: /metrics counts them)")
