@@ -21,13 +21,15 @@ ratios between rows. So every server runs at once (idle while another is measure
 measurement goes in ``--rounds`` short rounds: each round gives every row (the ceiling, and each
 server at each client count) ``duration / rounds`` seconds (0.25 s by default; the single-client
 rows and the ceiling ``single_duration / rounds``, 0.75 s), after ``WARM_S`` seconds that are not
-counted (switching between processes cools the caches), in an order shuffled anew every round
-(seeded). The single-client p99 is a goal: over 12 s (about 1000 requests of EfficientNet-Lite0)
-it is the tenth slowest request, and one burst of the VM moves it by milliseconds, so those rows
-get 36 s, and the gap to the ceiling's p99 comes with a 90% interval (a bootstrap over rounds).
-With a fixed order, the single-client p99 of the four EfficientNet-Lite0 server rows fell with their place in the round in three runs out of three
-(19.5-21.9 ms for the first, 16.1-16.7 ms for the fourth), which measured the place more than the
-server. Drift, and the VM's bursts of slowness, then hit every row alike.
+counted (switching between processes cools the caches, and the row before may leave ONNX Runtime
+threads spinning at normal priority: 37-48 ms after the last run here), in an order shuffled anew
+every round (seeded). The single-client p99 is a goal: over 12 s (about 1000 requests of
+EfficientNet-Lite0) it is the tenth slowest request, and one burst of the VM moves it by
+milliseconds, so those rows get 36 s, and the gap to the ceiling's p99 comes with a 90% interval (a
+bootstrap over rounds). With a fixed order, the single-client p99 of the four EfficientNet-Lite0
+server rows fell with their place in the round in three runs out of three (19.5-21.9 ms for the
+first, 16.1-16.7 ms for the fourth), which measured the place more than the server. Drift, and the
+VM's bursts of slowness, then hit every row alike.
 Also per server: resident memory after the load, and CPU time per request for a slow camera (one
 picture every 0.2 s), which is what spinning threads cost a board that is far from busy.
 Prints a table, writes JSON.
@@ -239,7 +241,7 @@ class Server:
                 self.proc.wait()
 
 
-WARM_S = 0.05
+WARM_S = 0.1
 VARIANTS = (("edgeship", []), ("edgeship_spinning_off", ["--spinning", "off"]),
             ("edgeship_spinning_run", ["--spinning", "run"]), ("edgeship_spinning_on", ["--spinning", "on"]))
 
