@@ -148,7 +148,8 @@ def test_the_spinning_twins_threads_run_at_the_lowest_priority(tiny_bundle):
     def new_threads(make):
         before = set(os.listdir("/proc/self/task"))
         made = make()
-        return made, {int(t): os.getpriority(os.PRIO_PROCESS, int(t)) for t in set(os.listdir("/proc/self/task")) - before}
+        started = set(os.listdir("/proc/self/task")) - before
+        return made, {int(t): os.getpriority(os.PRIO_PROCESS, int(t)) for t in started}
 
     mine = os.getpriority(os.PRIO_PROCESS, 0)  # new threads start at this one's (0 unless run under nice)
     if mine == 19:

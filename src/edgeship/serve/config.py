@@ -40,10 +40,10 @@ class ServeConfig:
       tight in-process loop, at the lowest CPU priority (nice 19, on Linux) so that their spinning
       never delays a wake-up the request needs; everything else (batches under load, sparse
       requests) runs on a session whose threads sleep, so they never take the cores that
-      decoding and HTTP need and an idle board does not burn power spinning. The second session costs about twice the
-      model file in memory. "off": one session, threads never spin (least memory). "run": one
-      session, threads spin while a run is in progress and sleep as soon as it returns. "on":
-      one session, ONNX Runtime's default, they keep spinning after a run too.
+      decoding and HTTP need and an idle board does not burn power spinning. The second session
+      costs about twice the model file in memory. "off": one session, threads never spin (least
+      memory). "run": one session, threads spin while a run is in progress and sleep as soon as it
+      returns. "on": one session, ONNX Runtime's default, they keep spinning after a run too.
       bench/serve_load.py and the README show what each costs.
     max_pixels: decompression-bomb guard, checked from the header before any pixel is decoded;
       25 MP (about 5000x5000, 75 MB decoded) fits a 1 GB board with two decodes in flight.
