@@ -31,7 +31,9 @@ server rows fell with their place in the round in three runs out of three (19.5-
 first, 16.1-16.7 ms for the fourth), which measured the place more than the server. Drift, and the
 VM's bursts of slowness, then hit every row alike.
 Also per server: resident memory after the load, and CPU time per request for a slow camera (one
-picture every 0.2 s), which is what spinning threads cost a board that is far from busy.
+picture every 0.2 s), which is what spinning threads cost a board that is far from busy. And where
+one client's latency goes: the stage times of each answer (``timing_ms``: the server's own time)
+and the rest (the HTTP part), beside the ceiling's stage times measured in the same rounds.
 Prints a table, writes JSON.
 """
 
@@ -115,8 +117,12 @@ def _length_and_close(header_lines: list[bytes]) -> tuple[int, bool]:
     return length, close
 
 
-def _blocking_client(port: int, req: bytes, deadline: float, lat: list[float], errors: list[int], cap: int) -> None:
-    """One client on a plain blocking socket: the cheapest client there is, for the single-client rows."""
+def _blocking_client(port: int, req: bytes, deadline: float, lat: list[float], errors: list[int], cap: int,
+                     bodies: list[bytes] | None = None) -> None:
+    """One client on a plain blocking socket: the cheapest client there is, for the single-client rows.
+
+    With ``bodies``, each answer's body is kept beside its latency (parsed after the row, not here).
+    """
     sock = None
     while time.perf_counter() < deadline and len(lat) < cap:
         if sock is None:
@@ -131,7 +137,8 @@ def _blocking_client(port: int, req: bytes, deadline: float, lat: list[float], e
             while (line := stream.readline()) not in (b"\r\n", b""):
                 lines.append(line.rstrip(b"\r\n"))
             length, close = _length_and_close(lines)
-            if len(stream.read(length)) != length or not status:
+            body = stream.read(length)
+            if len(body) != length or not status:
                 raise ConnectionError("short read")
         except OSError:
             errors.append(0)
@@ -139,6 +146,8 @@ def _blocking_client(port: int, req: bytes, deadline: float, lat: list[float], e
             sock = None
             continue
         lat.append(time.perf_counter() - t0)
+        if bodies is not None:
+            bodies.append(body)
         if status[9:12] != b"200":
             errors.append(int(status[9:12]))
         if close:
@@ -175,13 +184,16 @@ async def _client(port: int, req: bytes, deadline: float, lat: list[float], erro
 
 
 def load(port: int, req: bytes, clients: int, seconds: float, lat: list[float] | None = None,
-         errors: list[int] | None = None, cap: int = 20000) -> float:
-    """``clients`` keep-alive clients for ``seconds``; latencies (s) and errors are appended; returns the time taken."""
+         errors: list[int] | None = None, cap: int = 20000, bodies: list[bytes] | None = None) -> float:
+    """``clients`` keep-alive clients for ``seconds``; latencies (s) and errors are appended; returns the time taken.
+
+    ``bodies`` (one client only) gets each answer's body, in the order of ``lat``.
+    """
     lat = [] if lat is None else lat
     errors = [] if errors is None else errors
     if clients == 1:
         t0 = time.perf_counter()
-        _blocking_client(port, req, t0 + seconds, lat, errors, len(lat) + cap)
+        _blocking_client(port, req, t0 + seconds, lat, errors, len(lat) + cap, bodies)
         return time.perf_counter() - t0
 
     async def main():
@@ -202,13 +214,15 @@ def summarize(lat: list[float], elapsed: float, errors: list[int] | None = None)
     }
 
 
-def _loop(model, jpeg: bytes, seconds: float, lat: list[float]) -> float:
+def _loop(model, jpeg: bytes, seconds: float, lat: list[float], stages: list[dict] | None = None) -> float:
     t0 = time.perf_counter()
     t_end = t0 + seconds
     while time.perf_counter() < t_end:
         t = time.perf_counter()
-        model.predict(jpeg)
+        timing = model.predict(jpeg).timing_ms
         lat.append(time.perf_counter() - t)
+        if stages is not None:
+            stages.append(timing)
     return time.perf_counter() - t0
 
 
@@ -273,6 +287,8 @@ def bench_model(name: str, work: Path, jpeg: bytes, levels: list[int], duration:
         per_round: dict = {cell: [] for cell in cells}  # latencies (s) of each round, per row
         spent = dict.fromkeys(cells, 0.0)
         errors: dict = {cell: [] for cell in cells}
+        stages: list[dict] = []  # the ceiling's stage times, request by request
+        bodies: dict = {(label, 1): [] for label in servers if label.startswith("edgeship") and 1 in levels}
         for r in range(rounds):
             order = list(cells)
             random.Random(r).shuffle(order)  # no row always follows the saturating 16-client rows
@@ -282,11 +298,11 @@ def bench_model(name: str, work: Path, jpeg: bytes, levels: list[int], duration:
                 got: list[float] = []
                 if label == "in_process":
                     _loop(model, jpeg, WARM_S, [])
-                    spent[cell] += _loop(model, jpeg, part, got)
+                    spent[cell] += _loop(model, jpeg, part, got, stages)
                 else:
                     port = servers[label].port
                     load(port, reqs[label], c, WARM_S)
-                    spent[cell] += load(port, reqs[label], c, part, got, errors[cell])
+                    spent[cell] += load(port, reqs[label], c, part, got, errors[cell], bodies=bodies.get(cell))
                 per_round[cell].append(got)
             print(f"  round {r + 1}/{rounds} done", flush=True)
         import psutil
@@ -300,15 +316,15 @@ def bench_model(name: str, work: Path, jpeg: bytes, levels: list[int], duration:
     lat = {cell: [x for got in per_round[cell] for x in got] for cell in cells}
     result: dict = {"bundle": str(bundle), "rounds": rounds, "warm_s": WARM_S}
     result["in_process"] = summarize(lat[("in_process", 1)], spent[("in_process", 1)])
-    # Stage split for the report: median of 50 more calls.
-    timings = [model.prepare(jpeg)[2] for _ in range(50)]
-    result["in_process"]["prepare_ms"] = {k: round(float(np.median([t[k] for t in timings])), 2) for k in timings[0]}
+    result["in_process"]["stages_ms"] = {k: round(float(np.median([t[k] for t in stages])), 2) for k in stages[0]}
     for label in servers:
         result[label] = {str(c): summarize(lat[(label, c)], spent[(label, c)], errors[(label, c)]) for c in levels}
         result[label]["rss_mb"] = rss_mb[label]
         result[label]["cpu_ms_per_request_at_5_per_s"] = slow_cpu[label]
         if 1 in levels:
             result[label]["1"]["p99_minus_in_process_p99_ms_ci90"] = p99_gap_ci(per_round[(label, 1)], per_round[("in_process", 1)])
+        if (label, 1) in bodies:
+            result[label]["1"]["server_side"] = server_side(lat[(label, 1)], bodies[(label, 1)])
     for label, c in cells:
         row = result["in_process"] if label == "in_process" else result[label][str(c)]
         print(f"  {label:<22} {c:>3} clients  {row['throughput']:>7.1f} req/s  p50 {row['p50_ms']:>7.2f}  "
@@ -331,6 +347,32 @@ def p99_gap_ci(server: list[list[float]], ceiling: list[list[float]], resamples:
         gaps.append(np.percentile(np.concatenate([s[i] for i in pick]), 99)
                     - np.percentile(np.concatenate([c[i] for i in pick]), 99))
     return [round(float(v), 2) for v in np.percentile(gaps, [5, 95])]
+
+
+def server_side(lat: list[float], bodies: list[bytes]) -> dict:
+    """Where one client's latency goes: the server's own time (``timing_ms`` in each answer) and the rest.
+
+    ``total`` is the server's time from the request's arrival in the handler to its answer, of which
+    ``handler`` is what the stages leave: reading the body, and the hand-back of the result to the
+    event loop. ``http`` is the client's latency minus ``total``: the connection, uvicorn's parsing
+    and writing, and the wake-ups on either side. Percentiles of each on its own (the slowest
+    requests of one need not be those of another).
+    """
+    stages = ("decode", "preprocess", "queue", "infer", "postprocess")
+    rows = []
+    for seconds, body in zip(lat, bodies):
+        try:
+            timing = json.loads(body)["timing_ms"]
+        except (ValueError, KeyError, TypeError):  # an error answer: no timing
+            continue
+        handler = timing["total"] - sum(timing.get(k, 0.0) for k in stages)
+        rows.append({**timing, "handler": handler, "http": seconds * 1e3 - timing["total"]})
+    out: dict = {"requests": len(rows)}
+    for key in (*stages, "handler", "total", "http"):
+        v = [r[key] for r in rows if key in r]
+        if v:
+            out[key] = {"p50_ms": round(float(np.percentile(v, 50)), 2), "p99_ms": round(float(np.percentile(v, 99)), 2)}
+    return out
 
 
 def verdict(name: str, r: dict, levels: list[int], article_goal: float) -> dict:
@@ -397,6 +439,19 @@ def main() -> int:
                                for n in levels)
             print(f"| {name} | {key} | {cells} | {r[key]['rss_mb']} | {r[key]['cpu_ms_per_request_at_5_per_s']} |")
 
+    print("\n| model | 1 client | decode / preprocess / infer p50 ms | handler p50/p99 ms | "
+          "server's own time p50/p99 ms | HTTP part p50/p99 ms |")
+    print("|---|---|---|---|---|---|")
+    for name, r in report["models"].items():
+        c, st = r["in_process"], r["in_process"]["stages_ms"]
+        print(f"| {name} | in-process ceiling | {st['decode']} / {st['preprocess']} / {st['infer']} | | "
+              f"{c['p50_ms']}/{c['p99_ms']} | |")
+        for key, _ in VARIANTS:
+            sv = r[key].get("1", {}).get("server_side")
+            if sv:
+                pair = {k: f"{sv[k]['p50_ms']}/{sv[k]['p99_ms']}" for k in ("handler", "total", "http")}
+                print(f"| {name} | {key} | {sv['decode']['p50_ms']} / {sv['preprocess']['p50_ms']} / "
+                      f"{sv['infer']['p50_ms']} | {pair['handler']} | {pair['total']} | {pair['http']} |")
     for name, r in report["models"].items():
         print(f"{name}: {json.dumps(r['verdict'])}")
     out = Path(args.json)
