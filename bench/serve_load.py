@@ -439,19 +439,20 @@ def main() -> int:
                                for n in levels)
             print(f"| {name} | {key} | {cells} | {r[key]['rss_mb']} | {r[key]['cpu_ms_per_request_at_5_per_s']} |")
 
-    print("\n| model | 1 client | decode / preprocess / infer p50 ms | handler p50/p99 ms | "
-          "server's own time p50/p99 ms | HTTP part p50/p99 ms |")
-    print("|---|---|---|---|---|---|")
-    for name, r in report["models"].items():
-        c, st = r["in_process"], r["in_process"]["stages_ms"]
-        print(f"| {name} | in-process ceiling | {st['decode']} / {st['preprocess']} / {st['infer']} | | "
-              f"{c['p50_ms']}/{c['p99_ms']} | |")
-        for key, _ in VARIANTS:
-            sv = r[key].get("1", {}).get("server_side")
-            if sv:
-                pair = {k: f"{sv[k]['p50_ms']}/{sv[k]['p99_ms']}" for k in ("handler", "total", "http")}
-                print(f"| {name} | {key} | {sv['decode']['p50_ms']} / {sv['preprocess']['p50_ms']} / "
-                      f"{sv['infer']['p50_ms']} | {pair['handler']} | {pair['total']} | {pair['http']} |")
+    if 1 in levels:  # where one client's time goes
+        print("\n| model | 1 client | decode / preprocess / infer p50 ms | handler p50/p99 ms | "
+              "server's own time p50/p99 ms | HTTP part p50/p99 ms |")
+        print("|---|---|---|---|---|---|")
+        for name, r in report["models"].items():
+            c, st = r["in_process"], r["in_process"]["stages_ms"]
+            print(f"| {name} | in-process ceiling | {st['decode']} / {st['preprocess']} / {st['infer']} | | "
+                  f"{c['p50_ms']}/{c['p99_ms']} | |")
+            for key, _ in VARIANTS:
+                sv = r[key].get("1", {}).get("server_side")
+                if sv:
+                    pair = {k: f"{sv[k]['p50_ms']}/{sv[k]['p99_ms']}" for k in ("handler", "total", "http")}
+                    print(f"| {name} | {key} | {sv['decode']['p50_ms']} / {sv['preprocess']['p50_ms']} / "
+                          f"{sv['infer']['p50_ms']} | {pair['handler']} | {pair['total']} | {pair['http']} |")
     for name, r in report["models"].items():
         print(f"{name}: {json.dumps(r['verdict'])}")
     out = Path(args.json)
