@@ -429,6 +429,10 @@ def main() -> int:
                         args.rounds)
         r["verdict"] = verdict(name, r, levels, goals.get(name, 1.0))
         report["models"][name] = r
+    # Written before the tables are printed: a formatting slip must not lose a 19-minute run.
+    out = Path(args.json)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2) + "\n")
     print("\n| model | server | " + " | ".join(f"{c} clients req/s (p50/p99 ms)" for c in levels) + " | RSS MB | CPU ms/request at 5/s |")
     print("|---|---|" + "---|" * (len(levels) + 2))
     for name, r in report["models"].items():
@@ -454,9 +458,6 @@ def main() -> int:
                       f"{sv['infer']['p50_ms']} | {pair['handler']} | {pair['total']} | {pair['http']} |")
     for name, r in report["models"].items():
         print(f"{name}: {json.dumps(r['verdict'])}")
-    out = Path(args.json)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=2) + "\n")
     print(f"wrote {out}")
     return 0
 
