@@ -13,7 +13,8 @@ from .._deps import require
 require("fastapi", "serve", "the REST server")
 require("prometheus_client", "serve", "the REST server's /metrics")
 
-from .app import ServedModel, ServerState, create_app  # noqa: E402
+from .app import create_app  # noqa: E402
 from .config import ServeConfig  # noqa: E402
+from .state import ServedModel, ServerState, SwapResult  # noqa: E402
 
-__all__ = ["ServeConfig", "ServedModel", "ServerState", "create_app"]
+__all__ = ["ServeConfig", "ServedModel", "ServerState", "SwapResult", "create_app"]
