@@ -179,7 +179,7 @@ def test_a_model_that_fails_its_golden_check_is_refused(classifier_bundle, photo
     assert broken.run(broken.blank_input())  # refused, not closed: the caller's to close
 
 
-def test_threads_change_live(classifier_bundle, photo, top1):
+def test_threads_change_live_and_an_update_keeps_them(classifier_bundle, classifier_bundle_v4, photo, top1):
     config = ServeConfig(threads=2)
     app = create_app([classifier_bundle], config)
     state = app.state.edgeship
@@ -188,16 +188,48 @@ def test_threads_change_live(classifier_bundle, photo, top1):
         before = (await client.get("/v1/models/tiny")).json()["serving"]["backend"]
         result = await state.reconfigure("tiny", intra_op_threads=1)
         card = (await client.get("/v1/models/tiny")).json()
-        return before, result, card, await client.post(PREDICT, content=photo)
+        twin = state.models["tiny"].worker.models()[1]  # the spinning twin follows the model's threads
+        answer = await client.post(PREDICT, content=photo)
+        update = await state.load_for("tiny", classifier_bundle_v4)  # a new version, loaded like the one serving
+        await state.swap("tiny", update)
+        return before, result, card, twin.describe(), answer, update.describe()
 
-    before, result, card, answer = run(app, fn)
+    before, result, card, twin, answer, update = run(app, fn)
     assert before["intra_op_threads"] == 2
     assert (result.old_version, result.new_version) == ("3", "3")
     assert result.old_backend["intra_op_threads"] == 2 and result.new_backend["intra_op_threads"] == 1
     assert card["serving"]["backend"]["intra_op_threads"] == 1
-    twin = state.models["tiny"].worker.models()[1]  # the spinning twin follows the model's threads
-    assert twin.describe()["intra_op_threads"] == 1 and twin.describe()["allow_spinning"] is True
+    assert twin["intra_op_threads"] == 1 and twin["allow_spinning"] is True
     assert answer.status_code == 200 and answer.json()["classes"][0]["index"] == top1["3"]
+    assert update["intra_op_threads"] == 1 and update["allow_spinning"] is False
+
+
+def test_a_request_held_past_the_drain_timeout_gets_503_not_a_hang(classifier_bundle, classifier_bundle_v4, photo):
+    config = ServeConfig()
+    app = create_app([classifier_bundle], config)
+    state = app.state.edgeship
+    new = load(classifier_bundle_v4, config)
+
+    async def fn(client):
+        gate = asyncio.Event()
+
+        async def stuck_upload():
+            yield photo[:10]
+            await gate.wait()
+            yield photo[10:]
+
+        held = asyncio.create_task(client.post(PREDICT, content=stuck_upload(), headers={"content-type": "image/jpeg"}))
+        while state.pending("tiny") != 1:
+            await asyncio.sleep(0.005)
+        result = await state.swap("tiny", new, drain_timeout_s=0.05)
+        gate.set()
+        return result, await asyncio.wait_for(held, 10), await client.post(PREDICT, content=photo)
+
+    result, late, fresh = run(app, fn)
+    assert not result.drained and result.drain_ms >= 50
+    assert late.status_code == 503 and "was replaced" in late.json()["error"]["message"]
+    assert late.headers["retry-after"] == "1"
+    assert fresh.status_code == 200 and fresh.json()["version"] == "4"
 
 
 class UvicornThread:
@@ -266,3 +298,10 @@ def test_swaps_on_a_real_server_with_eight_clients(classifier_bundle, classifier
     check_answers(answers, top1, done, "4")
     assert [r.new_version for r in results] == ["4", "3", "4", "3", "4"] and all(r.drained for r in results)
     assert card["serving"]["version"] == "4" and card["serving"]["swaps"] == 5
+
+
+def test_a_run_on_a_freed_model_is_a_503_to_retry():
+    from edgeship.serve.errors import as_api_error
+
+    err = as_api_error(BackendError("model.onnx: this ONNX Runtime session was closed"))
+    assert err.status == 503 and err.headers == {"Retry-After": "1"} and "retry" in err.message

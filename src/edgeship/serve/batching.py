@@ -149,6 +149,7 @@ class ModelWorker:
         self.pending = 0  # admitted and not yet answered (touched only on the event loop)
         self._closing = False
         self._stopping = False
+        self._exited = False  # the inference thread has returned (guarded by _cv)
         self._thread: threading.Thread | None = None
         self._twin = None  # the spinning twin of the model (spinning "auto")
         self._last_submit = float("-inf")  # touched only on the event loop
@@ -242,13 +243,18 @@ class ModelWorker:
         job.t_enqueued = time.perf_counter()
         with self._cv:
             self._preparing -= 1
-            inline = not (self._running or self._queue or self._preparing or self._stopping)
+            gone = self._exited
+            inline = not (gone or self._running or self._queue or self._preparing or self._stopping)
             if inline:
                 self._running = True
-            else:
+            elif not gone:
                 self._queue.append(job)
                 self._cv.notify()
-        if inline:
+        if gone:  # admitted before a swap, and held up (a slow upload) past its drain timeout
+            err = Overloaded(f"model {self.name!r} was replaced while this request was held up; retry",
+                             self.config.retry_after_s)
+            job.loop.call_soon_threadsafe(_set, job.fut, None, err)
+        elif inline:
             self._execute_and_release([job], twin=job.streaming)
 
     # --- inference thread --------------------------------------------------------------------
@@ -260,6 +266,7 @@ class ModelWorker:
         with self._cv:
             while not self._queue or self._running:
                 if self._stopping and self._preparing == 0 and not self._queue:
+                    self._exited = True
                     return None
                 self._cv.wait()
             self._running = True

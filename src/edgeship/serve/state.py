@@ -3,7 +3,7 @@
 >>> state = app.state.edgeship
 >>> with state.admit("mobilenet") as served:         # look up and take a queue place, in one step
 ...     answer, timing = await served.worker.submit(job)
->>> new = Model.load("mobilenet-v4/", runtime_config(state.config), max_pixels=state.config.max_pixels)
+>>> new = await state.load_for("mobilenet", "mobilenet-v4/")   # the serving model's settings
 >>> await state.swap("mobilenet", new)                # warm, check, switch, drain, free
 SwapResult(name='mobilenet', old_version='3', new_version='4', warmup_ms=41.2, drain_ms=3.1, ...)
 >>> await state.reconfigure("mobilenet", intra_op_threads=1)   # the same model, fewer threads
@@ -114,6 +114,15 @@ class ServerState:
 
     def history(self, name: str) -> list[dict[str, Any]]:
         return [r.as_dict() for r in self.swaps.get(name, ())]
+
+    async def load_for(self, name: str, source: Any, verify: bool = True) -> Model:
+        """A model loaded off the event loop with the settings of the one serving ``name`` now.
+
+        The runtime config (threads, spinning, backend) and the pixel limit carry over, so an
+        update does not undo what ``reconfigure`` set. Not yet serving: give it to ``swap``.
+        """
+        current = self.lookup(name).model
+        return await asyncio.to_thread(Model.load, source, current.config, verify, max_pixels=current.max_pixels)
 
     def _lock(self, name: str) -> asyncio.Lock:
         return self._locks.setdefault(name, asyncio.Lock())
