@@ -3,9 +3,6 @@ fixed at load, close() frees the session, and runtime's imports go one way."""
 
 from __future__ import annotations
 
-import ast
-from pathlib import Path
-
 import numpy as np
 import pytest
 
@@ -13,8 +10,6 @@ from edgeship.bundle import Task
 from edgeship.errors import BackendError, InputError
 from edgeship.runtime import Model, Prepared, RuntimeConfig
 from tests.support import build_tiny_classifier, jpeg_bytes, make_tiny_bundle
-
-RUNTIME = Path(__file__).resolve().parents[1] / "src" / "edgeship" / "runtime"
 
 
 def test_prepare_run_finish_is_predict(tiny_bundle):
@@ -81,63 +76,17 @@ def test_a_closed_model_says_so(tiny_bundle):
     model.close()  # twice is fine
 
 
-def _module_name(path: Path) -> str:
-    rel = path.relative_to(RUNTIME.parent.parent).with_suffix("")
-    parts = list(rel.parts)
-    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+def test_decoders_import_one_way():
+    """classify and detect register into the registry; neither imports the other, the registry neither.
 
+    (tests/test_layers.py checks the whole package for circles; this pins the decoders' shape.)
+    """
+    from tests.test_layers import _internal, import_graph
 
-def _import_time_edges(path: Path, name: str, modules: set[str]) -> set[str]:
-    """Modules of edgeship that ``path`` imports when it is imported (not in functions, not TYPE_CHECKING)."""
-    package = name if path.name == "__init__.py" else name.rsplit(".", 1)[0]
-    edges: set[str] = set()
-
-    def visit(stmts):
-        for node in stmts:
-            if isinstance(node, ast.Import):
-                edges.update(a.name for a in node.names)
-            elif isinstance(node, ast.ImportFrom):
-                base = node.module or ""
-                if node.level:
-                    anchor = package.split(".")[: len(package.split(".")) - node.level + 1]
-                    base = ".".join(anchor + ([node.module] if node.module else []))
-                for alias in node.names:
-                    child = f"{base}.{alias.name}"
-                    edges.add(child if child in modules else base)
-            elif isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
-                continue
-            elif isinstance(node, (ast.If, ast.Try)):
-                visit(node.body)
-                visit(getattr(node, "orelse", []))
-                for h in getattr(node, "handlers", []):
-                    visit(h.body)
-
-    visit(ast.parse(path.read_text()).body)
-    return edges
-
-
-def test_runtime_imports_go_one_way():
-    files = {_module_name(p): p for p in RUNTIME.rglob("*.py")}
-    graph = {m: _import_time_edges(p, m, set(files)) for m, p in files.items()}
-    decoders = "edgeship.runtime.decoders"
-    assert f"{decoders}.detect" not in graph[f"{decoders}.classify"]
-    assert f"{decoders}.classify" not in graph[f"{decoders}.detect"]
-    assert not {f"{decoders}.classify", f"{decoders}.detect"} & graph[f"{decoders}.registry"]
-    assert not any(e.startswith(("edgeship.serve", "edgeship.optimize", "torch")) for es in graph.values() for e in es)
-    # no cycle among runtime's modules (a package importing its own submodules is not one)
-    state: dict[str, int] = {}
-
-    def walk(m: str, trail: list[str]) -> None:
-        state[m] = 1
-        for e in sorted(graph.get(m, ())):
-            if e not in graph or m.startswith(e + "."):
-                continue
-            if state.get(e) == 1:
-                raise AssertionError("import cycle: " + " -> ".join([*trail[trail.index(e):], e]))
-            if e not in state:
-                walk(e, [*trail, e])
-        state[m] = 2
-
-    for m in sorted(graph):
-        if m not in state:
-            walk(m, [m])
+    graph = _internal(import_graph())
+    d = "edgeship.runtime.decoders"
+    assert graph[f"{d}.classify"] == {f"{d}.registry", "edgeship.bundle"}
+    assert f"{d}.classify" not in graph[f"{d}.detect"] and f"{d}.registry" in graph[f"{d}.detect"]
+    assert not any(t.startswith(d) for t in graph[f"{d}.registry"])
+    # the old homes re-export, and import only the new one
+    assert all(t.startswith(d) for t in graph["edgeship.runtime.tasks"] | graph["edgeship.runtime.detect"])

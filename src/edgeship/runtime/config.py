@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Union
 
 from ..errors import InputError
-from .backends.base import BackendKind
+from .backends.kinds import BackendKind
 
 _OPT_LEVELS = ("disable", "basic", "extended", "all")
 

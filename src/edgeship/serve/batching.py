@@ -39,6 +39,7 @@ from typing import Any, Callable, Iterator
 
 import numpy as np
 
+from .config import Spinning
 from .errors import Overloaded
 
 log = logging.getLogger("edgeship.serve")
@@ -153,7 +154,7 @@ class ModelWorker:
         self._thread: threading.Thread | None = None
         self._twin = None  # the spinning twin of the model (spinning "auto")
         self._last_submit = float("-inf")  # touched only on the event loop
-        if config.spinning == "auto":
+        if config.spinning is Spinning.AUTO:
             with _lowest_priority_for_new_threads():  # ONNX Runtime starts the twin's threads here
                 self._twin = model.derive(**TWIN_CHANGES)
 

@@ -10,6 +10,7 @@ A new engine is one module here, with ``@register_backend(BackendKind.X)`` on it
 and its module name in ``base._MODULES``.
 """
 
-from .base import Backend, BackendKind, backend_class, implemented, open_backend, register_backend
+from .base import Backend, backend_class, implemented, open_backend, register_backend
+from .kinds import BackendKind
 
 __all__ = ["Backend", "BackendKind", "backend_class", "implemented", "open_backend", "register_backend"]

@@ -14,34 +14,18 @@ LiteRT, and importing this package imports no engine at all.
 from __future__ import annotations
 
 import abc
-import enum
 import importlib
 import os
 from typing import TYPE_CHECKING, Any, Callable, ClassVar, Union
 
 import numpy as np
 
-from ...errors import BackendError, InputError
+from ...errors import BackendError
+from .kinds import BackendKind
 
 if TYPE_CHECKING:
     from ...bundle import TensorSpec
     from ..config import RuntimeConfig
-
-
-class BackendKind(str, enum.Enum):
-    ONNXRUNTIME = "onnxruntime"
-    LITERT = "litert"
-    OPENVINO = "openvino"
-    TENSORRT = "tensorrt"
-
-    @classmethod
-    def parse(cls, value: Union[str, "BackendKind"]) -> "BackendKind":
-        """``"onnxruntime"`` or the enum itself; anything else is an InputError naming the kinds."""
-        try:
-            return cls(value)
-        except ValueError:
-            known = ", ".join(k.value for k in cls)
-            raise InputError(f"unknown backend {value!r}; known backends: {known}") from None
 
 
 # The module that implements each kind, imported on first use. Not named after the engine's own
