@@ -88,5 +88,4 @@ def test_decoders_import_one_way():
     assert graph[f"{d}.classify"] == {f"{d}.registry", "edgeship.bundle"}
     assert f"{d}.classify" not in graph[f"{d}.detect"] and f"{d}.registry" in graph[f"{d}.detect"]
     assert not any(t.startswith(d) for t in graph[f"{d}.registry"])
-    # the old homes re-export, and import only the new one
-    assert all(t.startswith(d) for t in graph["edgeship.runtime.tasks"] | graph["edgeship.runtime.detect"])
+    assert "edgeship.runtime.tasks" not in graph and "edgeship.runtime.detect" not in graph  # no old homes

@@ -22,7 +22,6 @@ Decoders (``postprocessing.decoder``):
 
 from __future__ import annotations
 
-import enum
 import math
 import threading
 from pathlib import Path
@@ -30,7 +29,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from ...bundle import Bundle, Task
+from ...bundle import BoxDecoder, Bundle, Task
 from ...errors import BundleError, InputError
 from .registry import register, softmax
 
@@ -41,13 +40,6 @@ _SSD_VARIANCES = (0.1, 0.2)
 MAX_NMS_CANDIDATES = 4096
 _BACKGROUND = {"background", "__background__", "bg", "???"}
 
-
-
-class BoxDecoder(str, enum.Enum):
-    """``postprocessing.decoder`` of a detection bundle: the layout of the model's box outputs."""
-
-    YOLOV8 = "yolov8"
-    SSD = "ssd"
 
 
 Decoder = Callable[[list[np.ndarray], Bundle], tuple[np.ndarray, np.ndarray, np.ndarray]]
@@ -210,12 +202,8 @@ def decode_ssd(outputs: list[np.ndarray], bundle: Bundle) -> tuple[np.ndarray, n
 def detect_boxes(outputs: list[np.ndarray], bundle: Bundle) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Decoded, thresholded, NMS-ed boxes in model-input pixels: (boxes [K, 4], scores [K], classes [K])."""
     post = bundle.manifest.postprocessing
-    name = post.decoder or BoxDecoder.YOLOV8
-    try:
-        decoder = _BOX_DECODERS[BoxDecoder(name)]
-    except (ValueError, KeyError):
-        known = ", ".join(k.value for k in _BOX_DECODERS)
-        raise BundleError(f"{bundle.name}: unknown detection decoder {name!r} (known: {known})") from None
+    kind = post.decoder or BoxDecoder.YOLOV8  # the manifest only admits BoxDecoder members
+    decoder = _BOX_DECODERS[kind]
     boxes, scores, classes = decoder(outputs, bundle)
     mask = scores > post.score_threshold
     boxes, scores, classes = boxes[mask], scores[mask], classes[mask]
