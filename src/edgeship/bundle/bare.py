@@ -4,14 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .manifest import (
-    Format,
-    Manifest,
-    Preprocessing,
-    Resize,
-    Task,
-    TensorSpec,
-)
+from .manifest import Format, Manifest, TensorSpec
 from ..errors import BundleError, NotABundleError
 
 _ORT_DTYPES = {
@@ -61,48 +54,66 @@ def load_onnx_session_for_inspection(path: Path):
         ) from exc
 
 
-def bare_manifest(path: Path) -> tuple[Manifest, list[str]]:
-    """Manifest for a bare .onnx/.tflite/.gguf file, and the list of assumptions made."""
+def _inferred(path: Path):
+    from .infer import infer_manifest
+
     fmt = Format.from_suffix(path)
     if not path.is_file():
         raise NotABundleError(f"{path}: not a file")
-    assumed = [f"bare {fmt.value} file: no edgeship.json, so defaults were assumed (export a bundle to record them)"]
-    name = path.stem
-    if fmt is Format.GGUF:
-        return Manifest(name=name, model=path.name, task=Task.GENERATE, format=fmt), assumed
-    if fmt is Format.TFLITE:
-        raise BundleError(f"{path}: bare .tflite files need a bundle for now; wrap it with a manifest")
-    session = load_onnx_session_for_inspection(path)
-    inputs, outputs = ort_specs(session)
-    pre = None
-    task = Task.OTHER
-    image_inputs = [i for i in inputs if i.layout]
-    if len(inputs) == 1 and image_inputs:
-        spec = image_inputs[0]
-        hw = spec.shape[2:4] if spec.layout == "NCHW" else spec.shape[1:3]
-        if all(isinstance(d, int) for d in hw):
-            size = (int(hw[0]), int(hw[1]))
-        else:
-            size = (224, 224)
-            assumed.append("input size 224x224 (the graph's spatial dimensions are dynamic)")
-        pre = Preprocessing(size=size, resize_to=int(round(min(size) / 0.875)), layout=spec.layout)
-        assumed.append(
-            f"preprocessing: RGB, short side {pre.resize_to} then centre crop {size[0]}x{size[1]}, "
-            f"scale 1/255, ImageNet mean/std, {spec.layout}"
-        )
-    if pre is not None and len(outputs) == 1 and len(outputs[0].shape) == 2:
-        task = Task.CLASSIFY
-        assumed.append("task: classify (one [N, classes] output); labels: class indices")
-    elif pre is not None:
-        task = Task.OTHER
-        assumed.append("task: other (outputs are returned raw)")
-    manifest = Manifest(
-        name=name, model=path.name, task=task, format=fmt, inputs=inputs, outputs=outputs, preprocessing=pre
-    )
-    if pre is None:
-        manifest = Manifest(name=name, model=path.name, task=task, format=fmt, inputs=inputs, outputs=outputs)
-        assumed.append("no image input recognised: inputs must be given as arrays")
-    return manifest, assumed
+    found = infer_manifest(path)
+    note = f"bare {fmt.value} file: no edgeship.json, so defaults were assumed (`edgeship bundle create` records them)"
+    return found, [note, *found.assumed]
 
 
-__all__ = ["bare_manifest", "ort_specs"]
+def bare_manifest(path: Path) -> tuple[Manifest, list[str]]:
+    """Manifest for a bare .onnx/.tflite/.gguf file, and the list of assumptions made.
+
+    What the file's exporter embedded (labels, sizes, task; see bundle.infer) is used, not assumed.
+    """
+    found, assumed = _inferred(path)
+    return found.manifest, assumed
+
+
+def bare_bundle(path: Path):
+    """A Bundle for a bare model file. When the file brings labels or needs anchors, they are written
+    beside a hard link of it in edgeship's cache (a folder per file digest), as a bundle would hold them."""
+    import dataclasses
+    import os
+    import shutil
+
+    import numpy as np
+
+    from .cache import cache_dir, file_sha256
+    from .manifest import LABELS_FILE, MANIFEST
+    from .store import Bundle
+    from ..util import write_text_atomic
+
+    found, assumed = _inferred(path)
+    if not found.labels and not found.extra_files:
+        return Bundle(path.parent, found.manifest, assumed=assumed, source=path)
+    root = cache_dir() / "bare" / file_sha256(path)[:32]
+    manifest = found.manifest
+    if found.labels:
+        manifest = dataclasses.replace(manifest, labels=LABELS_FILE)
+    if not (root / MANIFEST).is_file() or (root / MANIFEST).read_text(encoding="utf-8") != manifest.to_json():
+        root.mkdir(parents=True, exist_ok=True)
+        target = root / path.name
+        if not target.exists():
+            tmp = root / f".{path.name}.tmp"
+            tmp.unlink(missing_ok=True)
+            try:
+                os.link(path, tmp)
+            except OSError:  # another file system: copy
+                shutil.copyfile(path, tmp)
+            os.replace(tmp, target)
+        if found.labels:
+            write_text_atomic(root / LABELS_FILE, "\n".join(found.labels) + "\n")
+        for name, arr in found.extra_files.items():
+            tmp = root / f".{name}.tmp.npy"
+            np.save(tmp, arr)
+            os.replace(tmp, root / name)
+        write_text_atomic(root / MANIFEST, manifest.to_json())
+    return Bundle(root, manifest, assumed=assumed, source=path)
+
+
+__all__ = ["bare_bundle", "bare_manifest", "ort_specs"]

@@ -166,14 +166,24 @@ def open_bundle(path: PathLike, verify: bool = True) -> Bundle:
     elif path.suffix.lower() not in (".onnx", ".tflite", ".gguf") and tarfile.is_tarfile(path):
         root = unpacked(path)
         bundle = Bundle(root, read_manifest(root), source=path)
+    elif (path.parent / MANIFEST).is_file() and _describes(path):
+        # a model file inside a bundle folder: that folder's edgeship.json says how to run it
+        bundle = Bundle(path.parent, read_manifest(path.parent))
     else:
-        from .bare import bare_manifest
+        from .bare import bare_bundle
 
-        manifest, assumed = bare_manifest(path)
-        return Bundle(path.parent, manifest, assumed=assumed, source=path)
+        return bare_bundle(path)
     if verify:
         bundle.verify()
     return bundle
+
+
+def _describes(model: Path) -> bool:
+    try:
+        manifest = read_manifest(model.parent)
+    except BundleError:
+        return False
+    return manifest.model == model.name
 
 
 def write_bundle(
