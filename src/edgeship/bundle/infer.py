@@ -269,7 +269,10 @@ def infer_manifest(path: Path, labels: Union[list[str], None] = None, preset: Un
     elif task in (Task.CLASSIFY, Task.DETECT):
         assumed.append("labels: class indices (give --labels FILE)")
     manifest = replace(manifest, task=task, preprocessing=pre, postprocessing=post)
-    if quant is not None:
+    if quant is not None and "tflite_norm" in hints:
+        found.append(f"quantized input (scale {quant[0]:.6g}, zero point {quant[1]}): the normalised values are "
+                     "quantized with the file's parameters")
+    elif quant is not None:
         assumed.append(f"uint8 input (scale {quant[0]:.6g}, zero point {quant[1]}): raw 0-255 pixels go in, "
                        "as TFLite's image tasks feed quantized models")
         manifest = replace(manifest, preprocessing=replace(

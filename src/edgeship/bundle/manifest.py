@@ -184,6 +184,7 @@ class Variant:
     precision: str = "fp32"
     options: dict[str, str] = field(default_factory=dict)  # engine options it needs
     preprocessing: Union[Preprocessing, None] = None  # when the file wants other input than the main model
+    postprocessing: Union[Postprocessing, None] = None  # when its outputs differ (a .tflite ending in softmax)
     golden: Union[Golden, None] = None
     gate: dict[str, Any] = field(default_factory=dict)
     created: str = ""

@@ -98,13 +98,14 @@ class Bundle:
                 raise BundleError(f"{path}: labels file named in the manifest cannot be read ({exc})") from exc
         return self._labels
 
-    def golden(self):
-        """(input, output) arrays stored with the bundle, or None."""
-        if self.manifest.golden is None:
+    def golden(self, spec: Golden | None = None):
+        """(input, output) arrays stored with the bundle (or in ``spec``'s file, a variant's), or None."""
+        spec = spec or self.manifest.golden
+        if spec is None:
             return None
         import numpy as np
 
-        path = self.root / self.manifest.golden.file
+        path = self.root / spec.file
         try:
             with np.load(path) as data:
                 return data["input"], data["output"]
@@ -250,6 +251,33 @@ def write_bundle(
 def update_manifest(bundle_dir: PathLike, manifest: Manifest) -> None:
     """Rewrite edgeship.json in place (atomically), e.g. to add a provenance row."""
     write_text_atomic(Path(bundle_dir) / MANIFEST, manifest.to_json())
+
+
+def add_files(bundle_dir: PathLike, files: dict[str, PathLike], change=None) -> Bundle:
+    """Copy ``files`` (member name -> source) into a bundle folder and record their sha256.
+
+    Each file is written to a temporary name, fsynced and renamed; the manifest (with ``change``,
+    a function Manifest -> Manifest, applied) is written last, atomically. A crash in between leaves
+    files the manifest does not list, never a manifest naming a missing or half-written file.
+    """
+    bundle = open_bundle(bundle_dir)
+    if bundle.is_bare or bundle.source != bundle.root:
+        raise BundleError(f"{bundle_dir}: give a bundle folder (not a .tar or a bare model file) to add files to")
+    digests = {}
+    for name, src in files.items():
+        check_member_name(name, "file")
+        dest = bundle.root / name
+        tmp = bundle.root / f".{name}.tmp"
+        shutil.copyfile(src, tmp)
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, dest)
+        digests[name] = sha256_file(dest)
+    manifest = dataclasses.replace(bundle.manifest, files={**bundle.manifest.files, **digests})
+    if change is not None:
+        manifest = change(manifest)
+    update_manifest(bundle.root, manifest)
+    return Bundle(bundle.root, manifest)
 
 
 def pack(bundle_dir: PathLike, tar_path: PathLike) -> Path:

@@ -25,6 +25,8 @@ def register(sub) -> None:
     p.add_argument("--llm-queue-size", type=positive_int, default=8,
                    help="LLM requests waiting for the model; one more gets 503 (generation takes seconds)")
     add_config_flags(p, ServeConfig)
+    p.add_argument("--provider-option", action="append", default=None, metavar="KEY=VALUE",
+                   help="engine option, repeatable (ORT provider options, OpenVINO properties, TensorRT max_batch/...)")
     p.add_argument("--max-temp", type=positive_float, default=80.0, help="CPU temperature (C) above which readiness is degraded")
     p.add_argument("--access-log", action=argparse.BooleanOptionalAction, default=False,
                    help="log every request (off by default: /metrics counts them)")
@@ -38,7 +40,10 @@ def build_config(args):
 
     from ..monitor.alerts import AlertThresholds
 
-    return config_from_args(ServeConfig, args, alerts=dataclasses.replace(AlertThresholds(), max_cpu_temp_c=args.max_temp))
+    from ..runtime.config import parse_options
+
+    return config_from_args(ServeConfig, args, alerts=dataclasses.replace(AlertThresholds(), max_cpu_temp_c=args.max_temp),
+                            provider_options=parse_options(args.provider_option))
 
 
 def make_llm(args, registry):
@@ -79,6 +84,7 @@ def run(args) -> int:
         batching = f"batches up to {served.worker.capacity}" if served.model.dynamic_batch else "fixed batch"
         console.print(f"model [bold]{name}[/bold] v{m.version} ({m.task.value}, {batching}) "
                       f"-> POST /v1/models/{name}/predict", highlight=False)
+        console.print(f"  runs on {served.model.describe_short()}", highlight=False)
     if llm is not None:
         console.print(f"llm [bold]{llm.name}[/bold] -> POST /v1/chat/completions", highlight=False)
     uvicorn.run(

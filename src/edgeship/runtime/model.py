@@ -16,6 +16,7 @@ The same, one stage at a time (what the server does, batching the middle step):
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 from dataclasses import dataclass, field
@@ -83,6 +84,12 @@ class Model:
                 f"{bundle.source}: {model_path.name} is not run by the {config.backend.value} backend "
                 f"(it reads {', '.join(backend_cls.suffixes)} files){hint}"
             )
+        if variant is not None and (variant.preprocessing is not None or variant.postprocessing is not None):
+            # the bundle as this variant sees it: its own input preparation and output decoding
+            m = bundle.manifest
+            view = dataclasses.replace(m, preprocessing=variant.preprocessing or m.preprocessing,
+                                       postprocessing=variant.postprocessing or m.postprocessing)
+            bundle = Bundle(bundle.root, view, assumed=bundle.assumed, source=bundle.source)
         self.bundle = bundle
         self.config = config
         self.variant: Variant | None = variant
@@ -96,7 +103,7 @@ class Model:
         except TypeError:
             self._backend.close()
             raise BundleError(f"{bundle.source}: input {spec.name!r} has type {spec.dtype}, which edgeship cannot feed") from None
-        pre = variant.preprocessing if variant is not None and variant.preprocessing is not None else bundle.manifest.preprocessing
+        pre = bundle.manifest.preprocessing
         self._preprocessor = Preprocessor(pre, max_pixels) if pre is not None else None
         self._decode = decoder_for(bundle.manifest.task)
         self.golden_at_load: GoldenCheck | None = None
@@ -293,14 +300,19 @@ class Model:
                 results.append(Prediction(out, timing, meta))
         return results
 
+    def golden(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """The golden (input, output) this model is checked against: its variant's own pair, else the bundle's."""
+        g = self.variant.golden if self.variant is not None and self.variant.golden else None
+        return self.bundle.golden(g)
+
     def check_golden(self) -> GoldenCheck | None:
         """Run the bundle's golden input and compare with its stored output (None when it has none)."""
-        golden = self.bundle.golden()
+        g = self.variant.golden if self.variant is not None and self.variant.golden else self.bundle.manifest.golden
+        golden = self.golden()
         if golden is None:
             return None
         x, expected = golden
         got = self.run(x)[0]
-        g = self.variant.golden if self.variant is not None and self.variant.golden else self.bundle.manifest.golden
         if got.shape != expected.shape:  # a model that answers another shape is off by any measure
             return GoldenCheck(False, float("inf"), f"atol={g.atol} rtol={g.rtol}")
         err = float(np.max(np.abs(got.astype(np.float64) - expected.astype(np.float64)))) if got.size else 0.0

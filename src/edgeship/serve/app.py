@@ -26,7 +26,7 @@ from ..bundle import Bundle
 from ..errors import InputError
 from ..runtime.model import Model
 from .batching import ModelWorker
-from .config import ServeConfig, runtime_config
+from .config import ServeConfig, runtime_config, runtime_given
 from .errors import install_handlers
 from .health import READY, HealthChecker
 from .kserve import create_kserve_router
@@ -47,13 +47,29 @@ def load_models(sources: Sequence[ModelSource], config: ServeConfig) -> list[Mod
     ``config.max_pixels`` before decoding anyway (serve/upload.py).
     """
     runtime = runtime_config(config)
-    models = [s if isinstance(s, Model) else Model.load(s, runtime, max_pixels=config.max_pixels) for s in sources]
+    models = [s if isinstance(s, Model) else _load(s, runtime, config) for s in sources]
     seen: set[str] = set()
     for m in models:
         if m.name in seen:
             raise InputError(f"two models are named {m.name!r}; rename one bundle (its manifest's name) to serve both")
         seen.add(m.name)
     return models
+
+
+def _load(source, runtime, config: ServeConfig) -> Model:
+    """A bundle loaded with the server's settings; without engine flags, as ``edgeship tune`` recorded
+    for this host (a choice for another host is logged and not applied)."""
+    from ..bundle import open_bundle
+    from ..targets.choice import recorded_runtime
+
+    bundle = source if isinstance(source, Bundle) else open_bundle(source)
+    if not runtime_given(config):
+        recorded = recorded_runtime(bundle, runtime)
+        if recorded.note:
+            log.warning("%s: %s", bundle.name, recorded.note)
+        if recorded.config is not None:
+            runtime = recorded.config
+    return Model(bundle, runtime, max_pixels=config.max_pixels)
 
 
 def create_app(models: Sequence[ModelSource], config: Union[ServeConfig, None] = None, llm: Any = None,

@@ -154,7 +154,8 @@ class ModelWorker:
         self._thread: threading.Thread | None = None
         self._twin = None  # the spinning twin of the model (spinning "auto")
         self._last_submit = float("-inf")  # touched only on the event loop
-        if config.spinning is Spinning.AUTO:
+        # Spinning is ONNX Runtime's setting; another engine's twin would be a second copy for nothing.
+        if config.spinning is Spinning.AUTO and getattr(getattr(model, "backend", None), "value", "onnxruntime") == "onnxruntime":
             with _lowest_priority_for_new_threads():  # ONNX Runtime starts the twin's threads here
                 self._twin = model.derive(**TWIN_CHANGES)
 

@@ -76,6 +76,13 @@ class ServeConfig:
         "before runs on a second session of the model whose threads spin, at the lowest priority; batches "
         "and sparse requests on one that sleeps; a second copy of the model in memory), off (never), run "
         "(only while a run is in progress) or on (ONNX Runtime's default)"))
+    backend: Union[str, None] = field(default=None, metadata=cli(
+        "engine for every bundle: onnxruntime, openvino, litert or tensorrt (default: each bundle's recorded "
+        "choice for this host from `edgeship tune`, else what its model file calls for)"))
+    provider: Union[str, None] = field(default=None, metadata=cli(
+        "ONNX Runtime execution provider: cpu, cuda, tensorrt or openvino (one this host lacks is an error)"))
+    variant: Union[str, None] = field(default=None, metadata=cli("declared variant of the bundle to serve"))
+    provider_options: tuple[tuple[str, str], ...] = ()  # --provider-option key=value
     prep_threads: int = field(default_factory=_default_prep_threads, metadata=cli(
         "image decode threads (default: one per core, at most 4)", type=positive_int))
     retry_after_s: int = 1
@@ -104,11 +111,17 @@ class ServeConfig:
 
 
 def runtime_config(config: ServeConfig):
-    """The ONNX Runtime settings of a served model."""
+    """The runtime settings of a served model (engine flags, threads, ONNX Runtime's spinning)."""
     from ..runtime.session import RuntimeConfig
 
     return RuntimeConfig(intra_op_threads=config.threads, allow_spinning=config.spinning in (Spinning.RUN, Spinning.ON),
-                         stop_spinning_after_run=config.spinning is Spinning.RUN)
+                         stop_spinning_after_run=config.spinning is Spinning.RUN, backend=config.backend,
+                         provider=config.provider, variant=config.variant, options=config.provider_options)
+
+
+def runtime_given(config: ServeConfig) -> bool:
+    """Whether the engine was set on the command line (then no recorded choice applies)."""
+    return bool(config.backend or config.provider or config.variant or config.provider_options)
 
 
 def lone_runtime_config(config: ServeConfig):

@@ -1,0 +1,271 @@
+"""Declared variants of a bundle: a reduced precision or another engine's file, admitted by the INT8 gate.
+
+>>> result = add_variant("resnet18/", VariantKind.OPENVINO_INT8)        # NNCF post-training INT8
+>>> result.variant.gate["agreement"], result.variant.gate["passed"]
+(0.994, True)
+>>> add_variant("effnet/", VariantKind.LITERT, source="efficientnet_lite0.tflite")   # a uint8 .tflite
+
+Every variant goes through the gate ``edgeship quantize`` uses (optimize.qgate.score): on the
+same evaluation crops of real photos (the held-out half; calibration uses the other half, as the
+ONNX Runtime quantizer does), its top-1 agreement with the bundle's FP32 model must reach
+``min_agreement`` (labelled data: ``min_accuracy`` of FP32's accuracy). For a model with random
+weights (an export without pretrained weights) top-1 agreement means little, so the gate compares
+the outputs themselves (mean cosine similarity at least ``min_cosine``) and says that it did.
+
+A variant that fails is not written. One that passes is added to the bundle folder with its own
+golden pair: an evaluation crop prepared as the variant is fed, and the FP32 model's output for it,
+with a tolerance of three times the error measured at the gate (plus 0.1% of the output's range),
+so that the golden check at load refuses an engine that computes it differently.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import shutil
+import tempfile
+import types
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Union
+
+import numpy as np
+
+from .._deps import require
+from ..bundle import Golden, Variant, now_iso, open_bundle
+from ..bundle.store import add_files
+from ..errors import InputError, QuantizeError
+
+
+class VariantKind(str, enum.Enum):
+    OPENVINO_BF16 = "openvino-bf16"  # OpenVINO's bf16 precision hint on the bundle's model.onnx
+    OPENVINO_INT8 = "openvino-int8"  # NNCF post-training INT8, an OpenVINO IR (.xml + .bin)
+    LITERT = "litert"  # a .tflite file given by the user (uint8, int8 or float), run by LiteRT
+    TENSORRT_FP16 = "tensorrt-fp16"  # an fp16 ONNX: TensorRT 11 takes the precision from the graph
+
+
+@dataclass(frozen=True)
+class VariantConfig:
+    calibration: str = "photos"
+    calibration_samples: int = 64
+    eval_samples: int = 300
+    min_agreement: float = 0.98  # as QuantizeConfig
+    min_accuracy: float = 0.99
+    min_cosine: float = 0.99  # random-weight models: outputs compared instead of top-1
+    threads: int = 2
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("min_agreement", "min_accuracy", "min_cosine"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise InputError(f"{name}: must be within [0, 1], got {getattr(self, name)!r}")
+        if self.calibration_samples < 1 or self.eval_samples < 2:
+            raise InputError("calibration_samples must be at least 1 and eval_samples at least 2")
+
+
+@dataclass
+class VariantResult:
+    variant: Variant
+    passed: bool
+    reason: str
+    bundle: Any = None  # the updated Bundle when written
+
+
+@dataclass
+class _Built:
+    """What a builder made: the files to add, the variant (gate and golden filled in later), how to run it."""
+
+    files: dict[str, Path]
+    variant: Variant
+    run: Callable[[list[np.ndarray]], np.ndarray]  # evaluation inputs (variant's view) -> outputs [N, -1]
+
+
+_BUILDERS: dict[VariantKind, Callable[..., _Built]] = {}
+
+
+def register_builder(kind: VariantKind):
+    def deco(fn):
+        _BUILDERS[kind] = fn
+        return fn
+
+    return deco
+
+
+def _runner(bundle, variant: Variant, threads: int, root: Path):
+    """Run a variant through the runtime seam, without its (not yet written) golden check."""
+    from ..runtime import Model, RuntimeConfig
+
+    shim = dataclasses.replace(bundle.manifest, variants=[variant])
+    view = type(bundle)(root, shim, source=bundle.source)
+    model = Model(view, RuntimeConfig(variant=variant.name, intra_op_threads=threads, golden_check=False))
+
+    def run(samples: list[np.ndarray]) -> np.ndarray:
+        return np.stack([model.run(x[None])[0].reshape(-1) for x in samples])
+
+    return run
+
+
+@register_builder(VariantKind.OPENVINO_BF16)
+def _openvino_bf16(bundle, work: Path, config: VariantConfig, data, source=None) -> _Built:
+    from ..runtime.backends.ov import cpu_capabilities
+
+    if "BF16" not in cpu_capabilities():
+        raise QuantizeError("openvino-bf16: this CPU has no bf16 support (OpenVINO would run it as fp32), so the "
+                            "gate cannot measure bf16 here; add the variant on a CPU with AVX-512 BF16 or AMX")
+    v = Variant("openvino-bf16", "openvino", bundle.manifest.model, precision="bf16",
+                options={"INFERENCE_PRECISION_HINT": "bf16"})
+    return _Built({}, v, _runner(bundle, v, config.threads, bundle.root))
+
+
+@register_builder(VariantKind.OPENVINO_INT8)
+def _openvino_int8(bundle, work: Path, config: VariantConfig, data, source=None) -> _Built:
+    ov = require("openvino", "openvino", "OpenVINO variants")
+    nncf = require("nncf", "optimize", "OpenVINO INT8 (NNCF post-training quantization)")
+    model = ov.Core().read_model(str(bundle.model_path))
+    dataset = nncf.Dataset(data.calibration, lambda x: np.ascontiguousarray(x[None], dtype=np.float32))
+    quantized = nncf.quantize(model, dataset, subset_size=len(data.calibration))
+    xml = work / "model-openvino-int8.xml"
+    ov.save_model(quantized, str(xml), compress_to_fp16=False)
+    files = {xml.name: xml, xml.with_suffix(".bin").name: xml.with_suffix(".bin")}
+    v = Variant("openvino-int8", "openvino", xml.name, precision="int8")
+    return _Built(files, v, _runner(bundle, v, config.threads, work))
+
+
+@register_builder(VariantKind.LITERT)
+def _litert(bundle, work: Path, config: VariantConfig, data, source=None) -> _Built:
+    from ..bundle.infer import infer_manifest
+
+    if source is None or Path(source).suffix.lower() != ".tflite":
+        raise InputError("the litert variant needs the .tflite file: --from MODEL.tflite")
+    found = infer_manifest(Path(source))
+    name = "model-litert.tflite"
+    shutil.copyfile(source, work / name)
+    from ..bundle.infer import _tflite_graph
+
+    inputs, _, quant = _tflite_graph(Path(source))
+    from ai_edge_litert.interpreter import Interpreter
+
+    dtype = np.dtype(Interpreter(model_path=str(source)).get_input_details()[0]["dtype"]).name
+    precision = dtype if quant is not None else "fp32"  # uint8 / int8 inputs: a quantized model
+    assumed_pre = found.manifest.preprocessing
+    pre = dataclasses.replace(bundle.manifest.preprocessing, size=assumed_pre.size, layout=assumed_pre.layout,
+                              scale=assumed_pre.scale, mean=assumed_pre.mean, std=assumed_pre.std) if assumed_pre else None
+    post = None
+    if found.manifest.postprocessing.softmax is False:  # the file ends in a softmax: no second one
+        post = dataclasses.replace(bundle.manifest.postprocessing, softmax=False)
+    v = Variant("litert-" + precision, "litert", name, precision=precision, preprocessing=pre, postprocessing=post)
+    return _Built({name: work / name}, v, _runner(bundle, v, config.threads, work))
+
+
+@register_builder(VariantKind.TENSORRT_FP16)
+def _tensorrt_fp16(bundle, work: Path, config: VariantConfig, data, source=None) -> _Built:
+    require("onnx", "optimize", "converting the model to fp16")
+    from .quantize import _build_fp16
+
+    path = work / "model-fp16.onnx"
+    _build_fp16(bundle.model_path, path)
+    v = Variant("tensorrt-fp16", "tensorrt", path.name, precision="fp16")
+    # Gated here through ONNX Runtime on the CPU (the graph's fp16 numerics); on the GPU TensorRT's
+    # golden check at load holds it to the same tolerance.
+    cpu = dataclasses.replace(v, backend="onnxruntime")
+    return _Built({path.name: path}, v, _runner(bundle, cpu, config.threads, work))
+
+
+def _random_weights(bundle) -> bool:
+    export = next((s for s in bundle.manifest.provenance if s.stage == "export"), None)
+    return bool(export) and export.params.get("pretrained") is False
+
+
+def add_variant(bundle_dir: Union[str, Path], kind: Union[VariantKind, str], *, source: Union[str, Path, None] = None,
+                config: VariantConfig | None = None, log: Callable[[str], None] | None = None,
+                write: bool = True) -> VariantResult:
+    """Build the ``kind`` variant of the bundle folder ``bundle_dir``, gate it, and add it when it passes."""
+    from .calibration import load_quant_data
+    from .qgate import Candidate, outputs, score
+
+    try:
+        kind = VariantKind(kind)
+    except ValueError:
+        raise InputError(f"unknown variant {kind!r}; kinds: {', '.join(k.value for k in VariantKind)}") from None
+    config = config or VariantConfig()
+    say = log or (lambda line: None)
+    bundle = open_bundle(bundle_dir)
+    if bundle.manifest.preprocessing is None:
+        raise InputError(f"{bundle.name}: variants are gated on real photos, and this bundle has no image preprocessing")
+    data = load_quant_data(bundle, config.calibration, config.calibration_samples, config.eval_samples, seed=config.seed)
+    say(f"evaluation: {len(data.evaluation)} crops of real photos; calibration: {len(data.calibration)}")
+    ref = outputs(bundle.model_path, data.evaluation, config.threads)
+    with tempfile.TemporaryDirectory(prefix="edgeship-variant-") as tmp:
+        work = Path(tmp)
+        built = _BUILDERS[kind](bundle, work, config, data, source)
+        v = built.variant
+        evaluation = data.evaluation
+        if v.preprocessing is not None:  # the same crops, prepared as the variant is fed
+            view = types.SimpleNamespace(manifest=dataclasses.replace(bundle.manifest, preprocessing=v.preprocessing),
+                                         labels=bundle.labels, name=bundle.name)
+            evaluation = load_quant_data(view, config.calibration, config.calibration_samples, config.eval_samples,
+                                         seed=config.seed).evaluation
+        got = built.run(evaluation)
+        ref_cmp = ref
+        if v.postprocessing is not None and v.postprocessing.softmax is False and not _probabilities(ref, bundle):
+            from ..runtime.decoders import softmax
+
+            ref_cmp = softmax(ref)  # the variant answers probabilities: compare in that space
+        cand = Candidate(v.name, kind.value, work)
+        gate_cfg = types.SimpleNamespace(min_agreement=config.min_agreement, min_accuracy=config.min_accuracy)
+        score(cand, got, ref_cmp, data.labels, float(np.mean(ref.argmax(1) == data.labels)) if data.labels is not None else None,
+              gate_cfg)
+        random = _random_weights(bundle)
+        if random:
+            cand.passed = bool(cand.cosine >= config.min_cosine)
+        err = np.abs(got.astype(np.float64) - ref_cmp.astype(np.float64)).max(axis=1)
+        gate = {
+            "compared": "output cosine similarity (random weights: top-1 agreement means little)" if random
+            else ("accuracy kept on labelled data" if data.labels is not None else "top-1 agreement with FP32"),
+            "agreement": cand.agreement, "cosine": cand.cosine, "accuracy": cand.accuracy,
+            "threshold": config.min_cosine if random else (config.min_accuracy if data.labels is not None else config.min_agreement),
+            "passed": bool(cand.passed), "samples": len(evaluation), "max_abs_error": float(err.max()),
+            "data": {k: data.info.get(k) for k in ("source", "calibration_samples", "evaluation_samples", "augmentation")},
+        }
+        say(f"{v.name}: agreement {cand.agreement:.4f}, cosine {cand.cosine:.5f}, max |error| {err.max():.3g} -> "
+            + ("passes" if cand.passed else "fails") + f" the gate ({gate['compared']})")
+        i = int(np.argmin(err))  # the golden crop: a typical one, where the variant agrees best
+        atol = float(3 * err[i] + 1e-3 * (ref_cmp[i].max() - ref_cmp[i].min()))
+        golden_name = f"golden-{v.name}.npz"
+        np.savez(work / golden_name, input=evaluation[i][None], output=ref_cmp[i].reshape((1,) + tuple(_out_shape(bundle))))
+        v = dataclasses.replace(v, golden=Golden(file=golden_name, atol=atol, rtol=0.0), gate=gate, created=now_iso())
+        reason = (f"{v.name} {'passes' if cand.passed else 'fails'} the gate: "
+                  + (f"cosine {cand.cosine:.5f} (needs {config.min_cosine})" if random
+                     else f"agreement {cand.agreement:.4f} (needs {gate['threshold']})"))
+        if not cand.passed or not write:
+            return VariantResult(v, bool(cand.passed), reason)
+        files = {**built.files, golden_name: work / golden_name}
+
+        def change(m):
+            return dataclasses.replace(m, variants=[*[x for x in m.variants if x.name != v.name], v])
+
+        updated = add_files(bundle.root, files, change)
+    return VariantResult(v, True, reason, updated)
+
+
+def _probabilities(ref: np.ndarray, bundle) -> bool:
+    if bundle.manifest.postprocessing.softmax is not None:
+        return not bundle.manifest.postprocessing.softmax
+    from ..runtime.decoders import looks_like_probabilities
+
+    return all(looks_like_probabilities(r) for r in ref[:8])
+
+
+def _out_shape(bundle) -> list[int]:
+    golden = bundle.golden()
+    if golden is not None:
+        return list(golden[1].shape[1:])
+    spec = bundle.manifest.outputs[0].shape if bundle.manifest.outputs else [None, -1]
+    return [d if isinstance(d, int) else -1 for d in spec[1:]]
+
+
+def remove_variant(bundle_dir: Union[str, Path], name: str):
+    """Drop a variant from the manifest (its files stay listed and verified; a new export drops them)."""
+    bundle = open_bundle(bundle_dir)
+    bundle.manifest.variant(name)  # SchemaError naming the declared ones
+    return add_files(bundle.root, {}, lambda m: dataclasses.replace(m, variants=[v for v in m.variants if v.name != name]))
