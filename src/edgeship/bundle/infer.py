@@ -197,6 +197,7 @@ def infer_manifest(path: Path, labels: Union[list[str], None] = None, preset: Un
     found: list[str] = []
     assumed: list[str] = []
     hints: dict[str, Any] = {}
+    labels_given = labels is not None
     quant = None
     if fmt is Format.ONNX:
         inputs, outputs, meta = _onnx_graph(path)
@@ -248,7 +249,9 @@ def infer_manifest(path: Path, labels: Union[list[str], None] = None, preset: Un
         task = Task.DETECT
         post = Postprocessing(decoder=BoxDecoder.BLAZEFACE, anchors="anchors.npy", score_threshold=0.5,
                               iou_threshold=0.3, max_detections=20)
-        labels = labels or ["face"]
+        if labels is None:
+            labels = ["face"]
+            found.append("label 'face' (BlazeFace detects one class)")
         found.append(f"{len(anchors)} anchors from MediaPipe's SSD anchor rule for a {size[0]} px input")
     elif hints.get("task") in ("classify", None) and len(outputs) == 1 and len(outputs[0].shape) == 2:
         task = Task.CLASSIFY
@@ -260,8 +263,10 @@ def infer_manifest(path: Path, labels: Union[list[str], None] = None, preset: Un
             found.append(f"output {outputs[0].name!r} is already probabilities (no softmax applied)")
     elif "task" in hints:
         assumed.append(f"task {hints['task']!r} has no decoder in edgeship: outputs are returned raw")
-    if labels is not None:
+    if labels_given:
         found.append(f"{len(labels)} labels from the labels file given")
+    elif labels is not None:
+        pass
     elif hints.get("labels"):
         labels = hints["labels"]
         if not any("labels" in f for f in found):

@@ -178,8 +178,12 @@ def _random_weights(bundle) -> bool:
 
 def add_variant(bundle_dir: Union[str, Path], kind: Union[VariantKind, str], *, source: Union[str, Path, None] = None,
                 config: VariantConfig | None = None, log: Callable[[str], None] | None = None,
-                write: bool = True) -> VariantResult:
-    """Build the ``kind`` variant of the bundle folder ``bundle_dir``, gate it, and add it when it passes."""
+                write: bool = True, keep_failed: bool = False) -> VariantResult:
+    """Build the ``kind`` variant of the bundle folder ``bundle_dir``, gate it, and add it when it passes.
+
+    ``keep_failed``: add it even when it fails, marked ``gate.passed: false`` (for side-by-side
+    benchmarks: such a variant runs only when named, and tune and the pick never choose it).
+    """
     from .calibration import load_quant_data
     from .qgate import Candidate, outputs, score
 
@@ -237,7 +241,7 @@ def add_variant(bundle_dir: Union[str, Path], kind: Union[VariantKind, str], *, 
         reason = (f"{v.name} {'passes' if cand.passed else 'fails'} the gate: "
                   + (f"cosine {cand.cosine:.5f} (needs {config.min_cosine})" if random
                      else f"agreement {cand.agreement:.4f} (needs {gate['threshold']})"))
-        if not cand.passed or not write:
+        if not write or not (cand.passed or keep_failed):
             return VariantResult(v, bool(cand.passed), reason)
         files = {**built.files, golden_name: work / golden_name}
 
@@ -245,7 +249,7 @@ def add_variant(bundle_dir: Union[str, Path], kind: Union[VariantKind, str], *, 
             return dataclasses.replace(m, variants=[*[x for x in m.variants if x.name != v.name], v])
 
         updated = add_files(bundle.root, files, change)
-    return VariantResult(v, True, reason, updated)
+    return VariantResult(v, bool(cand.passed), reason, updated)
 
 
 def _probabilities(ref: np.ndarray, bundle) -> bool:
