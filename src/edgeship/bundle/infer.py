@@ -57,7 +57,7 @@ class Inferred:
 
 
 def _onnx_graph(path: Path) -> tuple[list[TensorSpec], list[TensorSpec], dict[str, str]]:
-    from .bare import load_onnx_session_for_inspection, ort_specs
+    from .graph import load_onnx_session_for_inspection, ort_specs
 
     session = load_onnx_session_for_inspection(path)
     inputs, outputs = ort_specs(session)

@@ -171,12 +171,45 @@ def open_bundle(path: PathLike, verify: bool = True) -> Bundle:
         # a model file inside a bundle folder: that folder's edgeship.json says how to run it
         bundle = Bundle(path.parent, read_manifest(path.parent))
     else:
-        from .bare import bare_bundle
-
-        return bare_bundle(path)
+        return _bare_bundle(path)
     if verify:
         bundle.verify()
     return bundle
+
+
+def _bare_bundle(path: Path) -> "Bundle":
+    """A Bundle for a bare model file. When the file brings labels or needs anchors, they are written
+    beside a hard link of it in edgeship's cache (a folder per file digest), as a bundle would hold them."""
+    import numpy as np
+
+    from .bare import _inferred
+
+    found, assumed = _inferred(path)
+    if not found.labels and not found.extra_files:
+        return Bundle(path.parent, found.manifest, assumed=assumed, source=path)
+    root = cache_dir() / "bare" / file_sha256(path)[:32]
+    manifest = found.manifest
+    if found.labels:
+        manifest = dataclasses.replace(manifest, labels=LABELS_FILE)
+    if not (root / MANIFEST).is_file() or (root / MANIFEST).read_text(encoding="utf-8") != manifest.to_json():
+        root.mkdir(parents=True, exist_ok=True)
+        target = root / path.name
+        if not target.exists():
+            tmp = root / f".{path.name}.tmp"
+            tmp.unlink(missing_ok=True)
+            try:
+                os.link(path, tmp)
+            except OSError:  # another file system: copy
+                shutil.copyfile(path, tmp)
+            os.replace(tmp, target)
+        if found.labels:
+            write_text_atomic(root / LABELS_FILE, "\n".join(found.labels) + "\n")
+        for name, arr in found.extra_files.items():
+            tmp = root / f".{name}.tmp.npy"
+            np.save(tmp, arr)
+            os.replace(tmp, root / name)
+        write_text_atomic(root / MANIFEST, manifest.to_json())
+    return Bundle(root, manifest, assumed=assumed, source=path)
 
 
 def _describes(model: Path) -> bool:
