@@ -219,6 +219,11 @@ def add_variant(bundle_dir: Union[str, Path], kind: Union[VariantKind, str], *, 
         gate_cfg = types.SimpleNamespace(min_agreement=config.min_agreement, min_accuracy=config.min_accuracy)
         score(cand, got, ref_cmp, data.labels, float(np.mean(ref.argmax(1) == data.labels)) if data.labels is not None else None,
               gate_cfg)
+        # the cosine again with an epsilon relative to the outputs' scale (qgate's absolute 1e-12 reads 0
+        # for a model whose outputs are tiny, as untrained networks' can be)
+        num = np.sum(got * ref_cmp, 1, dtype=np.float64)
+        den = np.linalg.norm(got.astype(np.float64), axis=1) * np.linalg.norm(ref_cmp.astype(np.float64), axis=1)
+        cand.cosine = float(np.mean(num / np.maximum(den, 1e-300)))
         random = _random_weights(bundle)
         if random:
             cand.passed = bool(cand.cosine >= config.min_cosine)
