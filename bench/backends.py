@@ -79,7 +79,7 @@ def _export(name: str, out: Path) -> None:
                           "batchnorm_statistics": None if src.pretrained else f"{len(pics)} photos, 4 passes"})
 
 
-def prepare(name: str, work: Path, eval_samples: int, say) -> Path:
+def prepare(name: str, work: Path, eval_samples: int, say, ort_int8: bool = False) -> Path:
     """The bundle with every variant this host can gate (failing ones kept, marked)."""
     from edgeship.bundle import open_bundle
     from edgeship.errors import EdgeshipError
@@ -91,7 +91,7 @@ def prepare(name: str, work: Path, eval_samples: int, say) -> Path:
         _export(name, bundle_dir)
     have = {v.name for v in open_bundle(bundle_dir).manifest.variants}
     cfg = VariantConfig(eval_samples=eval_samples)
-    kinds = [("openvino-int8", None), ("openvino-bf16", None)]
+    kinds = [("openvino-int8", None), ("openvino-bf16", None)] + ([("onnxruntime-int8", None)] if ort_int8 else [])
     if _tflite(name):
         kinds.append(("litert", _tflite(name)))
     for kind, source in kinds:
@@ -113,6 +113,8 @@ def main() -> int:
     ap.add_argument("--warmup", type=int, default=20)
     ap.add_argument("--eval-samples", type=int, default=300, help="evaluation crops for each variant's gate")
     ap.add_argument("--work", default="results/bench-backends")
+    ap.add_argument("--ort-int8", action="store_true",
+                    help="also run `edgeship quantize` and time its INT8 pick as a variant (minutes per model)")
     ap.add_argument("--json", default=str(Path(__file__).resolve().parent / "results" / "backends.json"))
     args = ap.parse_args()
 
@@ -139,7 +141,7 @@ def main() -> int:
     peaks = {p: cpu_peak(p, args.threads, info=info) for p in ("fp32", "bf16", "fp16", "int8", "uint8")}
     for name in args.models.split(","):
         t0 = time.perf_counter()
-        bundle_dir = prepare(name, work, args.eval_samples, say)
+        bundle_dir = prepare(name, work, args.eval_samples, say, args.ort_int8)
         macs = onnx_cost(bundle_dir / "model.onnx").macs
         selection = tune(bundle_dir, cfg, write=True)
         confirm = compare_backends(bundle_dir, cfg)

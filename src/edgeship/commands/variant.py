@@ -16,7 +16,7 @@ def register(sub) -> None:
     verbs = p.add_subparsers(dest="variant_verb", metavar="ACTION", required=True)
     a = verbs.add_parser("add", help="build a variant, gate it against FP32 on real photos, add it when it passes")
     a.add_argument("bundle", metavar="BUNDLE_DIR")
-    a.add_argument("kind", choices=["openvino-bf16", "openvino-int8", "litert", "tensorrt-fp16"])
+    a.add_argument("kind", choices=["openvino-bf16", "openvino-int8", "litert", "tensorrt-fp16", "onnxruntime-int8"])
     a.add_argument("--from", dest="source", metavar="FILE", help="the model file (litert: the .tflite)")
     a.add_argument("--calibration", default="photos", help="calibration/evaluation images: a folder or 'photos'")
     a.add_argument("--calibration-samples", type=positive_int, default=64, help="calibration crops (default 64)")

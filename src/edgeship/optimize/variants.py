@@ -42,6 +42,7 @@ class VariantKind(str, enum.Enum):
     OPENVINO_INT8 = "openvino-int8"  # NNCF post-training INT8, an OpenVINO IR (.xml + .bin)
     LITERT = "litert"  # a .tflite file given by the user (uint8, int8 or float), run by LiteRT
     TENSORRT_FP16 = "tensorrt-fp16"  # an fp16 ONNX: TensorRT 11 takes the precision from the graph
+    ONNXRUNTIME_INT8 = "onnxruntime-int8"  # the model `edgeship quantize` picks, as a variant of the FP32 bundle
 
 
 @dataclass(frozen=True)
@@ -169,6 +170,26 @@ def _tensorrt_fp16(bundle, work: Path, config: VariantConfig, data, source=None)
     # golden check at load holds it to the same tolerance.
     cpu = dataclasses.replace(v, backend="onnxruntime")
     return _Built({path.name: path}, v, _runner(bundle, cpu, config.threads, work))
+
+
+@register_builder(VariantKind.ONNXRUNTIME_INT8)
+def _onnxruntime_int8(bundle, work: Path, config: VariantConfig, data, source=None) -> _Built:
+    from .quantize import QuantizeConfig, quantize
+
+    # random weights: quantize's top-1 gate means little, so it only picks the fastest layout here and
+    # the variant's own gate (output cosine similarity) decides, as for every variant of such a model
+    agreement = 0.0 if _random_weights(bundle) else config.min_agreement
+    qcfg = QuantizeConfig(calibration=config.calibration, calibration_samples=config.calibration_samples,
+                          eval_samples=config.eval_samples, min_agreement=agreement,
+                          threads=config.threads, seed=config.seed, mode="static")
+    result = quantize(bundle, qcfg, workdir=work / "quantize")
+    if result.chosen is None:
+        raise QuantizeError(f"onnxruntime-int8: quantize kept FP32 ({result.reason})")
+    path = work / "model-onnxruntime-int8.onnx"
+    shutil.copyfile(result.chosen.path, path)
+    v = Variant("onnxruntime-int8", "onnxruntime", path.name, precision="int8",
+                options={})
+    return _Built({path.name: path}, v, _runner(bundle, v, config.threads, work))
 
 
 def _random_weights(bundle) -> bool:
