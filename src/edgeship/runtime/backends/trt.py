@@ -84,6 +84,21 @@ def gpu_info(cudart, device: int = 0) -> tuple[str, str]:
     return name.strip("\x00 "), f"{props.major}.{props.minor}"
 
 
+_DTYPES = {"FLOAT": np.float32, "HALF": np.float16, "INT8": np.int8, "UINT8": np.uint8, "INT32": np.int32,
+           "INT64": np.int64, "BOOL": np.bool_}
+
+
+def _np_dtype(trt, dt) -> np.dtype:
+    """numpy's dtype for a TensorRT DataType (``trt.nptype`` where the bindings have it)."""
+    try:
+        return np.dtype(trt.nptype(dt))
+    except (AttributeError, TypeError):
+        name = str(dt).rsplit(".", 1)[-1]
+        if name not in _DTYPES:
+            raise BackendError(f"TensorRT tensor type {dt} has no numpy equivalent for edgeship's I/O") from None
+        return np.dtype(_DTYPES[name])
+
+
 def _sha256(path: Path) -> str:
     from ...bundle.cache import file_sha256
 
@@ -158,7 +173,7 @@ class TensorRTBackend(Backend):
         io_in = trt.TensorIOMode.INPUT
         self._in_names = [n for n in self._names if engine.get_tensor_mode(n) == io_in]
         self._out_names = [n for n in self._names if engine.get_tensor_mode(n) != io_in]
-        self._dtypes = {n: np.dtype(trt.nptype(engine.get_tensor_dtype(n))) for n in self._names}
+        self._dtypes = {n: _np_dtype(trt, engine.get_tensor_dtype(n)) for n in self._names}
         self._inputs = [self._spec(n, True) for n in self._in_names]
         self._outputs = [self._spec(n, False) for n in self._out_names]
         self._buffers: dict[str, tuple[int, int]] = {}  # name -> (device pointer, bytes)
