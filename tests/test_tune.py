@@ -135,3 +135,20 @@ def _photo() -> str:
     if "chelsea" not in found:
         pytest.skip("no photos installed")
     return str(found["chelsea"])
+
+
+def test_the_peak_is_cores_times_clock_times_the_isas_ops_per_cycle(tmp_path):
+    from edgeship.targets.peak import cpu_peak
+    from tests.support import tree
+
+    cpuinfo = "processor\t: 0\nmodel name\t: Test CPU\nflags\t\t: fma avx2 avx512f avx512_vnni avx512_bf16\ncpu MHz\t\t: 3000.000"
+    root = tree(tmp_path / "zen4", {"proc/cpuinfo": cpuinfo})
+    int8 = cpu_peak("int8", 2, root)
+    assert int8.ops_per_s == 2 * 3.0e9 * 128 and "VNNI" in int8.how and "2 cores x 3.00 GHz" in int8.how
+    assert cpu_peak("bf16", 2, root).ops_per_cycle == 64 and cpu_peak("fp32", 2, root).ops_per_cycle == 32
+    tree(root, {"sys/devices/system/cpu/cpu0/cpufreq/cpuinfo_max_freq": 3700000})  # cpufreq's maximum wins
+    assert cpu_peak("fp32", 1, root).ghz == 3.7
+    avx2 = tree(tmp_path / "avx2", {"proc/cpuinfo": cpuinfo.replace(" avx512f avx512_vnni avx512_bf16", "")})
+    assert cpu_peak("int8", 2, avx2).ops_per_cycle == 64 and "without VNNI" in cpu_peak("int8", 2, avx2).how
+    assert "fp32 rate" in cpu_peak("bf16", 2, avx2).how
+    assert cpu_peak("int8", 2, tree(tmp_path / "none", {"proc/cpuinfo": "processor\t: 0"})) is None  # no clock read
