@@ -104,3 +104,13 @@ def test_a_tflite_with_metadata_and_a_label_zip(tmp_path, photo_paths):
     assert any("labels_without_background.txt" in f for f in result.inferred)
     assert any("normalization (x - 127) / 128 from the TFLite metadata" in f for f in result.inferred)
     assert Model.load(tmp_path / "lite0").predict(photo_paths["coffee"], top_k=1).output["classes"][0]["label"] == "espresso"
+
+
+def test_exports_get_a_dynamic_batch_axis_unless_asked_not_to():
+    from edgeship.cli import build_parser
+    from edgeship.optimize.export import ExportSpec
+
+    assert ExportSpec().dynamic_batch
+    parser = build_parser()
+    assert not parser.parse_args(["export", "resnet18", "-o", "x"]).static_batch
+    assert parser.parse_args(["export", "resnet18", "-o", "x", "--static-batch"]).static_batch
