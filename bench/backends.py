@@ -73,7 +73,10 @@ def _export(name: str, out: Path) -> None:
             for _ in range(4):
                 module(x)
         module.eval()
-    export_module(module, out, ExportSpec(), name=src.name, task=src.task, labels=src.labels,
+    # random input through random weights with real-photo statistics gives large activations: the
+    # export check uses 1e-2 relative there (real photos still checked, and the golden pair is a photo)
+    spec = ExportSpec() if src.pretrained else ExportSpec(atol=1e-3, rtol=1e-2)
+    export_module(module, out, spec, name=src.name, task=src.task, labels=src.labels,
                   preprocessing=src.preprocessing, photos=pics[:4], overwrite=True,
                   source={"source": src.source, "weights": None, "pretrained": src.pretrained,
                           "batchnorm_statistics": None if src.pretrained else f"{len(pics)} photos, 4 passes"})
@@ -148,7 +151,10 @@ def main() -> int:
         rows = confirm["rows"]
         pick_label = selection.report["pick"]["label"]
         pick = next((r for r in rows if r["label"] == pick_label), None)
-        fastest = min(rows, key=lambda r: r["p50_ms"])
+        # the goal compares the pick with the fastest way it could have been: those that passed their gates
+        eligible = [r for r in rows if r["gate"].get("passed", True)] or rows
+        fastest = min(eligible, key=lambda r: r["p50_ms"])
+        fastest_any = min(rows, key=lambda r: r["p50_ms"])
         ref = next((r for r in rows if r["label"] == REFERENCE), None)
         for r in rows:
             peak = peaks.get(r["precision"] if r["precision"] in peaks else "fp32")
@@ -159,6 +165,7 @@ def main() -> int:
             "model": name, "macs": macs, "bundle": str(bundle_dir), "selection": selection.report,
             "confirmation": confirm, "pick": pick_label, "host": selection.host,
             "pick_vs_fastest": pick["p50_ms"] / fastest["p50_ms"] if pick else None,
+            "fastest_eligible": fastest["label"], "fastest_any": fastest_any["label"],
             "pick_vs_reference": ref["p50_ms"] / pick["p50_ms"] if pick and ref else None,
             "seconds": round(time.perf_counter() - t0, 1),
         }
@@ -186,9 +193,10 @@ def main() -> int:
         for s in confirm["skipped"] + confirm["refused"]:
             say(f"  not run {s['label']}: {s['reason']}")
         if pick:
-            say(f"pick (selection run): {pick_label}; in the confirmation run it is "
-                f"{entry['pick_vs_fastest']:.3f}x the fastest way's p50 ({fastest['label']}; goal <= 1.03) and "
-                f"{entry['pick_vs_reference']:.2f}x ONNX Runtime FP32")
+            say(f"pick (selection run): {pick_label}; in the confirmation run its p50 is "
+                f"{entry['pick_vs_fastest']:.3f}x that of the fastest way that passed its gates ({fastest['label']}; "
+                f"goal <= 1.03), and it runs {entry['pick_vs_reference']:.2f}x as fast as ONNX Runtime FP32"
+                + ("" if fastest_any is fastest else f"; the fastest way of all, {fastest_any['label']}, failed its gate"))
     used = {r["precision"] for m in out["models"] for r in m["confirmation"]["rows"]}
     for p in sorted(used):
         peak = peaks.get(p)
