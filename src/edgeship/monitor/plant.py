@@ -37,7 +37,7 @@ import os
 import signal
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Union
 
@@ -136,6 +136,7 @@ class ThermalPlant:
     clock_khz: int = 0
     sticky: int = 0  # the since-boot half of get_throttled
     sim_s: float = 0.0
+    _written: dict = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
         self.root = Path(self.root)
@@ -170,27 +171,32 @@ class ThermalPlant:
         self.write()
 
     def write(self) -> None:
+        """Put the state into the tree; files whose value did not change are left alone."""
         root = self.root
         zone = root / "sys/class/thermal/thermal_zone0"
-        zone.mkdir(parents=True, exist_ok=True)
-        if not (zone / "type").exists():
+        if not self._written:
+            zone.mkdir(parents=True, exist_ok=True)
             _write(zone / "type", "cpu-thermal\n")
             for i, (kind, millis, hyst) in enumerate(TRIP_POINTS):
                 _write(zone / f"trip_point_{i}_type", f"{kind}\n")
                 _write(zone / f"trip_point_{i}_temp", f"{millis}\n")
                 _write(zone / f"trip_point_{i}_hyst", f"{hyst}\n")
-        _write(zone / "temp", f"{round(self.temp_c * 1000)}\n")
-        for cpu in range(self.params.cpus):
-            d = root / f"sys/devices/system/cpu/cpu{cpu}/cpufreq"
-            d.mkdir(parents=True, exist_ok=True)
-            if not (d / "cpuinfo_max_freq").exists():
+            for cpu in range(self.params.cpus):
+                d = root / f"sys/devices/system/cpu/cpu{cpu}/cpufreq"
+                d.mkdir(parents=True, exist_ok=True)
                 _write(d / "cpuinfo_max_freq", f"{self.params.f_max_khz}\n")
                 _write(d / "cpuinfo_min_freq", f"{self.params.f_min_khz}\n")
                 _write(d / "scaling_max_freq", f"{self.params.f_max_khz}\n")
-            _write(d / "scaling_cur_freq", f"{self.clock_khz}\n")
-        fw = root / THROTTLED_FILE
-        fw.parent.mkdir(parents=True, exist_ok=True)
-        _write(fw, f"{self.throttled_bits:x}\n")
+            (root / THROTTLED_FILE).parent.mkdir(parents=True, exist_ok=True)
+        values = {"temp": round(self.temp_c * 1000), "clock": self.clock_khz, "bits": self.throttled_bits}
+        if values["temp"] != self._written.get("temp"):
+            _write(zone / "temp", f"{values['temp']}\n")
+        if values["clock"] != self._written.get("clock"):
+            for cpu in range(self.params.cpus):
+                _write(root / f"sys/devices/system/cpu/cpu{cpu}/cpufreq/scaling_cur_freq", f"{self.clock_khz}\n")
+        if values["bits"] != self._written.get("bits"):
+            _write(root / THROTTLED_FILE, f"{values['bits']:x}\n")
+        self._written = values
 
 
 @dataclass
