@@ -125,4 +125,4 @@ def test_status_rises_to_severe_when_the_firmware_throttles():
 
 def test_read_sample_of_an_empty_tree_is_all_none(tmp_path):
     s = read_sample(tmp_path)
-    assert s == Sample(None, "", None, None, None) and not s.firmware_throttling
+    assert s == Sample(None, "", None, None, None, None) and not s.firmware_throttling

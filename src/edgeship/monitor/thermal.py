@@ -167,6 +167,7 @@ class Sample:
     flags: frozenset[str] | None = None  # throttle bits set now (THROTTLE_FLAGS and under_voltage)
     clock_ratio: float | None = None  # lowest CPU clock over its maximum
     clock_khz: int | None = None
+    throttled_raw: int | None = None  # the whole get_throttled field, since-boot bits included
 
     @property
     def firmware_throttling(self) -> bool:
@@ -186,7 +187,8 @@ def read_sample(root: PathLike = "/", runner: sensors.Runner | None = None) -> S
         flags = frozenset(n for n in (*THROTTLE_FLAGS, "under_voltage") if getattr(status.pi, f"{n}_now"))
     clock = min(status.cpus, key=lambda f: f.ratio, default=None)
     return Sample(temp.celsius if temp else None, temp.source if temp else "", flags,
-                  clock.ratio if clock else None, clock.current if clock else None)
+                  clock.ratio if clock else None, clock.current if clock else None,
+                  status.pi.raw if status.pi is not None else None)
 
 
 class ThermalTracker:
