@@ -126,3 +126,11 @@ def test_status_rises_to_severe_when_the_firmware_throttles():
 def test_read_sample_of_an_empty_tree_is_all_none(tmp_path):
     s = read_sample(tmp_path)
     assert s == Sample(None, "", None, None, None, None) and not s.firmware_throttling
+
+
+def test_cooling_devices(tmp_path):
+    tree(tmp_path, {"sys/class/thermal/cooling_device0/type": "pwm-fan",
+                    "sys/class/thermal/cooling_device0/cur_state": 2, "sys/class/thermal/cooling_device0/max_state": 4,
+                    "sys/class/thermal/cooling_device1/type": "broken", "sys/class/thermal/cooling_device1/cur_state": "x"})
+    (fan,) = sensors.cooling_devices(tmp_path)
+    assert (fan.name, fan.type, fan.cur_state, fan.max_state) == ("cooling_device0", "pwm-fan", 2, 4)

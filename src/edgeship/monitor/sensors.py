@@ -297,6 +297,28 @@ def throttle_status(root: PathLike = "/", runner: Runner | None = None) -> Throt
     return ThrottleStatus(pi_throttle(_runner_for(root, runner), root), cpu_frequencies(root), devfreq_frequencies(root))
 
 
+@dataclass(frozen=True)
+class CoolingDevice:
+    """A /sys/class/thermal cooling device: a fan's speed step or a CPU's clock cap, ``cur`` of ``max``."""
+
+    name: str  # cooling_device0
+    type: str  # pwm-fan, cpufreq-cpu0
+    cur_state: int
+    max_state: int | None
+
+
+def cooling_devices(root: PathLike = "/") -> list[CoolingDevice]:
+    """Every cooling device whose ``cur_state`` is readable (the Pi 5's fan is ``pwm-fan``, 0-4)."""
+    out = []
+    for dev in glob(root, "sys/class/thermal/cooling_device*"):
+        rel = dev.relative_to(root)
+        cur = read_int(root, f"{rel}/cur_state")
+        if cur is not None:
+            out.append(CoolingDevice(dev.name, read_text(root, f"{rel}/type") or "?", cur,
+                                     read_int(root, f"{rel}/max_state")))
+    return out
+
+
 # --- system gauges -----------------------------------------------------------------------
 
 

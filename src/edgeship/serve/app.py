@@ -26,7 +26,7 @@ from ..bundle import Bundle
 from ..errors import InputError
 from ..runtime.model import Model
 from .batching import ModelWorker
-from .config import ServeConfig, runtime_config
+from .config import ServeConfig, runtime_config, thermal_limits
 from .errors import ApiError, install_handlers
 from .health import READY, HealthChecker
 from .kserve import create_kserve_router
@@ -89,7 +89,7 @@ def create_app(models: Sequence[ModelSource], config: Union[ServeConfig, None] =
     loaded = load_models(models, config)
     if llm is not None and llm.name in {m.name for m in loaded}:
         raise InputError(f"the LLM and a vision model are both named {llm.name!r}; rename one")
-    metrics = ServeMetrics(config.sensors_root, config.disk_path, registry)
+    metrics = ServeMetrics(config.sensors_root, config.disk_path, registry, limits=thermal_limits(config))
     prep_pool = HotThreadPool(config.prep_threads, "edgeship-decode")
     served = {}
     for m in loaded:
@@ -121,7 +121,8 @@ def create_app(models: Sequence[ModelSource], config: Union[ServeConfig, None] =
     app = FastAPI(title="edgeship", version=__version__, lifespan=lifespan)
     app.state.edgeship = state
     install_handlers(app)
-    app.add_middleware(RequestCounter, metrics=metrics)
+    known = lambda: (*served, *([llm.name] if llm is not None else []))  # noqa: E731
+    app.add_middleware(RequestCounter, metrics=metrics, known=known)
 
     @app.get("/health/live")
     async def live() -> JSONResponse:

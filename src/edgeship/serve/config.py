@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from typing import Union
+from typing import Any, Union
 
 from ..errors import InputError
 from ..monitor.alerts import AlertThresholds
@@ -47,6 +47,13 @@ class ServeConfig:
       bench/serve_load.py and the README show what each costs.
     max_pixels: decompression-bomb guard, checked from the header before any pixel is decoded;
       25 MP (about 5000x5000, 75 MB decoded) fits a 1 GB board with two decodes in flight.
+    target: the device preset whose thermal limits apply (``rpi5``: the firmware throttles from
+      80 C); None: this host's kernel trip points, else generic limits. ``thermal`` overrides them.
+    governor: a ``monitor.governor.GovernorConfig`` to run the thermal governor in the server; None
+      (default) leaves it off. ``variants``: per model name, the bundle of its lighter variant (its
+      INT8 or pruned form), which the governor's "variant" step serves in its place.
+    low_priority_rps: while the governor rate-limits, low-priority requests (RFC 9218 ``Priority:
+      u=5`` to ``u=7``) beyond this rate are answered 503 with Retry-After.
     """
 
     max_upload_bytes: int = 10 * _MB
@@ -63,6 +70,11 @@ class ServeConfig:
     sensors_root: str = "/"
     disk_path: str = "/"
     alerts: AlertThresholds = field(default_factory=AlertThresholds)
+    target: Union[str, None] = None
+    thermal: Any = None  # monitor.thermal.ThermalLimits
+    governor: Any = None  # monitor.governor.GovernorConfig; None: off
+    variants: dict = field(default_factory=dict)  # model name -> bundle of its lighter variant
+    low_priority_rps: float = 1.0
 
     def __post_init__(self) -> None:
         for name in ("max_upload_bytes", "max_pixels", "queue_size", "max_batch", "prep_threads", "retry_after_s"):
@@ -73,10 +85,17 @@ class ServeConfig:
             raise InputError(f"spinning: expected one of {', '.join(SPINNING)}, got {self.spinning!r}")
         if self.threads is not None and (not isinstance(self.threads, int) or self.threads < 1):
             raise InputError(f"threads: expected a positive integer or None, got {self.threads!r}")
-        for name in ("max_wait_ms", "ready_cache_s", "shutdown_timeout_s"):
+        for name in ("max_wait_ms", "ready_cache_s", "shutdown_timeout_s", "low_priority_rps"):
             v = getattr(self, name)
             if not isinstance(v, (int, float)) or v < 0:
                 raise InputError(f"{name}: expected a non-negative number, got {v!r}")
+
+
+def thermal_limits(config: ServeConfig):
+    """The thermal limits the server reports status and headroom against (and the governor acts on)."""
+    from ..monitor.thermal import limits_for
+
+    return config.thermal if config.thermal is not None else limits_for(config.target, config.sensors_root)
 
 
 def runtime_config(config: ServeConfig):
