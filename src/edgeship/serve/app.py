@@ -27,6 +27,8 @@ from ..errors import InputError
 from ..runtime.model import Model
 from .batching import ModelWorker
 from .config import ServeConfig, runtime_config, thermal_limits
+from .dashboard import create_dashboard_router
+from .live import LiveStats
 from .errors import ApiError, install_handlers
 from .health import READY, HealthChecker
 from .kserve import create_kserve_router
@@ -89,7 +91,8 @@ def create_app(models: Sequence[ModelSource], config: Union[ServeConfig, None] =
     loaded = load_models(models, config)
     if llm is not None and llm.name in {m.name for m in loaded}:
         raise InputError(f"the LLM and a vision model are both named {llm.name!r}; rename one")
-    metrics = ServeMetrics(config.sensors_root, config.disk_path, registry, limits=thermal_limits(config))
+    limits = thermal_limits(config)
+    metrics = ServeMetrics(config.sensors_root, config.disk_path, registry, limits=limits)
     prep_pool = HotThreadPool(config.prep_threads, "edgeship-decode")
     served = {}
     for m in loaded:
@@ -97,6 +100,11 @@ def create_app(models: Sequence[ModelSource], config: Union[ServeConfig, None] =
         served[m.name] = ServedModel(m, ModelWorker(m, config, mm, prep_pool), mm)
     health = HealthChecker(served, config, metrics, llm)
     state = ServerState(served, config, metrics, prep_pool, health, llm)
+    from ..monitor.thermal import read_sample
+
+    live_stats = LiveStats(lambda: state.models, heat=lambda: read_sample(config.sensors_root),
+                     llm=(lambda: llm.model_card()) if llm is not None else (lambda: None),
+                     started=metrics.started, limits=limits)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -104,9 +112,11 @@ def create_app(models: Sequence[ModelSource], config: Union[ServeConfig, None] =
             s.worker.start()
         if llm is not None:
             await llm.start()
+        live_stats.start()
         try:
             yield
         finally:
+            live_stats.stop()
             for s in served.values():
                 s.worker.close()
             drained = await asyncio.gather(*(s.worker.drain(config.shutdown_timeout_s) for s in served.values()))
@@ -120,9 +130,10 @@ def create_app(models: Sequence[ModelSource], config: Union[ServeConfig, None] =
 
     app = FastAPI(title="edgeship", version=__version__, lifespan=lifespan)
     app.state.edgeship = state
+    app.state.live = live_stats
     install_handlers(app)
     known = lambda: (*served, *([llm.name] if llm is not None else []))  # noqa: E731
-    app.add_middleware(RequestCounter, metrics=metrics, known=known)
+    app.add_middleware(RequestCounter, metrics=metrics, known=known, live=live_stats)
 
     @app.get("/health/live")
     async def live() -> JSONResponse:
@@ -141,6 +152,7 @@ def create_app(models: Sequence[ModelSource], config: Union[ServeConfig, None] =
         body = await asyncio.to_thread(generate_latest, metrics.registry)
         return Response(body, media_type=CONTENT_TYPE_LATEST)
 
+    app.include_router(create_dashboard_router(live_stats))
     app.include_router(create_vision_router(state))
     app.include_router(create_kserve_router(state))
     if llm is not None:

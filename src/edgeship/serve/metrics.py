@@ -230,15 +230,17 @@ class RequestCounter:
     client asking for thousands of made-up names must not make thousands of series.
     """
 
-    def __init__(self, app, metrics: ServeMetrics, known=lambda: ()):
+    def __init__(self, app, metrics: ServeMetrics, known=lambda: (), live=None):
         self.app = app
         self.metrics = metrics
         self.known = known
+        self.live = live  # serve.live.LiveStats: the latency of every model request, for the dashboard
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
         status = 500
+        t0 = time.perf_counter()
 
         async def send_wrapper(message):
             nonlocal status
@@ -254,3 +256,5 @@ class RequestCounter:
             name = (scope.get("path_params") or {}).get("name")
             model = name if name is not None and name in self.known() else ""
             self.metrics.requests.labels(endpoint, scope.get("method", ""), str(status), model).inc()
+            if self.live is not None and model and scope.get("method") == "POST":
+                self.live.record(model, time.perf_counter() - t0, status)
