@@ -59,11 +59,22 @@ return Array.from(document.querySelectorAll('#chart-latency canvas, #chart-throu
 """
 
 
-def test_dashboard_loads_draws_and_follows_the_server(browser, classifier_bundle, jpeg, tmp_path):
-    root = tmp_path / "pi"
-    plant = ThermalPlant(PI5_BARE, root)  # 50 C, 2.4 GHz, no flags
-    server = ServerProcess([classifier_bundle], "--sensors-root", str(root), "--spinning", "off").wait_live()
-    try:
+@pytest.fixture(scope="module")
+def pi_server(classifier_bundle, tmp_path_factory):
+    """A real server whose sensors are a simulated bare Pi 5 (50 C, 2.4 GHz, no flags to start)."""
+    root = tmp_path_factory.mktemp("pi")
+    plant = ThermalPlant(PI5_BARE, root)
+    server = ServerProcess([classifier_bundle], "--sensors-root", str(root), "--spinning", "off",
+                           "--target", "rpi5").wait_live()
+    yield server, plant
+    server.stop()
+
+
+def test_dashboard_loads_draws_and_follows_the_server(browser, pi_server, jpeg, tmp_path):
+    server, plant = pi_server
+    plant.temp_c = 50.0
+    plant.step(0.0, 0.0)
+    if True:
         for _ in range(5):
             r = httpx.post(f"{server.url}/v1/models/tiny/predict", content=jpeg, timeout=30)
             assert r.status_code == 200
@@ -92,8 +103,33 @@ def test_dashboard_loads_draws_and_follows_the_server(browser, classifier_bundle
         # No console errors (favicon, scripts, fetches) over the whole session.
         errors = [e for e in browser.get_log("browser") if e["level"] == "SEVERE"]
         assert errors == [], errors
-    finally:
-        server.stop()
+
+
+def test_monitor_shows_the_same_live_view_in_a_terminal(pi_server, jpeg, capsys):
+    from edgeship.cli import main
+
+    server, plant = pi_server
+    plant.temp_c = 76.5
+    plant.step(0.0, 0.0)
+    for _ in range(3):
+        assert httpx.post(f"{server.url}/v1/models/tiny/predict", content=jpeg, timeout=30).status_code == 200
+    time.sleep(1.2)  # one more point of the live view
+    assert main(["monitor", server.url, "--once"]) == 0
+    out = capsys.readouterr().out
+    assert "76.5 °C" in out and "2400 MHz" in out and "tiny" in out and "last minutes" in out
+    assert "soft temp limit" in out and "moderate" in out  # flags shown, status from the Pi's limits
+    assert main(["monitor", server.url, "--json"]) == 0
+    assert '"temp_c": 76.5' in capsys.readouterr().out
+
+
+def test_monitor_says_what_is_wrong(capsys):
+    from edgeship.cli import main
+    from tests.serve.support import free_port
+
+    assert main(["monitor", f"http://127.0.0.1:{free_port()}", "--once"]) == 1
+    assert "cannot reach http://127.0.0.1:" in capsys.readouterr().err
+    assert main(["monitor", "pi.local:8000", "--once"]) == 2
+    assert "expected http://HOST:PORT" in capsys.readouterr().err
 
 
 def test_dashboard_assets_are_served_locally(classifier_bundle, tmp_path):

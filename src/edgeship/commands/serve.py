@@ -39,6 +39,9 @@ def register(sub) -> None:
                         "the model in memory), off (never), run (only while a run is in progress) or on (ONNX "
                         "Runtime's default)")
     p.add_argument("--max-temp", type=positive_float, default=80.0, help="CPU temperature (C) above which readiness is degraded")
+    p.add_argument("--target", default=None,
+                   help="device preset whose thermal limits apply (rpi5: the firmware throttles from 80 C; jetson-*: "
+                        "the kernel's trip points); default: this host's trip points")
     p.add_argument("--sensors-root", default="/", help=argparse.SUPPRESS)  # tests and demos: a simulated sysfs tree
     p.add_argument("--access-log", action=argparse.BooleanOptionalAction, default=False,
                    help="log every request (off by default: /metrics counts them)")
@@ -53,10 +56,14 @@ def build_config(args):
     from ..serve.config import ServeConfig
 
     extra = {"prep_threads": args.prep_threads} if args.prep_threads else {}
+    if args.target:
+        from ..devices import preset
+
+        preset(args.target)  # an unknown target is a usage error naming the known ones
     return ServeConfig(
         max_upload_bytes=int(args.max_upload_mb * 1024 * 1024), max_pixels=args.max_pixels,
         queue_size=args.queue_size, max_batch=args.max_batch, max_wait_ms=args.max_wait_ms,
-        threads=args.threads, spinning=args.spinning, sensors_root=args.sensors_root,
+        threads=args.threads, spinning=args.spinning, sensors_root=args.sensors_root, target=args.target,
         alerts=dataclasses.replace(AlertThresholds(), max_cpu_temp_c=args.max_temp), **extra,
     )
 
