@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from ..cli import lazy, positive_float
+from .args import lazy, positive_float
 
 SPARK = "▁▂▃▄▅▆▇█"
 
