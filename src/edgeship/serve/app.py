@@ -80,6 +80,20 @@ def load_models(sources: Sequence[ModelSource], config: ServeConfig) -> list[Mod
     return models
 
 
+def check_variants(config: ServeConfig, served: dict) -> None:
+    """Each declared variant names a served model and is a bundle that opens (files checked)."""
+    from ..bundle import open_bundle
+
+    for name, source in config.variants.items():
+        if name not in served:
+            known = ", ".join(sorted(served)) or "none"
+            raise InputError(f"--variant {name}=...: no model named {name!r} is served (serving: {known})")
+        try:
+            open_bundle(source)
+        except Exception as exc:
+            raise InputError(f"--variant {name}={source}: not a usable bundle: {exc}") from exc
+
+
 def create_app(models: Sequence[ModelSource], config: Union[ServeConfig, None] = None, llm: Any = None,
                registry: Any = None) -> FastAPI:
     """A FastAPI app serving ``models`` (bundle paths, Bundles or loaded Models) and, optionally, an LLMService.
@@ -103,8 +117,17 @@ def create_app(models: Sequence[ModelSource], config: Union[ServeConfig, None] =
     from ..monitor.thermal import read_sample
 
     live_stats = LiveStats(lambda: state.models, heat=lambda: read_sample(config.sensors_root),
-                     llm=(lambda: llm.model_card()) if llm is not None else (lambda: None),
-                     started=metrics.started, limits=limits)
+                           llm=(lambda: llm.model_card()) if llm is not None else (lambda: None),
+                           started=metrics.started, limits=limits)
+    governor = None
+    if config.governor is not None:
+        from .governor import GovernorService
+
+        check_variants(config, served)
+        governor = GovernorService(state, config, limits, metrics, live_stats)
+        # The live view shows what the governor read, instead of reading the sensors a second time.
+        live_stats.heat = lambda: governor.governor.last_sample
+        live_stats.governor = governor.snapshot
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -113,9 +136,13 @@ def create_app(models: Sequence[ModelSource], config: Union[ServeConfig, None] =
         if llm is not None:
             await llm.start()
         live_stats.start()
+        if governor is not None:
+            governor.start(asyncio.get_running_loop())
         try:
             yield
         finally:
+            if governor is not None:
+                governor.stop()
             live_stats.stop()
             for s in served.values():
                 s.worker.close()
@@ -131,8 +158,13 @@ def create_app(models: Sequence[ModelSource], config: Union[ServeConfig, None] =
     app = FastAPI(title="edgeship", version=__version__, lifespan=lifespan)
     app.state.edgeship = state
     app.state.live = live_stats
+    app.state.governor = governor
     install_handlers(app)
     known = lambda: (*served, *([llm.name] if llm is not None else []))  # noqa: E731
+    if governor is not None:
+        from .governor import GovernorGate
+
+        app.add_middleware(GovernorGate, service=governor)  # inside the counter: its 503s are counted
     app.add_middleware(RequestCounter, metrics=metrics, known=known, live=live_stats)
 
     @app.get("/health/live")

@@ -109,6 +109,13 @@ class ServeConfig:
             raise InputError(f"spinning: expected one of {choices}, got {self.spinning!r}") from None
         if self.threads is not None and (not isinstance(self.threads, int) or self.threads < 1):
             raise InputError(f"threads: expected a positive integer or None, got {self.threads!r}")
+        if self.governor is not None:
+            from ..monitor.governor import GovernorConfig
+
+            if not isinstance(self.governor, GovernorConfig):
+                raise InputError(f"governor: expected a GovernorConfig or None, got {self.governor!r}")
+        if not isinstance(self.variants, dict) or not all(isinstance(k, str) for k in self.variants):
+            raise InputError(f"variants: expected a mapping of model name to bundle, got {self.variants!r}")
         for name in ("max_wait_ms", "ready_cache_s", "shutdown_timeout_s", "low_priority_rps"):
             v = getattr(self, name)
             if not isinstance(v, (int, float)) or v < 0:

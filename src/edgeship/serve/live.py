@@ -58,6 +58,11 @@ class LiveStats:
         with self._lock:
             self._requests.append((time.monotonic(), model, seconds, status))
 
+    def busy(self, window_s: float) -> bool:
+        """Whether any model request was answered in the last ``window_s`` seconds."""
+        with self._lock:
+            return bool(self._requests) and self._requests[-1][0] > time.monotonic() - window_s
+
     def tick(self) -> dict[str, Any]:
         """Compute and keep one point (the thread calls this; tests may call it directly)."""
         now = time.monotonic()
@@ -90,7 +95,6 @@ class LiveStats:
         with self._lock:
             self.points.append(point)
             self.seq += 1
-            self._sample, self._gov = sample, gov
         return point
 
     @staticmethod
@@ -104,8 +108,9 @@ class LiveStats:
         """The latest point, the device, the governor, the models; with ``history`` every kept point."""
         with self._lock:
             points = list(self.points)
-            sample, gov = getattr(self, "_sample", None), getattr(self, "_gov", None)
             seq = self.seq
+        # Fresh, not the last tick's: a client polling once a second must see a change at once.
+        sample, gov = self._safe(self.heat), self._safe(self.governor)
         try:
             models = [_model_card(name, s) for name, s in self.models().items()]
         except Exception:  # noqa: BLE001

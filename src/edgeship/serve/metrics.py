@@ -252,7 +252,7 @@ class RequestCounter:
             await self.app(scope, receive, send_wrapper)
         finally:
             route = scope.get("route")
-            endpoint = getattr(route, "path", None) or "unmatched"
+            endpoint = getattr(route, "path", None) or scope.get("edgeship_endpoint") or "unmatched"
             name = (scope.get("path_params") or {}).get("name")
             model = name if name is not None and name in self.known() else ""
             self.metrics.requests.labels(endpoint, scope.get("method", ""), str(status), model).inc()
