@@ -20,7 +20,8 @@ soon as the answer comes (frames in between are dropped, as DeepStream or a GStr
 drops them); ``--low-streams`` of them send ``Priority: u=7`` and honour Retry-After. The frame
 rate is set from a calibration: the FP32 model's throughput at saturation on this host at full
 clock, measured first for ``--calibrate`` seconds; ``--demand 1.1`` asks for 1.1 times that in
-total. The simulated Pi counts all the host's cores busy as all four of its cores busy.
+total. The CPU the server uses during that calibration counts as the simulated Pi's four cores
+busy, so the Pi's utilisation is the share of its capacity the load takes.
 
 Two runs from an idle board (50 C) under the same demand: governor off, governor on. Printed side
 by side: requests served, p50/p99 of the served ones, 503s, time above the firmware's limit (80 C)
