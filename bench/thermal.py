@@ -52,6 +52,8 @@ def main() -> None:
     ap.add_argument("--low-priority-rps", type=float, default=1.0)
     ap.add_argument("--threads", type=int, default=2, help="intra-op threads of the served model (default 2)")
     ap.add_argument("--calibrate", type=float, default=10.0, help="seconds of the calibration load (default 10)")
+    ap.add_argument("--variant", choices=("int8", "pruned-int8"), default="int8",
+                    help="the lighter variant: INT8 (default), or pruned to half the FLOPs and INT8")
     ap.add_argument("--work", default=str(Path(tempfile.gettempdir()) / "edgeship-thermal"))
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "thermal.json"))
     args = ap.parse_args()
@@ -62,7 +64,7 @@ def main() -> None:
     con = console()
     cfg = LoopConfig(duration_s=args.duration, time_scale=args.time_scale, streams=args.streams,
                      low_streams=args.low_streams, demand=args.demand, low_priority_rps=args.low_priority_rps,
-                     threads=args.threads, calibrate_s=args.calibrate)
+                     threads=args.threads, calibrate_s=args.calibrate, variant=args.variant)
     result = compare(Path(args.work), cfg, con)
     write_json(args.out, result)  # first: a formatting slip must not lose a run
     print_result(result, con)

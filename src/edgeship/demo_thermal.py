@@ -47,24 +47,55 @@ class LoopConfig:
     low_priority_rps: float = 1.0
     threads: int = 2
     calibrate_s: float = 10.0
+    variant: str = "int8"  # or "pruned-int8"
 
 
-def prepare(work: Path, console) -> tuple[Path, Path]:
-    """The FP32 bundle and its INT8 variant, made once and kept in ``work``."""
+VARIANTS = ("int8", "pruned-int8")
+
+
+def _quantize(main, src: Path, out: Path) -> None:
+    # Random weights: top-1 agreement with FP32 means little, so only the speed gate decides here.
+    if main(["quantize", str(src), "-o", str(out), "--layouts", "int8-chain", "--min-agreement", "0",
+             "--calibration-samples", "32", "--eval-samples", "50", "--timing-runs", "30", "--force"]) != 0:
+        raise BenchError(f"quantize of {src} failed")
+
+
+def prepare(work: Path, console, variant: str = "int8") -> tuple[Path, Path]:
+    """The FP32 bundle and its lighter variant, made once and kept in ``work``.
+
+    ``int8``: ``edgeship quantize`` (u8/s8 QDQ on x86). ``pruned-int8``: pruned by edgeship's
+    structured pruning to half the FLOPs (no fine-tuning: its answers differ, its cost is what the
+    bench needs), then quantized the same way.
+    """
     from .cli import main
 
-    fp32, int8 = work / "resnet18", work / "resnet18-int8"
+    if variant not in VARIANTS:
+        raise BenchError(f"variant: expected one of {', '.join(VARIANTS)}, got {variant!r}")
+    fp32 = work / "resnet18"
     if not (fp32 / "edgeship.json").exists():
         console.print("exporting ResNet-18 (torchvision, random weights) ...")
         if main(["export", "resnet18", "-o", str(fp32), "--dynamic-batch", "--force"]) != 0:
             raise BenchError("export failed")
-    if not (int8 / "edgeship.json").exists():
+    lighter = work / f"resnet18-{variant}"
+    if (lighter / "edgeship.json").exists():
+        return fp32, lighter
+    if variant == "int8":
         console.print("quantizing it to INT8 (edgeship quantize, u8/s8 on x86) ...")
-        # Random weights: top-1 agreement with FP32 means little, so only the speed gate decides here.
-        if main(["quantize", str(fp32), "-o", str(int8), "--layouts", "int8-chain", "--min-agreement", "0",
-                 "--calibration-samples", "32", "--eval-samples", "50", "--timing-runs", "30", "--force"]) != 0:
-            raise BenchError("quantize failed")
-    return fp32, int8
+        _quantize(main, fp32, lighter)
+        return fp32, lighter
+    from .optimize.export import ExportSpec, export_module
+    from .optimize.models import resolve_model
+    from .optimize.prune import PruneConfig, prune
+
+    console.print("pruning ResNet-18 to half its FLOPs, then quantizing it ...")
+    src = resolve_model("resnet18")
+    prune(src.module, PruneConfig(target_flops=0.5, round_to=8), input_shape=(3, 224, 224), measure=False)
+    pruned = work / "resnet18-pruned"
+    export_module(src.module.eval(), pruned, ExportSpec(dynamic_batch=True), name="resnet18", task=src.task,
+                  labels=src.labels, preprocessing=src.preprocessing, version="1-pruned", overwrite=True,
+                  source={"source": "resnet18", "pruned": "target_flops=0.5"})
+    _quantize(main, pruned, lighter)
+    return fp32, lighter
 
 
 def photo_jpeg() -> bytes:
@@ -258,7 +289,7 @@ def compare(work: Path, cfg: LoopConfig, console) -> dict[str, Any]:
     from .monitor.plant import PI5_BARE
 
     work.mkdir(parents=True, exist_ok=True)
-    bundles = prepare(work, console)
+    bundles = prepare(work, console, cfg.variant)
     body = photo_jpeg()
     with console.status(f"calibrating: {cfg.calibrate_s:g} s of saturating load at full clock ..."):
         capacity, load_cores = calibrate(cfg, bundles[0], body, work)
@@ -296,7 +327,8 @@ ROWS = [
 def title(result: dict[str, Any]) -> str:
     c = result["config"]
     return (f"Simulated Pi 5 without a cooler, {c['streams']} camera streams asking {c['demand']:g}x FP32's capacity, "
-            f"{c['duration_s']:g} s, thermal model x{c['time_scale']:g} (measured in this run)")
+            f"lighter variant {c.get('variant', 'int8')}, {c['duration_s']:g} s, thermal model x{c['time_scale']:g} "
+            "(measured in this run)")
 
 
 def verdict(result: dict[str, Any]) -> str:
