@@ -154,29 +154,20 @@ class ServerActuator:
         return note + (f" (failed: {'; '.join(failed)})" if failed else "")
 
     def _reconfigure(self, name: str, threads: int | None) -> None:
-        reconfigure = getattr(self.state, "reconfigure", None)
-        if reconfigure is None:
-            raise RuntimeError("this server cannot swap a model's session live")
-        self._run(reconfigure(name, intra_op_threads=threads))
+        self._run(self.state.reconfigure(name, intra_op_threads=threads))
 
     def _swap_to(self, name: str, source, variant: bool) -> str:
         from ..runtime.model import Model
         from .config import runtime_config
 
-        swap = getattr(self.state, "swap", None)
-        if swap is None:
-            return f"{name}: this server cannot swap a model live"
         runtime = runtime_config(self.config)
         if self.threads is not None:
             runtime = runtime.replace(intra_op_threads=self.threads)
+        model = Model.load(source, runtime, max_pixels=self.config.max_pixels)
         try:
-            model = Model.load(source, runtime, max_pixels=self.config.max_pixels)
-        except TypeError:  # a Model without the max_pixels argument
-            model = Model.load(source, runtime)
-        try:
-            result = self._run(swap(name, model))
+            result = self._run(self.state.swap(name, model))
         except BaseException:
-            model.close() if hasattr(model, "close") else None
+            model.close()  # a refused swap leaves the new model to its caller
             raise
         (self.on_variant.add if variant else self.on_variant.discard)(name)
         return f"{name}: version {result.old_version} -> {result.new_version}"
@@ -211,6 +202,7 @@ class GovernorGate:
             from fastapi.responses import JSONResponse
 
             self.service.metrics.readiness.state("not_ready")
+            scope["edgeship_endpoint"] = path  # for the request counter: this never reaches a route
             body = {"status": "not_ready", "reasons": [self.service.stop_reason()]}
             if path.startswith("/v2"):
                 body = {"ready": False, **body}
