@@ -35,7 +35,7 @@ def register(sub) -> None:
     p.add_argument("--governor-config", metavar="FILE.json", default=None,
                    help='the ladder and polling, e.g. {"steps": [{"action": "threads", "set_c": 70}, ...], '
                         '"poll_s": 1} (default: set points under the --target\'s throttling point)')
-    p.add_argument("--variant", action="append", default=[], metavar="NAME=BUNDLE",
+    p.add_argument("--variant", action="append", default=None, metavar="NAME=BUNDLE",
                    help="the lighter variant (INT8, pruned) of model NAME that the governor serves when hot; repeat")
     p.add_argument("--low-priority-rps", type=positive_float, default=1.0,
                    help="while the governor rate-limits, low-priority requests (header 'Priority: u=5' to 'u=7') "
@@ -58,7 +58,7 @@ def build_config(args):
 
         preset(args.target)  # an unknown target is a usage error naming the known ones
     config = config_from_args(ServeConfig, args, sensors_root=args.sensors_root, target=args.target,
-                              variants=_variants(args.variant), low_priority_rps=args.low_priority_rps,
+                              variants=_variants(args.variant or []), low_priority_rps=args.low_priority_rps,
                               alerts=dataclasses.replace(AlertThresholds(), max_cpu_temp_c=args.max_temp))
     if args.governor == "off":
         if args.governor_config or args.variant:
