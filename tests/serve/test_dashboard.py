@@ -70,7 +70,7 @@ def pi_server(classifier_bundle, tmp_path_factory):
     server.stop()
 
 
-def test_dashboard_loads_draws_and_follows_the_server(browser, pi_server, jpeg, tmp_path):
+def test_dashboard_loads_draws_and_follows_the_server(browser, pi_server, jpeg, tmp_path, capsys):
     server, plant = pi_server
     plant.temp_c = 50.0
     plant.step(0.0, 0.0)
@@ -99,7 +99,8 @@ def test_dashboard_loads_draws_and_follows_the_server(browser, pi_server, jpeg, 
         assert browser.find_element("id", "thermal-status").text == "severe"
         shot = tmp_path / "dashboard.png"
         assert browser.save_screenshot(str(shot)) and shot.stat().st_size > 10_000
-        print(f"dashboard screenshot: {shot}")
+        with capsys.disabled():  # shown in a plain `pytest -q` run too
+            print(f"\ndashboard screenshot: {shot}")
         # No console errors (favicon, scripts, fetches) over the whole session.
         errors = [e for e in browser.get_log("browser") if e["level"] == "SEVERE"]
         assert errors == [], errors
