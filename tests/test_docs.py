@@ -234,9 +234,10 @@ PROM_DOC = ROOT / "docs" / "prometheus.md"
 PROMTOOL = shutil.which("promtool")
 needs_promtool = pytest.mark.skipif(PROMTOOL is None, reason="promtool not installed (Debian package 'prometheus')")
 
-# Unit test of the doc's alert rules: each fires on the series it is about, with its summary.
+# Unit test of the doc's own rules: each fires on the series it is about, with its summary.
+# (The rules edgeship ships are tested in tests/test_alert_rules.py.)
 RULE_TESTS = """
-rule_files: [edgeship-rules.yml]
+rule_files: [edgeship-scrape.yml]
 evaluation_interval: 1m
 tests:
   - interval: 1m
@@ -245,14 +246,6 @@ tests:
         values: '0x10'
       - series: 'edgeship_rejected_total{job="edgeship", instance="pi:8000", model="effnet"}'
         values: '0+10x15'
-      - series: 'edgeship_cpu_temperature_celsius{job="edgeship", instance="pi:8000"}'
-        values: '85x10'
-      - series: 'edgeship_request_seconds_bucket{job="edgeship", instance="pi:8000", model="effnet", le="0.512"}'
-        values: '0x15'
-      - series: 'edgeship_request_seconds_bucket{job="edgeship", instance="pi:8000", model="effnet", le="1.0"}'
-        values: '0+60x15'
-      - series: 'edgeship_request_seconds_bucket{job="edgeship", instance="pi:8000", model="effnet", le="+Inf"}'
-        values: '0+60x15'
     alert_rule_test:
       - eval_time: 1m
         alertname: EdgeshipDown
@@ -260,37 +253,38 @@ tests:
       - eval_time: 3m
         alertname: EdgeshipDown
         exp_alerts:
-          - exp_labels: {job: edgeship, instance: "pi:8000"}
+          - exp_labels: {severity: critical, job: edgeship, instance: "pi:8000"}
             exp_annotations: {summary: "pi:8000: edgeship serve does not answer /metrics"}
       - eval_time: 12m
         alertname: EdgeshipSheddingLoad
         exp_alerts:
-          - exp_labels: {instance: "pi:8000", model: effnet}
+          - exp_labels: {severity: warning, instance: "pi:8000", model: effnet}
             exp_annotations: {summary: "pi:8000: effnet refuses requests (queue full)"}
-      - eval_time: 15m
-        alertname: EdgeshipSlow
-        exp_alerts:
-          - exp_labels: {instance: "pi:8000", model: effnet}
-            exp_annotations: {summary: "pi:8000: effnet p99 above 0.5 s"}
-      - eval_time: 8m
-        alertname: EdgeshipHot
-        exp_alerts:
-          - exp_labels: {job: edgeship, instance: "pi:8000"}
-            exp_annotations: {summary: "pi:8000: CPU at 85 °C"}
 """
 
 
 def _prometheus_files(folder: Path) -> Path:
-    (folder / "edgeship-rules.yml").write_text(block(PROM_DOC, "edgeship-rules.yml"), encoding="utf-8")
+    """prometheus.yml and its rule files as the doc lays them out: the shipped rules copied beside."""
+    from edgeship.monitor.rules import RULES_FILE
+
+    shutil.copy(RULES_FILE, folder / "edgeship-alerts.yml")
+    (folder / "edgeship-scrape.yml").write_text(block(PROM_DOC, "edgeship-scrape.yml"), encoding="utf-8")
     config = folder / "prometheus.yml"
     config.write_text(block(PROM_DOC, "prometheus.yml"), encoding="utf-8")
     return config
 
 
+def _rule_names(*files: Path) -> set[str]:
+    return {m for f in files for m in re.findall(r"^\s*- alert: (\w+)", f.read_text(encoding="utf-8"), re.MULTILINE)}
+
+
 @needs_promtool
 def test_prometheus_config_and_rules_pass_promtool(tmp_path):
     config = _prometheus_files(tmp_path)
-    for cmd in (["check", "config", str(config)], ["check", "rules", str(tmp_path / "edgeship-rules.yml")]):
+    text = PROM_DOC.read_text(encoding="utf-8")
+    assert "from edgeship.monitor.rules import RULES_FILE" in text  # how the doc gets the shipped file
+    for cmd in (["check", "config", str(config)],
+                ["check", "rules", str(tmp_path / "edgeship-alerts.yml"), str(tmp_path / "edgeship-scrape.yml")]):
         done = subprocess.run([PROMTOOL, *cmd], check=False, capture_output=True, text=True, timeout=60)
         assert done.returncode == 0, done.stdout + done.stderr
     (tmp_path / "tests.yml").write_text(RULE_TESTS, encoding="utf-8")
@@ -349,8 +343,8 @@ def test_prometheus_scrapes_the_service_the_unit_starts(tmp_path, tiny_bundle):
         assert info, "Prometheus never scraped the server"
         assert info[0]["metric"]["model"] == "tiny" and info[0]["metric"]["site"] == "workshop"
         groups = httpx.get(f"http://127.0.0.1:{prom_port}/api/v1/rules", timeout=5).json()["data"]["groups"]
-        assert {r["name"] for g in groups for r in g["rules"]} == {
-            "EdgeshipDown", "EdgeshipSheddingLoad", "EdgeshipSlow", "EdgeshipHot"}
+        assert {r["name"] for g in groups for r in g["rules"]} == _rule_names(
+            tmp_path / "edgeship-alerts.yml", tmp_path / "edgeship-scrape.yml")
         assert (tmp_path / "cache" / "sha256-index.json").is_file()  # the unit's cache took the digests
     finally:
         for proc in (prom, server):
