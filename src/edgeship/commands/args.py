@@ -77,11 +77,11 @@ def config_from_args(cls: type, args: argparse.Namespace, **fixed: Any):
 
 # --- how a model runs: the same flags on predict, bench and serve -----------------------------
 
-RUNTIME_FLAGS = ("backend", "provider", "provider_option", "variant")
+RUNTIME_FLAGS = ("backend", "provider", "provider_option", "bundle_variant")
 
 
 def add_runtime_flags(parser: argparse.ArgumentParser, threads: bool = False) -> None:
-    """--backend, --provider, --provider-option key=value (repeatable), --variant (and --threads)."""
+    """--backend, --provider, --provider-option key=value (repeatable), --bundle-variant (and --threads)."""
     parser.add_argument("--backend", choices=["onnxruntime", "openvino", "litert", "tensorrt"], default=None,
                         help="engine (default: this host's recorded choice from `edgeship tune`, else the model "
                              "file's: ONNX Runtime for .onnx, LiteRT for .tflite)")
@@ -90,8 +90,8 @@ def add_runtime_flags(parser: argparse.ArgumentParser, threads: bool = False) ->
     parser.add_argument("--provider-option", action="append", default=None, metavar="KEY=VALUE",
                         help="engine option, repeatable (ORT provider options, OpenVINO properties, TensorRT "
                              "max_batch/workspace_mb/...)")
-    parser.add_argument("--variant", default=None, metavar="NAME",
-                        help="run a declared variant of the bundle (see `edgeship variant list`)")
+    parser.add_argument("--bundle-variant", default=None, metavar="NAME",
+                        help="run a variant declared inside the bundle (see `edgeship variant list`)")
     if threads:
         parser.add_argument("--threads", type=positive_int, default=None, help="intra-op threads")
 
@@ -106,7 +106,7 @@ def runtime_from_args(args: argparse.Namespace, base: Any = None):
     from ..runtime.config import RuntimeConfig, parse_options
 
     base = base or RuntimeConfig()
-    changes = {"backend": args.backend, "provider": args.provider, "variant": args.variant,
+    changes = {"backend": args.backend, "provider": args.provider, "variant": args.bundle_variant,
                "intra_op_threads": getattr(args, "threads", None)}
     if args.provider_option:
         changes["options"] = parse_options(args.provider_option)
