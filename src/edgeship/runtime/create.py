@@ -30,7 +30,7 @@ from .config import RuntimeConfig
 from .model import GoldenCheck, Model
 
 PathLike = Union[str, os.PathLike]
-# The photo a golden pair is made from, per task: one whose answer is known (ASSETS.md).
+# The photo a golden pair is made from, per task: one whose answer is known (docs/assets.md).
 _GOLDEN_PHOTO = {Task.CLASSIFY: "chelsea", Task.DETECT: "astronaut"}
 
 
