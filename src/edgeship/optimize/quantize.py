@@ -307,7 +307,7 @@ def quantize(bundle, config: QuantizeConfig | None = None, out: Union[str, os.Pa
                 from .qlayouts import LAYOUTS
 
                 say(f"calibrating ({config.method.value}) on {len(data.calibration)} samples")
-                _build(LAYOUTS[Layout.ALL](graph), pre, work / "calib-all.onnx", fmt, config, reader, cache)
+                _build(LAYOUTS.get(Layout.ALL)(graph), pre, work / "calib-all.onnx", fmt, config, reader, cache)
             for i, plan in enumerate(plans):
                 path = work / f"cand{i}-{plan.name}.onnx"
                 try:
