@@ -9,6 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
+from tests.models.tiny_torch import tiny_cnn as shared_tiny_cnn
+
 LABELS = [f"class{i}" for i in range(10)]
 
 
@@ -20,14 +22,8 @@ def tiny_cnn(sensitive: bool = False, seed: int = 0):
     per-tensor INT8 rounds every other channel to zero and the predictions collapse.
     """
     import torch
-    from torch import nn
 
-    torch.manual_seed(seed)
-    model = nn.Sequential(
-        nn.Conv2d(3, 8, 3, stride=2, padding=1), nn.ReLU(),
-        nn.Conv2d(8, 16, 3, stride=2, padding=1), nn.ReLU(),
-        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(16, 10),
-    ).eval()
+    model = shared_tiny_cnn(len(LABELS), seed=seed)  # conv-relu-conv-relu-pool-flatten-linear
     if sensitive:
         with torch.no_grad():
             conv, fc = model[2], model[6]
@@ -83,13 +79,10 @@ def image_folder(root: Path, n: int = 8, seed: int = 0) -> Path:
 def make_fmnist_bundle(root: Path) -> Path:
     """A tiny random 1x28x28 classifier bundle, for the labelled Fashion-MNIST path."""
     import torch
-    from torch import nn
 
     from edgeship.bundle import Manifest, TensorSpec, write_bundle
 
-    torch.manual_seed(0)
-    model = nn.Sequential(nn.Conv2d(1, 8, 3, stride=2), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
-                          nn.Linear(8, 10)).eval()
+    model = shared_tiny_cnn(len(LABELS), in_channels=1, widths=(8,), strides=(2,))
     path = root / "fmnist.onnx"
     torch.onnx.export(model, torch.randn(1, 1, 28, 28), str(path), opset_version=17, dynamo=False,
                       input_names=["input"], output_names=["logits"])
