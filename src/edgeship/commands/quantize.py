@@ -49,8 +49,8 @@ def register(sub) -> None:
                    help="with labelled data: the fraction of FP32 accuracy to keep (default 0.99)")
     p.add_argument("--min-agreement", type=float, default=0.98,
                    help="without labels: top-1 agreement with FP32 on held-out crops (default 0.98)")
-    p.add_argument("--max-output-error", type=float, default=0.25,
-                   help="similarity gate: ||INT8 - FP32|| over how much FP32's outputs vary by input (default 0.25)")
+    p.add_argument("--max-output-error", type=float, default=0.15,
+                   help="similarity gate: ||INT8 - FP32|| over how much FP32's outputs vary by input (default 0.15)")
     p.add_argument("--min-speedup", type=float, default=1.05,
                    help="how much faster than FP32 a quantized model must be to be chosen (default 1.05)")
     p.add_argument("--eval", metavar="DIR", default=None,
