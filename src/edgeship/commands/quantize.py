@@ -70,13 +70,11 @@ def _fmt(v, spec: str = ".2f", suffix: str = "") -> str:
 
 
 def run(args) -> int:
-    import json
-    from pathlib import Path
-
     from rich.console import Console
     from rich.table import Table
 
     from ..optimize.quantize import QuantizeConfig, quantize
+    from ..util import write_json
 
     config = QuantizeConfig(
         mode=args.mode, target=args.target, calibration=args.calibration, method=args.method,
@@ -103,5 +101,5 @@ def run(args) -> int:
     console.print(f"choice: [bold]{result.choice}[/bold] — {result.reason}", highlight=False)
     console.print(f"wrote {result.bundle.root}")
     if args.json:
-        Path(args.json).write_text(json.dumps(result.to_dict(), indent=2, default=str) + "\n", encoding="utf-8")
+        write_json(args.json, result.to_dict())
     return 0
