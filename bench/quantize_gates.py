@@ -13,7 +13,6 @@ timing: the figures do not depend on the machine's load. Prints a table, writes 
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 

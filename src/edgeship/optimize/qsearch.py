@@ -20,7 +20,7 @@ from ..errors import QuantizeError
 from . import qbuild
 from .qconfig import GPU_PROVIDERS, STATIC_LAYOUTS, Gate, Mode, QuantizeConfig, target_format
 from .qgate import Candidate, Timer, choose_gate, default_timer, outputs, repair, score, self_agreement, session
-from .qlayouts import LAYOUTS, GraphInfo, Layout, Plan, candidate_plans
+from .qlayouts import GraphInfo, Layout, Plan, candidate_plans
 
 MAX_REPAIRS = 2  # candidates the accuracy fallback may repair per run (each costs several builds)
 MAX_DROPPED = 4  # candidates refuted by confirmation runs before FP32 is kept
@@ -104,7 +104,7 @@ class QuantizeRun:
             return
         dynamic = self.mode is Mode.DYNAMIC
         layouts = self.config.layouts or ([Layout.DYNAMIC] if dynamic else STATIC_LAYOUTS)
-        plans = candidate_plans(self.graph, [l for l in layouts if (l is Layout.DYNAMIC) == dynamic])
+        plans = candidate_plans(self.graph, [lay for lay in layouts if (lay is Layout.DYNAMIC) == dynamic])
         if not plans:
             raise QuantizeError(f"{self.bundle.name}: no {self.mode.value} layout applies to this graph "
                                 f"({self.graph.op_counts()})")
@@ -280,4 +280,4 @@ def _available_providers() -> list[str]:
     return available_providers()
 
 
-__all__ = ["LAYOUTS", "QuantizeRun"]
+__all__ = ["QuantizeRun"]
