@@ -153,8 +153,8 @@ def choose_gate(requested: Gate, bundle, labelled: bool) -> tuple[Gate, str]:
     trained = any(s.stage in (StageName.TRAIN, StageName.DISTILL) for s in stages)
     if export is not None and export.params.get("pretrained") is False and not trained:
         source = export.params.get("source") or bundle.name
-        return Gate.SIMILARITY, (f"the export provenance says {source} has random weights (not pretrained), "
-                                 "so top-1 agreement of its near-uniform outputs is noise")
+        return Gate.SIMILARITY, (f"the export provenance says {source} has random weights: top-1 agreement "
+                                 "of near-uniform outputs is noise")
     return Gate.AGREEMENT, "unlabelled evaluation data"
 
 
