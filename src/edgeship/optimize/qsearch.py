@@ -1,7 +1,8 @@
 """One quantize() run, step by step: prepare, build the candidates, time them, pick, confirm.
 
 >>> run = QuantizeRun(bundle, config, work, timer=None, say=print)
->>> run.prepare(); run.build_candidates(); run.rank()
+>>> run.prepare()                 # pre_process, load_data, choose_gate
+>>> run.build_candidates(); run.rank()
 >>> chosen, reason = run.choose()
 
 Each step is a method with one job; the state they share (the pre-processed graph, the evaluation
@@ -45,19 +46,28 @@ class QuantizeRun:
     # ------------------------------------------------------------ preparing
 
     def prepare(self) -> None:
-        """Pre-process the graph, choose the mode, load the data, run FP32 on it, choose the gate."""
-        from .calibration import ArrayReader, load_quant_data
+        """The steps before any quantized model exists: pre-process, load the data, choose the gate."""
+        self.pre_process()
+        self.load_data()
+        self.choose_gate()
 
-        config, bundle = self.config, self.bundle
+    def pre_process(self) -> None:
+        """ONNX Runtime's pre-processing of the FP32 graph, and the mode (AUTO: from the target and graph)."""
         self.pre = self.work / "pre.onnx"
-        self.pre_note = qbuild.pre_process(bundle.model_path, self.pre)
+        self.pre_note = qbuild.pre_process(self.bundle.model_path, self.pre)
         self.graph = GraphInfo.load(self.pre)
-        mode = config.mode
+        mode = self.config.mode
         if mode is Mode.AUTO:
             mode = Mode.FP16 if self.fmt.gpu else Mode.DYNAMIC if self.graph.matmul_dominated() else Mode.STATIC
         self.mode = mode
-        self.say(f"mode {mode.value}; target {config.target}: activations {self.fmt.activation}, weights {self.fmt.weight}")
+        self.say(f"mode {mode.value}; target {self.config.target}: activations {self.fmt.activation}, "
+                 f"weights {self.fmt.weight}")
 
+    def load_data(self) -> None:
+        """Calibration and evaluation inputs, and FP32's outputs (and accuracy, with labels) on the latter."""
+        from .calibration import ArrayReader, load_quant_data
+
+        config, bundle = self.config, self.bundle
         self.data = data = load_quant_data(bundle, config.calibration, config.calibration_samples, config.eval_samples,
                                            config.eval, config.seed)
         input_name = bundle.manifest.inputs[0].name if bundle.manifest.inputs else session(self.pre, 1).get_inputs()[0].name
@@ -67,14 +77,18 @@ class QuantizeRun:
                               output_error=0.0, passed=True)
         if data.labels is not None:
             self.fp32.accuracy = float(np.mean(self.ref.argmax(1) == data.labels))
-        self.gate, why = choose_gate(config.gate, bundle, data.labels is not None)
+
+    def choose_gate(self) -> None:
+        """The accuracy gate of this run (:func:`.qgate.choose_gate`), said and recorded; agreement's noise floor."""
+        config, data = self.config, self.data
+        self.gate, why = choose_gate(config.gate, self.bundle, data.labels is not None)
         data.info["gate"] = {"gate": self.gate.value, "why": why, **_thresholds(self.gate, config)}
         against = {Gate.ACCURACY: f"FP32 accuracy {self.fp32.accuracy or 0:.4f}", Gate.AGREEMENT: "agreement with FP32",
                    Gate.SIMILARITY: "output similarity with FP32"}[self.gate]
         self.say(f"evaluation: {len(data.evaluation)} samples, {against}")
         self.say(f"gate: {self.gate.value}, {_describe(self.gate, config)} ({why})")
         if self.gate is Gate.AGREEMENT:
-            self.noise_floor = self_agreement(bundle, data.evaluation, self.ref, config)
+            self.noise_floor = self_agreement(self.bundle, data.evaluation, self.ref, config)
             if self.noise_floor is not None:
                 data.info["fp32_self_agreement_half_level_noise"] = self.noise_floor
                 self.say(f"FP32 agrees with itself on {self.noise_floor:.4f} of the samples when the input moves "
