@@ -57,7 +57,7 @@ def main() -> int:
         cand_dir = work / f"{name}-candidates"
         cand_dir.mkdir(parents=True, exist_ok=True)
         run = QuantizeRun(bundle, config, cand_dir, timer=None,
-                          say=lambda line, n=name: console.print(f"  [{n}] {line}", highlight=False))
+                          say=lambda line, n=name: console.print(f"  [{n}] {line}", highlight=False, markup=False))
         run.prepare()
         run.build_candidates()
         pre = bundle.manifest.preprocessing
@@ -79,7 +79,7 @@ def main() -> int:
             score(c, outputs(c.path, run.data.evaluation, config.threads), ref, None, None, config, Gate.AGREEMENT)
             rows.append({**common, "candidate": c.name, "agreement": c.agreement, "output_error": c.output_error,
                          "cosine": c.cosine})
-        console.print(f"  [{name}] {time.perf_counter() - t0:.0f} s")
+        console.print(f"  [{name}] {time.perf_counter() - t0:.0f} s", markup=False)
 
     table = Table(title=f"INT8 layouts under both gates ({args.method} calibration, {args.eval_samples} held-out "
                         "photo crops; agreement needs >= 0.98, similarity <= max_output_error)")
