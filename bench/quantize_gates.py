@@ -37,7 +37,7 @@ def main() -> int:
     from edgeship.bench.env import environment
     from edgeship.bundle import open_bundle
     from edgeship.optimize.export import export
-    from edgeship.optimize.qgate import output_error, outputs, score
+    from edgeship.optimize.qgate import cosine, output_error, outputs, score
     from edgeship.optimize.qsearch import QuantizeRun
     from edgeship.optimize.quantize import Gate, QuantizeConfig
     from edgeship.util import write_json
@@ -72,9 +72,7 @@ def main() -> int:
         ref = run.ref
         rows.append({**common, "candidate": "fp32 + half-level input noise",
                      "agreement": float(np.mean(noisy.argmax(1) == ref.argmax(1))),
-                     "output_error": output_error(noisy, ref),
-                     "cosine": float(np.mean(np.sum(noisy * ref, 1) / (np.linalg.norm(noisy, axis=1)
-                                                                       * np.linalg.norm(ref, axis=1) + 1e-12)))})
+                     "output_error": output_error(noisy, ref), "cosine": cosine(noisy, ref)})
         for c in run.candidates:
             score(c, outputs(c.path, run.data.evaluation, config.threads), ref, None, None, config, Gate.AGREEMENT)
             rows.append({**common, "candidate": c.name, "agreement": c.agreement, "output_error": c.output_error,

@@ -190,3 +190,12 @@ def test_a_calibrator_that_fails_outright_falls_back_to_minmax_for_the_model(tmp
     fallback = result.data["calibration"]["fallback"]
     assert fallback["scope"] == "model" and "unexpected keyword" in fallback["reason"]
     assert any("every tensor calibrated with minmax instead" in line for line in lines), lines
+
+
+def test_cosine_of_tiny_outputs_is_not_swamped():
+    from edgeship.optimize.qgate import cosine
+
+    ref = np.array([[1e-13, -2e-13, 3e-13]], np.float32)
+    assert cosine(ref, ref) == pytest.approx(1.0)
+    assert cosine(-ref, ref) == pytest.approx(-1.0)
+    assert cosine(np.zeros((1, 3)), np.zeros((1, 3))) == 1.0 and cosine(np.zeros((1, 3)), ref) == 0.0

@@ -106,6 +106,21 @@ def output_error(out: np.ndarray, ref: np.ndarray) -> float:
     return err / scale
 
 
+def cosine(out: np.ndarray, ref: np.ndarray) -> float:
+    """Mean over samples of the cosine similarity of ``out`` and ``ref`` (rows); 1 where both are zero.
+
+    In float64 and without an additive epsilon: random-weight EfficientNet-B0 gives logits of 1e-13,
+    whose norms an epsilon of 1e-12 would swamp (every cosine 0).
+    """
+    out, ref = out.astype(np.float64), ref.astype(np.float64)
+    num = np.sum(out * ref, 1)
+    norm_out, norm_ref = np.linalg.norm(out, axis=1), np.linalg.norm(ref, axis=1)
+    den = norm_out * norm_ref
+    both_zero = (norm_out == 0) & (norm_ref == 0)
+    per_sample = np.where(den > 0, num / np.where(den > 0, den, 1.0), np.where(both_zero, 1.0, 0.0))
+    return float(np.mean(per_sample))
+
+
 def score(cand: Candidate, out: np.ndarray, ref: np.ndarray, labels, ref_acc, config: Any,
           gate: Gate = Gate.AUTO) -> None:
     """Measure ``cand``'s outputs ``out`` against FP32's ``ref`` and decide ``passed`` with ``gate``.
@@ -113,9 +128,7 @@ def score(cand: Candidate, out: np.ndarray, ref: np.ndarray, labels, ref_acc, co
     ``Gate.AUTO`` here: accuracy with labels, agreement without (what quantize() did before gates had names).
     """
     cand.agreement = float(np.mean(out.argmax(1) == ref.argmax(1)))
-    num = np.sum(out * ref, 1)
-    den = np.linalg.norm(out, axis=1) * np.linalg.norm(ref, axis=1) + 1e-12
-    cand.cosine = float(np.mean(num / den))
+    cand.cosine = cosine(out, ref)
     cand.output_error = round(output_error(out, ref), 6)
     if labels is not None:
         cand.accuracy = float(np.mean(out.argmax(1) == labels))
