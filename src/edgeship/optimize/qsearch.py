@@ -169,7 +169,7 @@ class QuantizeRun:
               self.fp32.accuracy, self.config, self.gate)
         figures = (f"output error {c.output_error:.4f} (agreement {c.agreement:.4f})" if self.gate is Gate.SIMILARITY
                    else f"agreement {c.agreement:.4f}" + (f", accuracy {c.accuracy:.4f}" if c.accuracy is not None else ""))
-        self.say(f"{c.name}: {figures}" + (" passes" if c.passed else " fails the accuracy gate"))
+        self.say(f"{c.name}: {figures}" + (" passes" if c.passed else f" fails the {self.gate.value} gate"))
 
     def _may_repair(self, c: Candidate) -> bool:
         return (c.plan is not None and not c.plan.dynamic and self.repairs < MAX_REPAIRS
