@@ -92,3 +92,9 @@ def test_registry_raises_the_error_it_was_given():
     reg: Registry[str, int] = Registry("backend", BackendError)
     with pytest.raises(BackendError, match="known: none"):
         reg.get("tpu")
+
+
+def test_not_durable_still_replaces_whole_files(tmp_path):
+    path = write_text_atomic(tmp_path / "temp", "41000\n", durable=False)
+    write_text_atomic(path, "42000\n", durable=False)
+    assert path.read_text() == "42000\n" and _leftovers(tmp_path) == []

@@ -13,7 +13,7 @@ V = TypeVar("V")
 
 
 @contextlib.contextmanager
-def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+def atomic_path(path: str | os.PathLike, durable: bool = True) -> Iterator[Path]:
     """A temporary name beside ``path`` to write to; on success it is fsynced and renamed over ``path``.
 
     >>> with atomic_path("out/model.gguf") as tmp:
@@ -23,7 +23,9 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
 
     A crash or an exception leaves ``path`` as it was (the old file or none) and removes the
     temporary file: readers never see half a file. The temporary name holds the process id, so two
-    processes writing the same path do not write into each other's file.
+    processes writing the same path do not write into each other's file. ``durable=False`` skips the
+    fsyncs: still never half a file for readers, but a power cut may lose the write (for files
+    rewritten many times a second that no one needs after a crash, such as a simulated sysfs tree).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -32,16 +34,18 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         yield tmp
         if not tmp.is_file():
             raise FileNotFoundError(f"{tmp}: nothing was written to the temporary file for {path}")
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
+        if durable:
+            with open(tmp, "rb") as f:
+                os.fsync(f.fileno())
         os.replace(tmp, path)
-        _fsync_dir(path.parent)
+        if durable:
+            _fsync_dir(path.parent)
     finally:
         tmp.unlink(missing_ok=True)
 
 
 @contextlib.contextmanager
-def atomic_file(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO[Any]]:
+def atomic_file(path: str | os.PathLike, mode: str = "wb", durable: bool = True) -> Iterator[IO[Any]]:
     """An open file that replaces ``path`` atomically when the block ends without an exception.
 
     >>> with atomic_file("ckpt.pt") as f:
@@ -49,11 +53,12 @@ def atomic_file(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO[Any]]:
     """
     if mode not in ("w", "wb"):
         raise ValueError(f"mode: expected 'w' or 'wb', got {mode!r}")
-    with atomic_path(path) as tmp:
+    with atomic_path(path, durable) as tmp:
         with open(tmp, mode, **({"encoding": "utf-8"} if mode == "w" else {})) as f:
             yield f
-            f.flush()
-            os.fsync(f.fileno())
+            if durable:
+                f.flush()
+                os.fsync(f.fileno())
 
 
 def _fsync_dir(folder: Path) -> None:
@@ -70,9 +75,9 @@ def _fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
-def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
+def write_text_atomic(path: str | os.PathLike, text: str, durable: bool = True) -> Path:
     """Write a file atomically (temp file, fsync, rename) so a crash never leaves half a file."""
-    with atomic_file(path, "w") as f:
+    with atomic_file(path, "w", durable) as f:
         f.write(text)
     return Path(path)
 
