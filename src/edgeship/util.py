@@ -54,7 +54,8 @@ def atomic_file(path: str | os.PathLike, mode: str = "wb", durable: bool = True)
     if mode not in ("w", "wb"):
         raise ValueError(f"mode: expected 'w' or 'wb', got {mode!r}")
     with atomic_path(path, durable) as tmp:
-        with open(tmp, mode, **({"encoding": "utf-8"} if mode == "w" else {})) as f:
+        f: IO[Any] = open(tmp, "w", encoding="utf-8") if mode == "w" else open(tmp, "wb")
+        with f:
             yield f
             if durable:
                 f.flush()

@@ -215,7 +215,9 @@ class QuantizeRun:
         run to run), and the faster of the two is kept. When neither is faster than FP32 they are dropped
         and the next ones are confirmed.
         """
-        chosen, dropped, refuted = self.pick(set()), set(), []
+        chosen = self.pick(set())
+        dropped: set[str] = set()
+        refuted: list[str] = []
         reason = ""
         while chosen is not None and self.timed_here:
             runner_up = self.pick(dropped | {chosen.name}, may_repair=False)
@@ -224,7 +226,7 @@ class QuantizeRun:
             self.time_against_fp32(contenders)
             self.say("confirmation: " + ", ".join(f"{c.name} {c.speedup:.2f}x (selection run {first[c.name]:.2f}x)"
                                                  for c in contenders))
-            chosen = max(contenders, key=lambda c: c.speedup or 0)
+            chosen = max(contenders, key=_speed)
             if (chosen.speedup or 0) >= 1.0:
                 reason = f"{chosen.name} is {chosen.speedup:.2f}x FP32 on this host and keeps the {self.gate.value} gate"
                 break
@@ -245,7 +247,7 @@ class QuantizeRun:
         """Why no quantized model was chosen, with the figures that decided it."""
         config, graph = self.config, self.graph
         fast = [c for c in self.candidates if c.speedup is not None and c.speedup >= config.min_speedup]
-        best = max((c for c in self.candidates if c.speedup is not None), key=lambda c: c.speedup, default=None)
+        best = max((c for c in self.candidates if c.speedup is not None), key=_speed, default=None)
         if self.timed_here and not fast and best is not None:
             depthwise_se = bool(graph.se_nodes() or graph.hard_activation_nodes()) and any(
                 graph.is_depthwise(n) for n in graph.nodes)
@@ -275,6 +277,10 @@ class QuantizeRun:
                 "format": {"activation": fmt.activation, "weight": fmt.weight,
                            "symmetric_activations": fmt.symmetric_activations, "why": fmt.why},
                 "timed_on": "this host" if self.timed_here else None}
+
+
+def _speed(c: Candidate) -> float:
+    return c.speedup or 0.0
 
 
 def _describe(gate: Gate, config: QuantizeConfig) -> str:
