@@ -25,6 +25,7 @@ from .manifest import (
     Resize,
     RuntimeChoice,
     Stage,
+    StageName,
     Task,
     TensorSpec,
     Variant,
@@ -34,7 +35,8 @@ from .store import Bundle, open_bundle, pack, read_manifest, sha256_file, unpack
 
 __all__ = [
     "GOLDEN_FILE", "IMAGENET_MEAN", "IMAGENET_STD", "LABELS_FILE", "MANIFEST", "SCHEMA_VERSION",
-    "BoxDecoder", "Bundle", "Format", "Golden", "Manifest", "Postprocessing", "Preprocessing", "Resize", "RuntimeChoice", "Stage",
-    "Task", "TensorSpec", "Variant", "now_iso", "open_bundle", "pack", "read_manifest", "sha256_file", "unpack",
+    "BoxDecoder", "Bundle", "Format", "Golden", "Manifest", "Postprocessing", "Preprocessing", "Resize", "RuntimeChoice",
+    "Stage", "StageName", "Task", "TensorSpec", "Variant", "now_iso", "open_bundle", "pack", "read_manifest", "sha256_file",
+    "unpack",
     "update_manifest", "write_bundle",
 ]
