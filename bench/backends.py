@@ -18,7 +18,7 @@ Beside each way: the achieved operations per second (2 x the model's MACs per in
 against this CPU's peak for that precision (cores x clock x ops/cycle of its ISA, from
 edgeship.targets.peak, which says how each peak is derived). Variants that fail the accuracy gate
 are timed too (kept with ``gate.passed: false``) and never picked. Random-weight models are gated on
-output cosine similarity, not top-1 agreement, and the table says so.
+the similarity of their outputs (quantize's similarity gate), not top-1 agreement, and the table says so.
 """
 
 from __future__ import annotations
@@ -125,7 +125,7 @@ def main() -> int:
     from rich.console import Console
     from rich.table import Table
 
-    from edgeship.bench.compare import REFERENCE, CompareConfig, compare_backends
+    from edgeship.bench.compare import REFERENCE, CompareConfig, compare_backends, gate_text
     from edgeship.bench.env import describe, environment
     from edgeship.bench.tune import tune
     from edgeship.targets import probe_host
@@ -182,12 +182,7 @@ def main() -> int:
                   "of peak", "gate"):
             t.add_column(c, justify="left" if c in ("way", "precision", "gate") else "right")
         for r in rows:
-            g = r["gate"]
-            gate = g.get("compared", "")
-            if "agreement" in g:
-                gate = ((f"cosine {g['cosine']:.4f} (outputs compared: random weights)" if "cosine" in g["compared"]
-                         else f"top-1 agreement {g['agreement']:.3f} on {g['samples']} photo crops")
-                        + ("" if g.get("passed") else " FAILS: never picked"))
+            gate = gate_text(r["gate"])
             peak = r["peak_ops_per_s"]
             t.add_row(("★ " if r["label"] == pick_label else "") + r["label"], str(r["precision"]),
                       f"{r['p50_ms']:.2f}", f"{r['p95_ms']:.2f}",

@@ -62,6 +62,19 @@ class Way:
     gate: dict[str, Any] = field(default_factory=dict)
 
 
+def gate_text(g: dict[str, Any]) -> str:
+    """One cell for a way's checks: the accuracy gate a variant passed (or failed), else what was compared."""
+    if "gate" not in g:
+        return g.get("compared", "")
+    if g["gate"] == "similarity":
+        text = f"output error {g['output_error']:.3f} (similarity gate: random weights)"
+    elif g["gate"] == "accuracy":
+        text = f"accuracy {g['accuracy']:.3f} of FP32's kept"
+    else:
+        text = f"top-1 agreement {g['agreement']:.3f} on {g.get('samples', '?')} photo crops"
+    return text + ("" if g.get("passed") else "; FAILS the gate: never picked")
+
+
 def _have(module: str) -> bool:
     return importlib.util.find_spec(module) is not None
 
@@ -198,11 +211,7 @@ def print_comparison(report: dict[str, Any], console) -> None:
         t.add_column(c, justify="left" if c in ("way", "precision", "gate") else "right")
     pick = (report.get("pick") or {}).get("label")
     for r in report["rows"]:
-        gate = r["gate"]
-        gtext = gate.get("compared", "")
-        if "agreement" in gate:
-            gtext = (f"agreement {gate['agreement']:.3f}, cosine {gate['cosine']:.4f}"
-                     + (" (outputs compared)" if "cosine" in gate.get("compared", "") else ""))
+        gtext = gate_text(r["gate"])
         speed = f"{r['speedup_vs_reference']:.2f}x" if r.get("speedup_vs_reference") else "-"
         err = f"{r['golden_max_error']:.2e}" if r.get("golden_max_error") is not None else "-"
         t.add_row(("★ " if r["label"] == pick else "") + r["label"], str(r["precision"]), f"{r['p50_ms']:.2f}",

@@ -19,7 +19,7 @@ from typing import Any
 def backends_section(out: Path, console, quick: bool) -> dict[str, Any]:
     from rich.table import Table
 
-    from ..bench.compare import REFERENCE, CompareConfig
+    from ..bench.compare import REFERENCE, CompareConfig, gate_text
     from ..bench.tune import tune
     from ..errors import EdgeshipError
     from ..optimize.export import export
@@ -60,9 +60,7 @@ def backends_section(out: Path, console, quick: bool) -> dict[str, Any]:
           f"| way | precision | p50 ms | vs {REFERENCE} | gate |", "|---|---|---|---|---|"]
     pick = report["pick"]["label"]
     for r in report["rows"]:
-        g = r["gate"]
-        gate = (f"top-1 agreement {g['agreement']:.3f}" + ("" if g.get("passed") else ", fails: never picked")
-                if "agreement" in g else g.get("compared", ""))
+        gate = gate_text(r["gate"])
         speed = f"{r['speedup_vs_reference']:.2f}x" if r.get("speedup_vs_reference") else "-"
         cells = [("★ " if r["label"] == pick else "") + r["label"], str(r["precision"]), f"{r['p50_ms']:.2f}", speed, gate]
         table.add_row(*cells)

@@ -21,7 +21,12 @@ def register(sub) -> None:
     a.add_argument("--calibration", default="photos", help="calibration/evaluation images: a folder or 'photos'")
     a.add_argument("--calibration-samples", type=positive_int, default=64, help="calibration crops (default 64)")
     a.add_argument("--eval-samples", type=positive_int, default=300, help="held-out evaluation crops (default 300)")
+    a.add_argument("--gate", choices=["auto", "accuracy", "agreement", "similarity"], default="auto",
+                   help="the accuracy gate, as quantize's (auto: accuracy with labels, similarity for random "
+                        "weights, agreement otherwise)")
     a.add_argument("--min-agreement", type=float, default=0.98, help="top-1 agreement with FP32 needed (default 0.98)")
+    a.add_argument("--max-output-error", type=float, default=0.15,
+                   help="similarity gate: largest output error relative to FP32's variation (default 0.15)")
     a.add_argument("--threads", type=positive_int, default=2, help="threads while gating (default 2)")
     a.set_defaults(run=lazy("edgeship.commands.variant:add"))
     ls = verbs.add_parser("list", help="the declared variants and what their gate measured")
@@ -39,7 +44,8 @@ def add(args) -> int:
 
     console = make_console()
     cfg = VariantConfig(calibration=args.calibration, calibration_samples=args.calibration_samples,
-                        eval_samples=args.eval_samples, min_agreement=args.min_agreement, threads=args.threads)
+                        eval_samples=args.eval_samples, gate=args.gate, min_agreement=args.min_agreement,
+                        max_output_error=args.max_output_error, threads=args.threads)
     result = add_variant(args.bundle, args.kind, source=args.source, config=cfg,
                          log=lambda line: console.print(f"  {line}", highlight=False))
     style = "green" if result.passed else "red"
@@ -51,6 +57,7 @@ def add(args) -> int:
 def list_(args) -> int:
     from rich.table import Table
 
+    from ..bench.compare import gate_text
     from ..bundle import open_bundle
     from ..util import console as make_console
 
@@ -60,9 +67,7 @@ def list_(args) -> int:
     for c in ("name", "engine", "precision", "file", "gate", "golden tolerance"):
         t.add_column(c)
     for v in b.manifest.variants:
-        g = v.gate
-        gate = (f"{g.get('compared', '')}: agreement {g.get('agreement', 0):.3f}, cosine {g.get('cosine', 0):.4f}, "
-                f"{'passed' if g.get('passed') else 'FAILED'}") if g else "-"
+        gate = gate_text(v.gate) if v.gate else "-"
         t.add_row(v.name, v.backend, v.precision, v.model, gate, f"atol {v.golden.atol:.3g}" if v.golden else "-")
     console.print(t)
     for host, c in b.manifest.runtimes.items():

@@ -5,12 +5,12 @@
 (0.994, True)
 >>> add_variant("effnet/", VariantKind.LITERT, source="efficientnet_lite0.tflite")   # a uint8 .tflite
 
-Every variant goes through the gate ``edgeship quantize`` uses (optimize.qgate.score): on the
-same evaluation crops of real photos (the held-out half; calibration uses the other half, as the
-ONNX Runtime quantizer does), its top-1 agreement with the bundle's FP32 model must reach
-``min_agreement`` (labelled data: ``min_accuracy`` of FP32's accuracy). For a model with random
-weights (an export without pretrained weights) top-1 agreement means little, so the gate compares
-the outputs themselves (mean cosine similarity at least ``min_cosine``) and says that it did.
+Every variant goes through the gate ``edgeship quantize`` uses (optimize.qgate: ``choose_gate``
+and ``score``), on the same evaluation crops of real photos (the held-out half; calibration uses
+the other half, as the ONNX Runtime quantizer does): kept accuracy on labelled data, top-1
+agreement with the bundle's FP32 model (``min_agreement``) without labels, and for a bundle whose
+export says its weights are random, the similarity of the outputs (``max_output_error``), since
+top-1 agreement of near-uniform outputs is noise. The gate used and why is recorded.
 
 A variant that fails is not written. One that passes is added to the bundle folder with its own
 golden pair: an evaluation crop prepared as the variant is fed, and the FP32 model's output for it,
@@ -47,19 +47,30 @@ class VariantKind(str, enum.Enum):
 
 @dataclass(frozen=True)
 class VariantConfig:
+    """Thresholds as QuantizeConfig's (the same gate): see optimize.qconfig for why each is what it is."""
+
     calibration: str = "photos"
     calibration_samples: int = 64
     eval_samples: int = 300
-    min_agreement: float = 0.98  # as QuantizeConfig
+    gate: str = "auto"  # auto, accuracy, agreement or similarity (qconfig.Gate)
+    min_agreement: float = 0.98
     min_accuracy: float = 0.99
-    min_cosine: float = 0.99  # random-weight models: outputs compared instead of top-1
+    max_output_error: float = 0.15
     threads: int = 2
     seed: int = 0
 
     def __post_init__(self) -> None:
-        for name in ("min_agreement", "min_accuracy", "min_cosine"):
+        from .qconfig import Gate
+
+        for name in ("min_agreement", "min_accuracy"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise InputError(f"{name}: must be within [0, 1], got {getattr(self, name)!r}")
+        if self.max_output_error < 0:
+            raise InputError(f"max_output_error: must be >= 0, got {self.max_output_error!r}")
+        try:
+            Gate(self.gate)
+        except ValueError:
+            raise InputError(f"gate: expected one of {', '.join(g.value for g in Gate)}, got {self.gate!r}") from None
         if self.calibration_samples < 1 or self.eval_samples < 2:
             raise InputError("calibration_samples must be at least 1 and eval_samples at least 2")
 
@@ -161,10 +172,10 @@ def _litert(bundle, work: Path, config: VariantConfig, data, source=None) -> _Bu
 @register_builder(VariantKind.TENSORRT_FP16)
 def _tensorrt_fp16(bundle, work: Path, config: VariantConfig, data, source=None) -> _Built:
     require("onnx", "optimize", "converting the model to fp16")
-    from .quantize import _build_fp16
+    from .qbuild import build_fp16
 
     path = work / "model-fp16.onnx"
-    _build_fp16(bundle.model_path, path)
+    build_fp16(bundle.model_path, path)
     v = Variant("tensorrt-fp16", "tensorrt", path.name, precision="fp16")
     # Gated here through ONNX Runtime on the CPU (the graph's fp16 numerics); on the GPU TensorRT's
     # golden check at load holds it to the same tolerance.
@@ -176,11 +187,9 @@ def _tensorrt_fp16(bundle, work: Path, config: VariantConfig, data, source=None)
 def _onnxruntime_int8(bundle, work: Path, config: VariantConfig, data, source=None) -> _Built:
     from .quantize import QuantizeConfig, quantize
 
-    # random weights: quantize's top-1 gate means little, so it only picks the fastest layout here and
-    # the variant's own gate (output cosine similarity) decides, as for every variant of such a model
-    agreement = 0.0 if _random_weights(bundle) else config.min_agreement
     qcfg = QuantizeConfig(calibration=config.calibration, calibration_samples=config.calibration_samples,
-                          eval_samples=config.eval_samples, min_agreement=agreement,
+                          eval_samples=config.eval_samples, gate=config.gate, min_agreement=config.min_agreement,
+                          min_accuracy=config.min_accuracy, max_output_error=config.max_output_error,
                           threads=config.threads, seed=config.seed, mode="static")
     result = quantize(bundle, qcfg, workdir=work / "quantize")
     if result.chosen is None:
@@ -192,11 +201,6 @@ def _onnxruntime_int8(bundle, work: Path, config: VariantConfig, data, source=No
     return _Built({path.name: path}, v, _runner(bundle, v, config.threads, work))
 
 
-def _random_weights(bundle) -> bool:
-    export = next((s for s in bundle.manifest.provenance if s.stage == "export"), None)
-    return bool(export) and export.params.get("pretrained") is False
-
-
 def add_variant(bundle_dir: Union[str, Path], kind: Union[VariantKind, str], *, source: Union[str, Path, None] = None,
                 config: VariantConfig | None = None, log: Callable[[str], None] | None = None,
                 write: bool = True, keep_failed: bool = False) -> VariantResult:
@@ -206,7 +210,8 @@ def add_variant(bundle_dir: Union[str, Path], kind: Union[VariantKind, str], *, 
     benchmarks: such a variant runs only when named, and tune and the pick never choose it).
     """
     from .calibration import load_quant_data
-    from .qgate import Candidate, outputs, score
+    from .qconfig import Gate
+    from .qgate import Candidate, choose_gate, outputs, score
 
     try:
         kind = VariantKind(kind)
@@ -237,36 +242,31 @@ def add_variant(bundle_dir: Union[str, Path], kind: Union[VariantKind, str], *, 
 
             ref_cmp = softmax(ref)  # the variant answers probabilities: compare in that space
         cand = Candidate(v.name, kind.value, work)
-        gate_cfg = types.SimpleNamespace(min_agreement=config.min_agreement, min_accuracy=config.min_accuracy)
-        score(cand, got, ref_cmp, data.labels, float(np.mean(ref.argmax(1) == data.labels)) if data.labels is not None else None,
-              gate_cfg)
-        # the cosine again with an epsilon relative to the outputs' scale (qgate's absolute 1e-12 reads 0
-        # for a model whose outputs are tiny, as untrained networks' can be)
-        num = np.sum(got * ref_cmp, 1, dtype=np.float64)
-        den = np.linalg.norm(got.astype(np.float64), axis=1) * np.linalg.norm(ref_cmp.astype(np.float64), axis=1)
-        cand.cosine = float(np.mean(num / np.maximum(den, 1e-300)))
-        random = _random_weights(bundle)
-        if random:
-            cand.passed = bool(cand.cosine >= config.min_cosine)
+        gate, why = choose_gate(Gate(config.gate), bundle, data.labels is not None)
+        ref_acc = float(np.mean(ref.argmax(1) == data.labels)) if data.labels is not None else None
+        score(cand, got, ref_cmp, data.labels, ref_acc, config, gate)
         err = np.abs(got.astype(np.float64) - ref_cmp.astype(np.float64)).max(axis=1)
-        gate = {
-            "compared": "output cosine similarity (random weights: top-1 agreement means little)" if random
-            else ("accuracy kept on labelled data" if data.labels is not None else "top-1 agreement with FP32"),
-            "agreement": cand.agreement, "cosine": cand.cosine, "accuracy": cand.accuracy,
-            "threshold": config.min_cosine if random else (config.min_accuracy if data.labels is not None else config.min_agreement),
-            "passed": bool(cand.passed), "samples": len(evaluation), "max_abs_error": float(err.max()),
+        threshold = {Gate.ACCURACY: config.min_accuracy, Gate.AGREEMENT: config.min_agreement,
+                     Gate.SIMILARITY: config.max_output_error}[gate]
+        gate_info = {
+            "gate": gate.value, "why": why, "threshold": threshold, "passed": bool(cand.passed),
+            "agreement": cand.agreement, "cosine": cand.cosine, "output_error": cand.output_error,
+            "accuracy": cand.accuracy, "samples": len(evaluation), "max_abs_error": float(err.max()),
             "data": {k: data.info.get(k) for k in ("source", "calibration_samples", "evaluation_samples", "augmentation")},
         }
-        say(f"{v.name}: agreement {cand.agreement:.4f}, cosine {cand.cosine:.5f}, max |error| {err.max():.3g} -> "
-            + ("passes" if cand.passed else "fails") + f" the gate ({gate['compared']})")
+        say(f"{v.name}: agreement {cand.agreement:.4f}, output error {cand.output_error:.3f}, max |error| "
+            f"{err.max():.3g} -> {'passes' if cand.passed else 'fails'} the {gate.value} gate ({why})")
         i = int(np.argmin(err))  # the golden crop: a typical one, where the variant agrees best
         atol = float(3 * err[i] + 1e-3 * (ref_cmp[i].max() - ref_cmp[i].min()))
         golden_name = f"golden-{v.name}.npz"
         np.savez(work / golden_name, input=evaluation[i][None], output=ref_cmp[i].reshape((1,) + tuple(_out_shape(bundle))))
-        v = dataclasses.replace(v, golden=Golden(file=golden_name, atol=atol, rtol=0.0), gate=gate, created=now_iso())
-        reason = (f"{v.name} {'passes' if cand.passed else 'fails'} the gate: "
-                  + (f"cosine {cand.cosine:.5f} (needs {config.min_cosine})" if random
-                     else f"agreement {cand.agreement:.4f} (needs {gate['threshold']})"))
+        v = dataclasses.replace(v, golden=Golden(file=golden_name, atol=atol, rtol=0.0), gate=gate_info,
+                                created=now_iso())
+        measured = {Gate.ACCURACY: f"accuracy {cand.accuracy}", Gate.AGREEMENT: f"agreement {cand.agreement:.4f}",
+                    Gate.SIMILARITY: f"output error {cand.output_error:.3f}"}[gate]
+        need = "at most" if gate is Gate.SIMILARITY else "at least"
+        reason = (f"{v.name} {'passes' if cand.passed else 'fails'} the {gate.value} gate: {measured} "
+                  f"(needs {need} {threshold})")
         if not write or not (cand.passed or keep_failed):
             return VariantResult(v, bool(cand.passed), reason)
         files = {**built.files, golden_name: work / golden_name}
