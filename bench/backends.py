@@ -138,7 +138,7 @@ def main() -> int:
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
     info = probe_host()
-    cfg = CompareConfig(threads=args.threads, warmup=args.warmup, runs=args.runs, rounds=5)
+    cfg = CompareConfig(threads=args.threads, warmup=args.warmup, runs=args.runs, rounds=max(1, min(20, args.runs // 10)))
     load_before = os.getloadavg()
     out = {"environment": environment(args.threads), "features": list(info.features), "models": [],
            "load_average_before": load_before}

@@ -42,8 +42,12 @@ class CompareConfig:
     batch: int = 1
     warmup: int = 10
     runs: int = 100
-    rounds: int = 5
+    # Rounds of runs/rounds consecutive runs, each way in turn: on a shared machine the load moves
+    # within seconds, and more, shorter rounds spread it over every way alike (10 runs per round
+    # keeps each way's weights warm in cache, as a deployed model's are).
+    rounds: int = 20
     options: tuple[tuple[str, str], ...] = ()  # engine options given with --provider-option
+    only: tuple[str, ...] = ()  # time only the ways with these labels (tune's head-to-head)
 
     def __post_init__(self) -> None:
         if self.runs < self.rounds or self.rounds < 1 or self.warmup < 0 or self.batch < 1:
@@ -149,6 +153,8 @@ def compare_backends(path: Union[str, Path, Bundle], cfg: CompareConfig,
     say = log or (lambda line: None)
     bundle = path if isinstance(path, Bundle) else open_bundle(path)
     candidates, skipped = ways(bundle, cfg)
+    if cfg.only:
+        candidates = [w for w in candidates if w.label in cfg.only]
     if not candidates:
         raise InputError(f"{bundle.name}: no backend to compare on this host ({'; '.join(s['reason'] for s in skipped)})")
     loaded: dict[str, tuple[Way, Model]] = {}
@@ -194,7 +200,7 @@ def compare_backends(path: Union[str, Path, Bundle], cfg: CompareConfig,
     return {
         "bundle": str(bundle.source), "name": bundle.name, "environment": environment(cfg.threads),
         "config": {"backends": cfg.backends, "threads": cfg.threads, "batch": cfg.batch, "warmup": cfg.warmup,
-                   "runs": cfg.runs, "rounds": cfg.rounds, "options": dict(cfg.options)},
+                   "runs": cfg.runs, "rounds": cfg.rounds, "options": dict(cfg.options), "only": list(cfg.only)},
         "rows": sorted(rows, key=lambda r: r["p50_ms"]), "refused": refused, "skipped": skipped,
         "pick": pick,
     }

@@ -88,7 +88,7 @@ def _compare(args) -> int:
     for path in args.bundles:
         for batch in args.batch:
             cfg = CompareConfig(backends=args.backends, threads=args.threads, batch=batch, warmup=args.warmup,
-                                runs=max(args.runs, 5), rounds=5, options=parse_options(args.provider_option))
+                                runs=max(args.runs, 5), rounds=max(1, min(20, args.runs // 10)), options=parse_options(args.provider_option))
             with console.status(f"{path}: loading every backend and timing them interleaved ..."):
                 report = compare_backends(path, cfg)
             print_comparison(report, console)

@@ -48,7 +48,7 @@ def backends_section(out: Path, console, quick: bool) -> dict[str, Any]:
         except EdgeshipError as exc:
             gates.append({"variant": kind, "passed": False, "reason": str(exc)})
             console.print(f"{kind}: not built ({exc})", style="yellow", highlight=False)
-    compare = CompareConfig(threads=2, warmup=5, runs=30 if quick else 150)
+    compare = CompareConfig(threads=2, warmup=5, runs=30 if quick else 150, rounds=3 if quick else 15)
     with console.status("timing every backend interleaved ..."):
         result = tune(bundle_dir, compare)
     report = result.report

@@ -38,6 +38,7 @@ def run(args) -> int:
 
     console = make_console()
     cfg = CompareConfig(backends=args.backends, threads=args.threads, warmup=args.warmup, runs=max(args.runs, 5),
+                        rounds=max(1, min(20, args.runs // 10)),
                         options=parse_options(args.provider_option))
     with console.status(f"{args.bundle}: loading every backend and timing them interleaved ..."):
         result = tune(args.bundle, cfg, write=not args.dry_run)
