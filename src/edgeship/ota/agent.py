@@ -267,7 +267,36 @@ class Agent:
             raise TrustError(f"chunk {sha[:16]}... changed on disk since it was checked")
         return data
 
-    def _gate(self, rec: ModelRecord) -> str:
+    def install_bundle(self, bundle_dir: Path, commit: bool = True) -> str:
+        """Install a bundle already on disk (a Mender payload) through the same states and gate."""
+        from ..bundle import MANIFEST, open_bundle, sha256_file
+
+        bundle = open_bundle(bundle_dir)
+        name, version = bundle.manifest.name, bundle.manifest.version
+        rec = self.store.record(name)
+        if rec.state not in REST:
+            raise StoreError(f"{name}: an update is in flight ({rec.state.value}); roll it back first")
+        mine = rec.committed.version if rec.committed else None
+        if mine is not None and version_key(version) <= version_key(mine):
+            raise StoreError(f"{name} {version} is not newer than the installed {mine}; refused (rollback protection)")
+        if version in rec.failed:
+            raise StoreError(f"{name} {version} failed before ({rec.failed[version]}); publish a newer version")
+        sha = sha256_file(bundle.root / MANIFEST)
+        rec = self.store.transition(rec, S.DOWNLOADING, reason="local bundle", candidate=VersionRef(version, "", sha),
+                                    attempts=0)
+        rec = self.store.transition(rec, S.VERIFYING)
+        files = self.store.import_bundle_files(bundle.root, [MANIFEST, *bundle.manifest.files])
+        ref = self.store.stage(name, version, sha, files)
+        rec = self.store.transition(rec, S.STAGED, candidate=ref)
+        return self._gate(rec, commit=commit)
+
+    def commit_candidate(self, name: str) -> str:
+        rec = self.store.record(name)
+        if rec.state is not S.CANARY:
+            raise StoreError(f"{name}: nothing to commit: expected state canary, got {rec.state.value}")
+        return self._commit(rec, (rec.last_result or {}).get("reason", "committed"))
+
+    def _gate(self, rec: ModelRecord, commit: bool = True) -> str:
         name = rec.model
         cand = self.store.bundle_dir(name, rec.candidate)
         committed = self.store.bundle_dir(name, rec.committed) if rec.committed else None
@@ -287,6 +316,11 @@ class Agent:
                 continue
             except GateFailed as exc:
                 return self.rollback(rec, str(exc))
+            if not commit:  # Mender commits later (ArtifactCommit)
+                self.gate.abort(name)
+                self.store.save(rec.replace(last_result={"result": "canary_passed", "version": rec.candidate.version,
+                                                         "reason": summary, "at": now_iso()}))
+                return f"canary passed {rec.candidate.version}: {summary}"
             return self._commit(rec, summary)
 
     def _commit(self, rec: ModelRecord, summary: str) -> str:

@@ -149,7 +149,10 @@ def offline_canary(candidate, committed, cfg: CanaryConfig) -> tuple[bool, str]:
             agree += 1
     x = inputs[0]
     for _ in range(3):  # warm-up: first runs allocate
-        candidate.run(x), committed.run(x)
+        try:
+            candidate.run(x), committed.run(x)
+        except Exception:  # noqa: BLE001  counted above
+            break
     for i in range(cfg.probe_runs):
         for model, bucket in ((candidate, cand_ms), (committed, base_ms))[:: 1 if i % 2 else -1]:
             t0 = time.perf_counter()
