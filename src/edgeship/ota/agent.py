@@ -193,14 +193,18 @@ class Agent:
         return self._gate(rec)
 
     def _abort(self, rec: ModelRecord, reason: str) -> str:
+        self.store.clear_downloads()  # first: on a full disk the state file needs the room
         rec = self.store.record(rec.model)
+        version = rec.candidate.version if rec.candidate else ""
         if rec.state in (S.DOWNLOADING, S.VERIFYING):
-            self.store.transition(rec, S.IDLE, reason=reason, candidate=None,
-                                  last_result={"result": "aborted", "version": rec.candidate.version,
-                                               "reason": reason, "at": now_iso()})
-        self.store.clear_downloads()
+            try:
+                self.store.transition(rec, S.IDLE, reason=reason, candidate=None,
+                                      last_result={"result": "aborted", "version": version, "reason": reason,
+                                                   "at": now_iso()})
+            except OSError as exc:  # still full: the record stays in flight, the committed version serves
+                log.warning(json.dumps({"event": "ota_abort", "model": rec.model, "error": str(exc)}))
         self.store.gc(rec.model)
-        return f"aborted {rec.candidate.version if rec.candidate else ''}: {reason}"
+        return f"aborted {version}: {reason}"
 
     def _free_check(self, need: int) -> None:
         free = shutil.disk_usage(self.store.root).free
@@ -209,7 +213,7 @@ class Agent:
                              f"(keeping {self.config.min_free_bytes / 1e6:.0f} MB free)")
 
     def _download(self, rec: ModelRecord, recipe: Recipe) -> None:
-        local = self.store.local_chunks(rec)
+        local = self.store.local_chunks(rec, recipe.chunk_avg)
         downloads = self.store.root / "downloads"
         wanted = {sha: size for sha, size in recipe.chunk_set().items()
                   if sha not in local and not (downloads / f"{sha}.chunk").exists()
@@ -226,7 +230,7 @@ class Agent:
         """Build each file from chunks (downloaded or local), check its sha256, move it into blobs/."""
         import hashlib
 
-        local = self.store.local_chunks(rec)
+        local = self.store.local_chunks(rec, recipe.chunk_avg)
         downloads = self.store.root / "downloads"
         out = {}
         for fname, entry in recipe.files.items():

@@ -40,7 +40,7 @@ def _translate(exc: Exception, what: str) -> Exception:
                           "refused as a rollback attack")
     if isinstance(exc, tuf_exc.UnsignedMetadataError):
         return TrustError(f"{what}: metadata not signed by the keys the device trusts ({exc})")
-    if isinstance(exc, tuf_exc.LengthOrHashMismatchError):
+    if isinstance(exc, (tuf_exc.LengthOrHashMismatchError, tuf_exc.DownloadLengthMismatchError)):
         return TrustError(f"{what}: a file does not match its signed length or sha256 ({exc})")
     if isinstance(exc, tuf_exc.DownloadError):
         return TransferError(f"{what}: the repository could not be read ({exc})")

@@ -80,7 +80,8 @@ class HttpFetcher(FetcherInterface):
                     f.seek(have)
                     f.truncate()
                     try:
-                        for block in response.stream(BLOCK):
+                        # read1 hands over what has arrived: a cut connection loses nothing already received
+                        while block := response.read1(BLOCK):
                             self.bytes_received += len(block)
                             if have + len(block) > size:
                                 raise TrustError(f"{url}: the server sent more than the recipe's {size} bytes")

@@ -220,21 +220,31 @@ class Store:
             write_bytes_durable(path, data)
         return path
 
-    def local_chunks(self, record: ModelRecord) -> dict[str, tuple[Path, int, int]]:
-        """sha256 -> (file, offset, size) for every chunk of the installed versions' files."""
+    def local_chunks(self, record: ModelRecord, chunk_avg: int = 0) -> dict[str, tuple[Path, int, int]]:
+        """sha256 -> (file, offset, size) for every chunk of the installed versions' files.
+
+        A version installed from disk (factory image, Mender) has no recipe: its files are cut here
+        with the new recipe's chunk size, which gives the publisher's chunks for the same bytes.
+        """
+        from .chunking import ChunkParams, chunk_file
         from .recipe import Recipe
 
         found: dict[str, tuple[Path, int, int]] = {}
         for ref in (record.committed, record.previous):
-            path = self.root / "recipes" / f"{ref.recipe}.json" if ref else None
-            if path is None or not path.is_file():
-                continue  # a factory install has no recipe: everything is fetched once
-            recipe = Recipe.from_json(path.read_bytes(), str(path))
-            for entry in recipe.files.values():
-                offset = 0
-                for c in entry.chunks:
-                    found.setdefault(c.sha256, (self.blob(entry.sha256), offset, c.size))
-                    offset += c.size
+            if ref is None:
+                continue
+            path = self.root / "recipes" / f"{ref.recipe}.json"
+            if path.is_file():
+                recipe = Recipe.from_json(path.read_bytes(), str(path))
+                for entry in recipe.files.values():
+                    offset = 0
+                    for c in entry.chunks:
+                        found.setdefault(c.sha256, (self.blob(entry.sha256), offset, c.size))
+                        offset += c.size
+            elif chunk_avg and self.bundle_dir(record.model, ref).is_dir():
+                for f in self.bundle_dir(record.model, ref).iterdir():
+                    for c in chunk_file(f, ChunkParams.around(chunk_avg)):
+                        found.setdefault(c.sha256, (f, c.offset, c.size))
         return found
 
     # --- garbage ---------------------------------------------------------------------------------
