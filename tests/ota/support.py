@@ -17,14 +17,14 @@ SIZE, CLASSES = 16, 4
 
 
 def build_model(path: Path, heavy: int = 1, head_seed: int = 0, broken: bool = False, width: int = 384,
-                wrong: bool = False) -> Path:
+                wrong: bool = False, body_seed: int = 0) -> Path:
     """Conv -> ReLU -> GAP -> Gemm head, plus ``heavy`` MatMuls of a [width, width] weight whose result is
     multiplied by 0 and added to the logits: same answers, ``heavy`` times the work (a slower candidate).
     ``wrong``: the head's rows reversed: a model that loads, and answers other classes."""
     onnx = pytest.importorskip("onnx")
     from onnx import TensorProto, helper, numpy_helper
 
-    rng = np.random.default_rng(0)
+    rng = np.random.default_rng(body_seed)
     head = np.random.default_rng(100)
     tweak = np.random.default_rng(200 + head_seed)  # a retrained head: close to the old one
     inits = [
@@ -69,17 +69,18 @@ def build_model(path: Path, heavy: int = 1, head_seed: int = 0, broken: bool = F
 
 
 def make_bundle(out: Path, version: str, name: str = "tiny", heavy: int = 1, head_seed: int = 0,
-                broken: bool = False, bad_golden: bool = False, wrong: bool = False) -> Path:
+                broken: bool = False, bad_golden: bool = False, wrong: bool = False,
+                body_seed: int = 0) -> Path:
     from edgeship.runtime.session import create_session
 
     onnx_path = out.with_suffix(".onnx")
-    build_model(onnx_path, heavy, head_seed, wrong=wrong)
+    build_model(onnx_path, heavy, head_seed, wrong=wrong, body_seed=body_seed)
     x = np.random.default_rng(1).standard_normal((1, 3, SIZE, SIZE)).astype(np.float32)
     y = create_session(onnx_path).run(None, {"input": x})[0]
     if bad_golden:
         y = y + 1.0
     if broken:
-        build_model(onnx_path, heavy, head_seed, broken=True)
+        build_model(onnx_path, heavy, head_seed, broken=True, body_seed=body_seed)
     manifest = Manifest(name=name, model="model.onnx", version=version,
                         inputs=[TensorSpec("input", ["batch", 3, SIZE, SIZE], "float32", "NCHW")],
                         outputs=[TensorSpec("output", ["batch", CLASSES])],

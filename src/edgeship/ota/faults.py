@@ -38,8 +38,10 @@ _load()
 
 def _trace(line: str) -> None:
     if _TRACE:
+        import time
+
         with open(_TRACE, "a") as f:
-            f.write(f"{os.getpid()} {line}\n")
+            f.write(f"{time.monotonic():.6f} {os.getpid()} {line}\n")
             f.flush()
 
 
@@ -52,15 +54,15 @@ def step(name: str) -> Iterator[None]:
     try:
         yield
     finally:
-        _trace(f"end {name}")
+        _trace(f"end {name} {_count}")
         _step, _count = outer, outer_count
 
 
 def point() -> None:
     global _count
+    _count += 1
     if _PLAN is None or _step != _PLAN[0]:
         return
-    _count += 1
     if _count >= _PLAN[1]:
         _trace(f"crash {_step} {_count}")
         sys.stdout.flush()

@@ -26,6 +26,9 @@ class RangeHandler(http.server.SimpleHTTPRequestHandler):
     """GET/HEAD of files under ``directory``, with single byte ranges."""
 
     protocol_version = "HTTP/1.1"  # keep-alive: one connection for a whole update
+    # headers and body go out in two writes: with Nagle on, each small response waited for the
+    # client's delayed ACK (measured: 53 ms per 4 KB chunk on loopback, 5 ms without)
+    disable_nagle_algorithm = True
 
     def log_message(self, format: str, *args) -> None:  # noqa: A002  quiet unless asked
         if getattr(self.server, "verbose", False):
@@ -75,14 +78,23 @@ class RangeHandler(http.server.SimpleHTTPRequestHandler):
             remaining -= len(block)
 
 
+class _Server(http.server.ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request, client_address) -> None:
+        import sys
+
+        if not isinstance(sys.exc_info()[1], (ConnectionError, TimeoutError)):  # a client that went away is normal
+            super().handle_error(request, client_address)
+
+
 class RepoServer:
     """A ThreadingHTTPServer on 127.0.0.1 (by default) in a daemon thread."""
 
     def __init__(self, directory: str | os.PathLike, host: str = "127.0.0.1", port: int = 0,
                  handler: type[RangeHandler] = RangeHandler, verbose: bool = False):
         self.directory = Path(directory)
-        self.httpd = http.server.ThreadingHTTPServer((host, port), partial(handler, directory=str(self.directory)))
-        self.httpd.daemon_threads = True
+        self.httpd = _Server((host, port), partial(handler, directory=str(self.directory)))
         self.httpd.verbose = verbose
         self._thread: threading.Thread | None = None
 
