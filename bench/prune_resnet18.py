@@ -34,7 +34,7 @@ def main() -> None:
 
     from edgeship.bench.env import describe, environment
     from edgeship.bench.latency import interleaved
-    from edgeship.flops import onnx_cost
+    from edgeship.targets.flops import onnx_cost
     from edgeship.optimize.measure import export_temp, session
     from edgeship.optimize.prune import PruneConfig, prune
     from edgeship.optimize.report import human

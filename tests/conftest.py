@@ -9,6 +9,20 @@ import pytest
 from tests.support import build_tiny_classifier, make_tiny_bundle
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _private_cache(tmp_path_factory):
+    """Digests and unpacked archives go to a cache of the test session, not the user's ~/.cache."""
+    import os
+
+    old = os.environ.get("EDGESHIP_CACHE")
+    os.environ["EDGESHIP_CACHE"] = str(tmp_path_factory.mktemp("edgeship-cache"))
+    yield
+    if old is None:
+        os.environ.pop("EDGESHIP_CACHE", None)
+    else:
+        os.environ["EDGESHIP_CACHE"] = old
+
+
 @pytest.fixture
 def tiny_onnx(tmp_path) -> Path:
     return build_tiny_classifier(tmp_path / "tiny.onnx")

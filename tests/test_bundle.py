@@ -204,3 +204,66 @@ def test_preprocessing_validation_messages():
         Preprocessing(size=(224, 224), resize_to=100)
     with pytest.raises(ValueError, match="std: must not contain 0"):
         Preprocessing(std=(1.0, 0.0, 1.0))
+
+
+def test_written_and_unpacked_bundles_are_readable_by_other_users(tiny_bundle, tmp_path):
+    # mkdtemp staging folders are 0700; a service running as another user must still read the bundle
+    old = os.umask(0o022)
+    try:
+        b = write_bundle(tmp_path / "w", tiny_bundle.manifest, tiny_bundle.model_path)
+        tar = pack(b.root, tmp_path / "w.tar")
+        out = unpack(tar, tmp_path / "u")
+    finally:
+        os.umask(old)
+    assert oct(b.root.stat().st_mode & 0o777) == oct(0o755)
+    assert oct(out.stat().st_mode & 0o777) == oct(0o755)
+
+
+def test_archive_errors_name_the_users_archive_not_a_staging_folder(tiny_bundle, tmp_path):
+    tar_path = pack(tiny_bundle.root, tmp_path / "b.tar")
+    bad = tmp_path / "bad.tar"
+    with tarfile.open(tar_path) as src, tarfile.open(bad, "w") as dst:
+        for m in src.getmembers():
+            data = src.extractfile(m).read()
+            if m.name == "model.onnx":
+                data = data[:-1] + bytes([data[-1] ^ 1])
+            dst.addfile(m, io.BytesIO(data))
+    with pytest.raises(IntegrityError) as err:
+        unpack(bad, tmp_path / "out")
+    assert str(err.value).startswith(f"{bad} (member model.onnx): sha256")
+    assert "/." not in str(err.value)  # no hidden staging folder in the message
+
+
+def test_an_archive_is_unpacked_once_and_reused(tiny_bundle, tmp_path, monkeypatch):
+    monkeypatch.setenv("EDGESHIP_CACHE", str(tmp_path / "cache"))
+    tar_path = pack(tiny_bundle.root, tmp_path / "b.tar")
+    first = open_bundle(tar_path)
+    mtime = (first.root / "model.onnx").stat().st_mtime_ns
+    second = open_bundle(tar_path)
+    assert second.root == first.root and (second.root / "model.onnx").stat().st_mtime_ns == mtime
+    assert first.root.parent == tmp_path / "cache" / "bundles"
+    assert second.source == tar_path and second.verify() == tiny_bundle.manifest.files
+
+
+def test_verification_hashes_a_file_once_while_it_is_unchanged(tiny_bundle, tmp_path, monkeypatch):
+    from edgeship.bundle import cache
+
+    monkeypatch.setenv("EDGESHIP_CACHE", str(tmp_path / "cache"))
+    calls = []
+    real = cache._hash
+    monkeypatch.setattr(cache, "_hash", lambda p, *a: calls.append(p.name) or real(p, *a))
+    open_bundle(tiny_bundle.root)
+    assert sorted(calls) == ["golden.npz", "labels.txt", "model.onnx"]
+    calls.clear()
+    open_bundle(tiny_bundle.root)
+    assert calls == []  # size, mtime and inode unchanged: no file read again
+    with open(tiny_bundle.root / "labels.txt", "a") as f:
+        f.write("changed\n")
+    with pytest.raises(IntegrityError, match="labels.txt: sha256"):
+        open_bundle(tiny_bundle.root)
+    assert calls == ["labels.txt"]
+    monkeypatch.setenv("EDGESHIP_VERIFY", "full")
+    calls.clear()
+    with pytest.raises(IntegrityError):
+        open_bundle(tiny_bundle.root)
+    assert "golden.npz" in calls  # unchanged, yet read again

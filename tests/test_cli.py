@@ -24,14 +24,14 @@ def test_help_imports_neither_torch_nor_onnxruntime():
 def test_device_side_modules_do_not_import_torch():
     code = (
         "import sys\nsys.modules['torch'] = None  # any import of torch now fails loudly\n"
-        "import edgeship, edgeship.bundle, edgeship.runtime, edgeship.devices, edgeship.monitor, edgeship.bench.runner\n"
-        "import edgeship.inspect, edgeship.photos, edgeship.fit, edgeship.flops\n"
+        "import edgeship, edgeship.bundle, edgeship.runtime, edgeship.targets, edgeship.monitor, edgeship.bench.runner\n"
+        "import edgeship.bundle.bare, edgeship.photos, edgeship.targets.fit, edgeship.targets.flops\n"
         "print('ok')\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     assert "torch" not in subprocess.run(
-        [sys.executable, "-c", "import sys, edgeship.runtime, edgeship.bundle, edgeship.devices; print(list(sys.modules))"],
+        [sys.executable, "-c", "import sys, edgeship.runtime, edgeship.bundle, edgeship.targets; print(list(sys.modules))"],
         capture_output=True, text=True, check=True).stdout
 
 
@@ -100,8 +100,13 @@ def test_bundle_verify_pack_unpack(tiny_bundle, tmp_path, capsys):
 @pytest.mark.parametrize(
     "argv, code, message",
     [
-        (["predict", "{missing}", "x.jpg"], 1, "no such file or folder"),
-        (["predict", "{empty}", "x.jpg"], 1, "not a bundle"),
+        (["predict", "{missing}", "x.jpg"], 2, "no such file or folder"),
+        (["predict", "{empty}", "x.jpg"], 2, "not a bundle"),
+        (["bundle", "verify", "{text}"], 2, "unknown model format"),
+        (["bench", "{bundle}", "--run", "20"], 2, "unrecognized arguments: --run 20; did you mean --runs?"),
+        (["bench", "{bundle}", "--bat", "8"], 2, "unrecognized arguments: --bat 8; did you mean --batch?"),
+        (["bundle", "verify", "{bundle}", "--bogus"], 2, "edgeship bundle verify: error: unrecognized"),
+        (["demo", "--only", "foo"], 2, "unknown demo section 'foo'"),
         (["predict", "{bundle}", "{text}"], 2, "not a recognised image"),
         (["bench", "{bundle}", "--batch", "one"], 2, "expected comma-separated integers"),
         (["bench", "{bundle}", "--runs", "0"], 2, "expected a positive integer"),
@@ -133,7 +138,7 @@ def test_bad_input_exit_codes_and_messages(argv, code, message, tiny_bundle, tin
 
 def test_export_unknown_architecture_fails_cleanly(tmp_path, capsys):
     pytest.importorskip("torch")
-    assert main(["export", "resnet9000", "-o", str(tmp_path / "x")]) == 1
+    assert main(["export", "resnet9000", "-o", str(tmp_path / "x")]) == 2
     assert "unknown model 'resnet9000'" in capsys.readouterr().err
     assert not (tmp_path / "x").exists()
 
@@ -146,3 +151,12 @@ def test_export_then_predict_on_cli(tmp_path, capsys):
     assert "max |onnx - torch|" in capsys.readouterr().out
     assert main(["export", "tests.models.tiny_torch:tiny_cnn", "-o", str(out)]) == 1
     assert "already exists" in capsys.readouterr().err
+
+
+def test_every_flag_with_a_default_shows_it(capsys):
+    assert main(["serve", "--help"]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    for shown in ("--queue-size QUEUE_SIZE requests in flight per model; one more gets 503 with Retry-After (default: 64)",
+                  "--max-upload-mb MAX_UPLOAD_MB largest accepted request body, in MB (default: 10)",
+                  "--spinning {auto,off,run,on}", "(default: auto)", "--port PORT TCP port to listen on (default: 8000)"):
+        assert shown in out

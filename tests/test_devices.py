@@ -11,7 +11,9 @@ import pytest
 
 from tests.support import tree
 from edgeship.cli import main
-from edgeship.devices import (
+from edgeship.errors import InputError
+from edgeship.runtime.session import RuntimeConfig
+from edgeship.targets import (
     CATALOG,
     PRESETS,
     QUANT_FORMATS,
@@ -19,11 +21,10 @@ from edgeship.devices import (
     device,
     host_preset,
     preset,
+    host_device,
+    probe_host,
     target_names,
 )
-from edgeship.errors import InputError
-from edgeship.probe import host_device, probe_host
-from edgeship.runtime.session import RuntimeConfig
 
 IDS = ["rpi5", "rpi5-hailo", "rpi4", "jetson-nano", "jetson-orin-nx", "jetson-agx-orin",
        "coral-usb", "coral-devboard", "ncs2", "rb5", "x86"]
@@ -167,8 +168,8 @@ def test_probe_this_host():
 
 
 def test_device_side_never_imports_torch():
-    code = ("import sys, edgeship.devices, edgeship.probe, edgeship.monitor, edgeship.flops, edgeship.fit, "
-            "edgeship.commands.devices; edgeship.probe.probe_host(); "
+    code = ("import sys, edgeship.targets, edgeship.monitor, edgeship.targets.flops, edgeship.targets.fit, "
+            "edgeship.commands.devices; edgeship.targets.probe_host(); "
             "assert 'torch' not in sys.modules, 'torch imported'; assert 'onnx' not in sys.modules")
     subprocess.run([sys.executable, "-c", code], check=True)
 
@@ -195,10 +196,10 @@ def tiny_onnx(tmp_path_factory) -> Path:
 
 
 def test_fit_predicts_for_a_cpu_target(tiny_onnx):
-    from edgeship.fit import fit
+    from edgeship.targets.fit import fit
 
     p = fit(tiny_onnx, "rpi5", host_runs=3, matmul_size=128)
-    assert p.kind == "PREDICTION" and p.flops == 2 * 64 * 32 and p.flops_source == "counted by edgeship.flops"
+    assert p.kind == "PREDICTION" and p.flops == 2 * 64 * 32 and p.flops_source == "counted by edgeship.targets.flops"
     assert p.input_shapes == {"x": [1, 64]}
     c = p.calibration
     assert c.model_latency_ms > 0 and c.matmul_gflops > 0 and c.matmul_via == "onnxruntime"
@@ -212,7 +213,7 @@ def test_fit_predicts_for_a_cpu_target(tiny_onnx):
 
 
 def test_fit_accelerator_target_gives_no_cpu_prediction(tiny_onnx):
-    from edgeship.fit import fit
+    from edgeship.targets.fit import fit
 
     p = fit(tiny_onnx, "coral-usb", host_runs=1, matmul_size=64)
     assert p.predicted_latency_ms is None and p.latency_floor_ms == pytest.approx(p.flops / 4e12 * 1e3)
@@ -221,7 +222,7 @@ def test_fit_accelerator_target_gives_no_cpu_prediction(tiny_onnx):
 
 def test_fit_reads_flops_from_bundle_metadata(tiny_onnx, tmp_path):
     from edgeship.bundle import Manifest, TensorSpec, write_bundle
-    from edgeship.fit import fit
+    from edgeship.targets.fit import fit
 
     manifest = Manifest(name="tiny", model="model.onnx", inputs=[TensorSpec("x", ["batch", 64])],
                         metadata={"flops": 123456})
@@ -266,7 +267,7 @@ def test_cli_fit_unknown_target(tiny_onnx, capsys):
 
 
 def test_cli_fit_missing_bundle(tmp_path, capsys):
-    assert main(["fit", str(tmp_path / "nope.onnx"), "--target", "rpi5"]) == 1
+    assert main(["fit", str(tmp_path / "nope.onnx"), "--target", "rpi5"]) == 2  # bad input, as the README says
     assert "no such file" in capsys.readouterr().err
 
 

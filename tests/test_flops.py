@@ -13,7 +13,7 @@ from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 import numpy as np  # noqa: E402
 
 from edgeship.errors import BundleError, InputError, MissingDependencyError  # noqa: E402
-from edgeship.flops import onnx_cost  # noqa: E402
+from edgeship.targets.flops import onnx_cost  # noqa: E402
 
 
 def _init(name, shape):

@@ -12,11 +12,12 @@ edgeship.errors.SchemaError: recipe.export.size: expected an integer, got 'big' 
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import enum
 import types
 import typing
-from typing import Any, TypeVar
+from typing import Any, Callable, TypeVar
 
 from .errors import SchemaError
 
@@ -124,3 +125,49 @@ def to_dict(obj: Any) -> Any:
     if isinstance(obj, dict):
         return {str(k): to_dict(v) for k, v in obj.items()}
     return obj
+
+
+def cli(help: str, *, type: Callable[[str], Any] | None = None, flag: str | None = None, unit: float = 1.0,
+        metavar: str | None = None) -> dict[str, Any]:
+    """Field metadata that makes a config field a command-line flag.
+
+    >>> max_pixels: int = field(default=25_000_000, metadata=cli("largest accepted image", type=positive_int))
+    >>> max_upload_bytes: int = field(default=10 << 20, metadata=cli("largest body", flag="--max-upload-mb",
+    ...                               type=positive_float, unit=1 << 20))
+
+    ``unit``: the flag is given in units of this many of the field's (MB for a byte count).
+    """
+    return {"cli": {"help": help, "type": type, "flag": flag, "unit": unit, "metavar": metavar}}
+
+
+# argparse types, shared by every verb and by config fields marked with cli(), so the same flag
+# fails the same way everywhere.
+
+
+def csv_ints(text: str) -> list[int]:
+    """argparse type for ``--batch 1,8``."""
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers like 1,8, got {text!r}") from None
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"expected positive integers like 1,8, got {text!r}")
+    return values
+
+
+def _number(kind: type, ok: Callable[[float], bool], what: str) -> Callable[[str], float]:
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
+        if not ok(value):
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}")
+        return value
+
+    return parse
+
+
+positive_int = _number(int, lambda v: v >= 1, "a positive integer")
+positive_float = _number(float, lambda v: v > 0, "a positive number")
+non_negative_float = _number(float, lambda v: v >= 0, "a number >= 0")

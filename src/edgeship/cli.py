@@ -9,10 +9,10 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
-from typing import Callable, Sequence
+from typing import Sequence
 
 from . import __version__
-from .errors import EdgeshipError, InputError, MissingDependencyError, SchemaError
+from .errors import EdgeshipError, InputError, MissingDependencyError, ModelNotFoundError, SchemaError
 
 # Each entry: a module with ``register(subparsers)`` adding its verb(s). Light imports only.
 VERB_MODULES = [
@@ -29,11 +29,44 @@ VERB_MODULES = [
     "edgeship.commands.ota",
 ]
 
-USAGE_ERRORS = (InputError, SchemaError)
+USAGE_ERRORS = (InputError, SchemaError, ModelNotFoundError)
+
+
+class _Help(argparse.HelpFormatter):
+    """Every flag with a default shows it, unless its help already says it."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if (action.default not in (None, False, argparse.SUPPRESS) and "default" not in text
+                and action.option_strings and action.nargs != 0):
+            text += " (default: %(default)s)"
+        return text
+
+
+class VerbParser(argparse.ArgumentParser):
+    """A verb's parser: no abbreviated flags (``--run`` is not ``--runs``), defaults in --help, and an
+    unknown flag reported against the verb's own usage with the closest known flags."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("allow_abbrev", False)
+        kwargs.setdefault("formatter_class", _Help)
+        super().__init__(*args, **kwargs)
+        self.set_defaults(_verb_parser=self)
+
+    def reject_unknown(self, extras: list[str]) -> None:
+        import difflib
+
+        known = [o for a in self._actions for o in a.option_strings]
+        flags = [e.split("=", 1)[0] for e in extras if e.startswith("-")]
+        hint = ""
+        if flags:
+            close = difflib.get_close_matches(flags[0], known, n=1)
+            hint = f"; did you mean {close[0]}?" if close else ""
+        self.error(f"unrecognized arguments: {' '.join(extras)}{hint}")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = VerbParser(
         prog="edgeship",
         description=(
             "Take a trained model to an edge device and keep it running: "
@@ -41,7 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
         ),
     )
     parser.add_argument("--version", action="version", version=f"edgeship {__version__}")
-    sub = parser.add_subparsers(dest="verb", metavar="COMMAND")
+    sub = parser.add_subparsers(dest="verb", metavar="COMMAND", parser_class=VerbParser)
     for name in VERB_MODULES:
         try:
             module = importlib.import_module(name)
@@ -53,46 +86,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def lazy(target: str) -> Callable[[argparse.Namespace], int]:
-    """A runner that imports ``module:function`` only when the verb runs."""
-
-    def run(args: argparse.Namespace) -> int:
-        module, _, func = target.partition(":")
-        return getattr(importlib.import_module(module), func)(args)
-
-    return run
-
-
-def csv_ints(text: str) -> list[int]:
-    """argparse type for ``--batch 1,8``."""
-    try:
-        values = [int(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers like 1,8, got {text!r}") from None
-    if not values or min(values) < 1:
-        raise argparse.ArgumentTypeError(f"expected positive integers like 1,8, got {text!r}")
-    return values
-
-
-def _number(kind: type, ok: Callable[[float], bool], what: str) -> Callable[[str], float]:
-    def parse(text: str):
-        try:
-            value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
-        if not ok(value):
-            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}")
-        return value
-
-    return parse
-
-
-# argparse types shared by every verb, so the same flag fails the same way everywhere
-positive_int = _number(int, lambda v: v >= 1, "a positive integer")
-positive_float = _number(float, lambda v: v > 0, "a positive number")
-non_negative_float = _number(float, lambda v: v >= 0, "a number >= 0")
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     from rich.markup import escape  # messages hold 'edgeship[llm]', not markup
 
@@ -101,7 +94,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     err = console(stderr=True)
     parser = build_parser()
     try:
-        args = parser.parse_args(argv)
+        args, extras = parser.parse_known_args(argv)
+        if extras:
+            getattr(args, "_verb_parser", parser).reject_unknown(extras)
     except SystemExit as exc:  # argparse: --help (0) or bad usage (2)
         return int(exc.code or 0)
     if not getattr(args, "run", None):

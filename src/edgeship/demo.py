@@ -129,9 +129,17 @@ def run_demo(out: Path, console, only: list[str] | None = None, skip: list[str] 
              quick: bool = False) -> dict[str, Any]:
     from .bench.env import environment
 
+    from .errors import InputError
+
     _optional_sections()
-    out.mkdir(parents=True, exist_ok=True)
+    unknown = [n for n in [*(only or []), *(skip or [])] if n not in SECTIONS]
+    if unknown:
+        raise InputError(f"unknown demo section {unknown[0]!r}; sections on this install: {', '.join(SECTIONS)} "
+                         "(optimize needs edgeship[optimize], llm needs edgeship[llm])")
     chosen = [s for s in SECTIONS if (not only or s in only) and s not in (skip or [])]
+    if not chosen:
+        raise InputError("--only and --skip leave no section to run")
+    out.mkdir(parents=True, exist_ok=True)
     results: dict[str, Any] = {"environment": environment(), "sections": {}}
     md = ["# edgeship demo", "", f"Measured on {results['environment']['cpu']}, "
           f"{results['environment']['cores_logical']} cores, {results['environment']['date']}.", ""]

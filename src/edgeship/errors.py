@@ -3,6 +3,7 @@
     EdgeshipError                 every error edgeship raises on purpose
      ├── MissingDependencyError   an optional extra is not installed (names the pip command)
      ├── BundleError              a bundle or model file cannot be used
+     │    ├── NotABundleError     the path is no bundle, bundle .tar or model file (also an InputError)
      │    ├── SchemaError         edgeship.json has an unknown or invalid field (names it)
      │    ├── IntegrityError      a file's sha256 does not match the manifest
      │    └── UnsafeArchiveError  a .tar holds an absolute path, '..', a link or a device
@@ -32,6 +33,14 @@ class BundleError(EdgeshipError):
     """A bundle or bare model file cannot be read, written or verified."""
 
 
+class InputError(EdgeshipError, ValueError):
+    """An input given by the user (image, array, option) is malformed."""
+
+
+class NotABundleError(BundleError, InputError):
+    """The path given is not a bundle folder, a bundle archive or a model file edgeship reads."""
+
+
 class SchemaError(BundleError):
     """edgeship.json has an unknown, missing or invalid field."""
 
@@ -42,10 +51,6 @@ class IntegrityError(BundleError):
 
 class UnsafeArchiveError(BundleError):
     """A bundle archive holds an entry that would escape or subvert the target folder."""
-
-
-class InputError(EdgeshipError, ValueError):
-    """An input given by the user (image, array, option) is malformed."""
 
 
 class ExportError(EdgeshipError):

@@ -66,7 +66,7 @@ def test_quantize_bad_input(tiny_gguf, tmp_path, capsys):
     existing.write_bytes(b"x")
     assert main(["llm", "quantize", str(tiny_gguf), str(existing), "--type", "Q8_0"]) == 2
     assert "--force" in capsys.readouterr().err
-    assert main(["llm", "quantize", str(tmp_path / "missing.gguf"), str(tmp_path / "o.gguf"), "--type", "Q8_0"]) == 1
+    assert main(["llm", "quantize", str(tmp_path / "missing.gguf"), str(tmp_path / "o.gguf"), "--type", "Q8_0"]) == 2  # a missing input file is bad input
     assert main(["llm", "bench", str(tiny_gguf), "--prompt-tokens", "0"]) == 2  # argparse: bad usage
 
 

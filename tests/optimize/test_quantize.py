@@ -185,7 +185,7 @@ def cli(*argv):
 
 def test_cli_missing_bundle(tmp_path, capsys):
     code = cli("quantize", str(tmp_path / "nope"), "-o", str(tmp_path / "out"))
-    assert code == 1
+    assert code == 2  # bad input
     assert "no such file or folder" in capsys.readouterr().err
 
 

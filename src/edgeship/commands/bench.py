@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..cli import csv_ints, lazy, positive_int
+from .args import csv_ints, lazy, positive_int
 
 
 def register(sub) -> None:
@@ -41,7 +41,7 @@ def run(args) -> int:
 
     runtime = None
     if args.target:
-        from ..devices import preset
+        from ..targets import preset
 
         runtime = preset(args.target).runtime
     cfg = BenchConfig(batches=tuple(args.batch), threads=args.threads, warmup=args.warmup, runs=args.runs,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..cli import lazy
+from .args import lazy
 
 
 def _names(text: str) -> list[str]:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from edgeship.cli import lazy, positive_int
+from .args import lazy, positive_int
 
 CATALOG_LABEL = "catalog figures from the article, not measurements"
 
@@ -39,7 +39,7 @@ def _fmt(value: Any, unit: str = "") -> str:
 def _catalog_table():
     from rich.table import Table
 
-    from edgeship.devices import CATALOG
+    from edgeship.targets import CATALOG
 
     table = Table(title=f"Edge hardware catalog: {CATALOG_LABEL}", caption="* vendor datasheet (the article gives none)")
     for col in ("id", "device", "CPU", "cores", "GHz", "RAM GB", "accelerator", "peak", "power W", "price $", "use case"):
@@ -58,7 +58,7 @@ def _catalog_table():
 
 def _catalog_json() -> dict[str, Any]:
     from edgeship._config import to_dict
-    from edgeship.devices import CATALOG, PRESETS
+    from edgeship.targets import CATALOG, PRESETS
 
     return {
         "source": "article",
@@ -101,8 +101,8 @@ def run_devices(args: argparse.Namespace) -> int:
 
     console = make_console()
     if args.probe:
-        from edgeship.devices import host_preset
-        from edgeship.probe import probe_host
+        from edgeship.targets import host_preset
+        from edgeship.targets import probe_host
 
         info = probe_host()
         host = host_preset()
@@ -149,8 +149,8 @@ def _fit_table(p) -> Any:
 
 
 def run_fit(args: argparse.Namespace) -> int:
-    from edgeship.devices import preset
-    from edgeship.fit import fit
+    from edgeship.targets import preset
+    from edgeship.targets.fit import fit
     from edgeship.util import console as make_console, write_json
 
     console = make_console()

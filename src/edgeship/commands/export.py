@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from ..cli import lazy, positive_int
+from .args import lazy, positive_int
 
 
 def _size(text: str) -> tuple[int, int]:

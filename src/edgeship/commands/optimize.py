@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from ..cli import lazy, positive_int
+from .args import lazy, positive_int
 
 
 def _fraction(text: str) -> float:
@@ -42,7 +42,7 @@ def _train_args(p: argparse.ArgumentParser, epochs: int | None) -> None:
     p.add_argument("--lr", type=float, default=2e-3, help="peak learning rate, AdamW with cosine decay (default 2e-3)")
     p.add_argument("--temperature", type=float, default=4.0, help="softening temperature T (default 4)")
     p.add_argument("--alpha", type=float, default=0.7, help="weight of the teacher's soft targets (default 0.7)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="random seed for data order and initialisation")
 
 
 def _json_arg(parser, what: str) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from ..cli import lazy, positive_int
+from .args import lazy, positive_int
 
 _LAYOUTS = ["all", "int8-chain", "no-se", "float-ends", "float-stem", "conv-only", "qoperator", "dynamic"]
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from ..cli import lazy, non_negative_float, positive_float, positive_int
+from ..serve.config import ServeConfig
+from .args import add_config_flags, config_from_args, lazy, positive_float, positive_int
 
 
 def register(sub) -> None:
@@ -18,30 +19,17 @@ def register(sub) -> None:
     )
     p.add_argument("bundles", metavar="BUNDLE", nargs="*", help="bundle folders, .tar files or bare .onnx")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1; 0.0.0.0 for all)")
-    p.add_argument("--port", type=positive_int, default=8000)
+    p.add_argument("--port", type=positive_int, default=8000, help="TCP port to listen on")
     p.add_argument("--llm", metavar="MODEL", help="also serve this GGUF model or LLM bundle (needs edgeship[llm])")
     p.add_argument("--llm-ctx", type=positive_int, default=4096, help="LLM context length in tokens")
     p.add_argument("--llm-queue-size", type=positive_int, default=8,
                    help="LLM requests waiting for the model; one more gets 503 (generation takes seconds)")
-    p.add_argument("--max-batch", type=positive_int, default=8, help="rows per model run, for dynamic-batch models")
-    p.add_argument("--max-wait-ms", type=non_negative_float, default=2.0,
-                   help="how long a batch waits for requests still being decoded (a lone request never waits)")
-    p.add_argument("--queue-size", type=positive_int, default=64,
-                   help="requests in flight per model; one more gets 503 with Retry-After")
-    p.add_argument("--threads", type=positive_int, default=None, help="intra-op threads per model (default: one per core)")
-    p.add_argument("--prep-threads", type=positive_int, default=None, help="image decode threads (default: one per core, at most 4)")
-    p.add_argument("--max-upload-mb", type=positive_float, default=10.0, help="largest accepted request body")
-    p.add_argument("--max-pixels", type=positive_int, default=25_000_000, help="largest accepted image, in pixels")
-    p.add_argument("--spinning", choices=("auto", "off", "run", "on"), default="auto",
-                   help="ONNX Runtime threads busy-wait for work: auto (default: a lone request that comes within "
-                        "40 ms of the one before runs on a second session of the model whose threads spin, at "
-                        "the lowest priority; batches and sparse requests on one that sleeps; a second copy of "
-                        "the model in memory), off (never), run (only while a run is in progress) or on (ONNX "
-                        "Runtime's default)")
+    add_config_flags(p, ServeConfig)
     p.add_argument("--max-temp", type=positive_float, default=80.0, help="CPU temperature (C) above which readiness is degraded")
     p.add_argument("--access-log", action=argparse.BooleanOptionalAction, default=False,
                    help="log every request (off by default: /metrics counts them)")
-    p.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
+    p.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"],
+                   help="server log level")
     p.set_defaults(run=lazy("edgeship.commands.serve:run"))
 
 
@@ -49,15 +37,8 @@ def build_config(args):
     import dataclasses
 
     from ..monitor.alerts import AlertThresholds
-    from ..serve.config import ServeConfig
 
-    extra = {"prep_threads": args.prep_threads} if args.prep_threads else {}
-    return ServeConfig(
-        max_upload_bytes=int(args.max_upload_mb * 1024 * 1024), max_pixels=args.max_pixels,
-        queue_size=args.queue_size, max_batch=args.max_batch, max_wait_ms=args.max_wait_ms,
-        threads=args.threads, spinning=args.spinning,
-        alerts=dataclasses.replace(AlertThresholds(), max_cpu_temp_c=args.max_temp), **extra,
-    )
+    return config_from_args(ServeConfig, args, alerts=dataclasses.replace(AlertThresholds(), max_cpu_temp_c=args.max_temp))
 
 
 def make_llm(args, registry):

@@ -13,9 +13,6 @@ from pathlib import Path
 
 from ..errors import InputError
 
-_KEEP = []  # bundles unpacked from a .tar live in a temporary folder as long as the process
-
-
 def resolve_gguf(model: str | os.PathLike) -> tuple[Path, str]:
     """(path of the .gguf, model name); InputError when the bundle holds another format."""
     from ..bundle import Format, open_bundle
@@ -26,8 +23,6 @@ def resolve_gguf(model: str | os.PathLike) -> tuple[Path, str]:
             f"{model}: holds a {bundle.manifest.format.value} model; `edgeship llm` commands take a "
             ".gguf file or a bundle made from one"
         )
-    if bundle._tmp is not None:
-        _KEEP.append(bundle)
     return bundle.model_path, bundle.name
 
 

@@ -133,12 +133,12 @@ class LLMService:
         self._move(ServiceState.READY)
 
     def _load(self) -> None:
-        from ..bundle import sha256_file
+        from ..bundle.cache import file_sha256
         from .engine import Engine
         from .model_file import bundle_sha256, resolve_gguf
 
         path, name = resolve_gguf(self.model_path)  # verifies a bundle's sha256s
-        self.sha256 = bundle_sha256(self.model_path) or sha256_file(path)
+        self.sha256 = bundle_sha256(self.model_path) or file_sha256(path)  # hashed once per file version
         self.engine = Engine.load(path, self.load_config, name=self.name)
 
     async def stop(self) -> None:

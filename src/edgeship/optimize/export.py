@@ -175,7 +175,7 @@ def export_module(
         }
         metadata: dict[str, Any] = {"params": params}
         try:
-            from ..flops import onnx_cost
+            from ..targets.flops import onnx_cost
 
             cost = onnx_cost(path)
             metrics["flops"] = metadata["flops"] = int(cost.flops)

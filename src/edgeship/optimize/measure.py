@@ -44,7 +44,7 @@ class Measurement:
 def torch_cost(module: Any, input_shape: tuple[int, ...]) -> tuple[int, int]:
     """(params, MACs) of a torch module at batch 1, from torch-pruning's counter.
 
-    MACs of convolutions and linear layers only, as :func:`edgeship.flops.onnx_cost` counts Conv
+    MACs of convolutions and linear layers only, as :func:`edgeship.targets.flops.onnx_cost` counts Conv
     and Gemm, so that a budget searched here is the budget the report measures on the ONNX graph.
     """
     torch = require("torch", "optimize")
@@ -90,7 +90,7 @@ def measure_onnx(path: Union[str, os.PathLike], data: ArrayDataset | None = None
     the convolutions, and for INT8 graphs counts quantized weights).
     """
     from ..bench.latency import time_session
-    from ..flops import onnx_cost
+    from ..targets.flops import onnx_cost
 
     path = Path(path)
     sess = session(path, threads)

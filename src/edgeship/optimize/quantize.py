@@ -161,7 +161,7 @@ class _Format:
 
 def target_format(name: str) -> _Format:
     """The INT8 format and execution place of the devices preset ``name``."""
-    from ..devices import preset
+    from ..targets import preset
 
     p = preset(name)
     providers = tuple(p.runtime.providers)

@@ -4,16 +4,25 @@
 >>> app = create_app(["mobilenet/"], ServeConfig(max_batch=8, queue_size=64))
 
 Needs the ``serve`` extra (fastapi, uvicorn, python-multipart, prometheus-client); never torch.
+Names resolve on first use, so ``edgeship.serve.config`` (which the CLI reads to build its flags)
+imports without the extra.
 """
 
 from __future__ import annotations
 
-from .._deps import require
+import importlib
+from typing import Any
 
-require("fastapi", "serve", "the REST server")
-require("prometheus_client", "serve", "the REST server's /metrics")
+_EXPORTS = {"ServeConfig": ".config", "ServedModel": ".app", "ServerState": ".app", "create_app": ".app"}
+__all__ = sorted(_EXPORTS)
 
-from .app import ServedModel, ServerState, create_app  # noqa: E402
-from .config import ServeConfig  # noqa: E402
 
-__all__ = ["ServeConfig", "ServedModel", "ServerState", "create_app"]
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'edgeship.serve' has no attribute {name!r}")
+    if _EXPORTS[name] == ".app":
+        from .._deps import require
+
+        require("fastapi", "serve", "the REST server")
+        require("prometheus_client", "serve", "the REST server's /metrics")
+    return getattr(importlib.import_module(_EXPORTS[name], __name__), name)

@@ -38,7 +38,7 @@ from typing import Any, Callable, Iterator
 
 import numpy as np
 
-from .config import lone_runtime_config
+from .config import Spinning, lone_runtime_config
 from .errors import Overloaded
 
 log = logging.getLogger("edgeship.serve")
@@ -125,7 +125,7 @@ class ModelWorker:
         self._thread: threading.Thread | None = None
         self._lone_session = None
         self._last_submit = float("-inf")  # touched only on the event loop
-        if config.spinning == "auto":
+        if config.spinning is Spinning.AUTO:
             with _lowest_priority_for_new_threads():  # ONNX Runtime starts the twin's threads here
                 self._lone_session = model.twin_session(lone_runtime_config(config))
         metrics.queue_depth.set_function(lambda: self.pending)

@@ -6,15 +6,25 @@
 
 from __future__ import annotations
 
+import enum
 import os
 from dataclasses import dataclass, field
 from typing import Union
 
+from .._config import cli, non_negative_float, positive_float, positive_int
 from ..errors import InputError
 from ..monitor.alerts import AlertThresholds
 
 _MB = 1024 * 1024
-SPINNING = ("auto", "off", "run", "on")  # the first is the default; commands/serve.py offers the same
+
+
+class Spinning(str, enum.Enum):
+    """Whether ONNX Runtime's intra-op threads busy-wait for work (see ServeConfig)."""
+
+    AUTO = "auto"
+    OFF = "off"
+    RUN = "run"
+    ON = "on"
 
 
 def _default_prep_threads() -> int:
@@ -49,14 +59,25 @@ class ServeConfig:
       25 MP (about 5000x5000, 75 MB decoded) fits a 1 GB board with two decodes in flight.
     """
 
-    max_upload_bytes: int = 10 * _MB
-    max_pixels: int = 25_000_000
-    queue_size: int = 64
-    max_batch: int = 8
-    max_wait_ms: float = 2.0
-    threads: Union[int, None] = None
-    spinning: str = SPINNING[0]
-    prep_threads: int = field(default_factory=_default_prep_threads)
+    max_upload_bytes: int = field(default=10 * _MB, metadata=cli(
+        "largest accepted request body, in MB", flag="--max-upload-mb", type=positive_float, unit=_MB))
+    max_pixels: int = field(default=25_000_000, metadata=cli(
+        "largest accepted image, in pixels (checked from the header, before decoding)", type=positive_int))
+    queue_size: int = field(default=64, metadata=cli(
+        "requests in flight per model; one more gets 503 with Retry-After", type=positive_int))
+    max_batch: int = field(default=8, metadata=cli("rows per model run, for dynamic-batch models", type=positive_int))
+    max_wait_ms: float = field(default=2.0, metadata=cli(
+        "how long a batch waits for requests still being decoded (a lone request never waits)",
+        type=non_negative_float))
+    threads: Union[int, None] = field(default=None, metadata=cli(
+        "intra-op threads per model (default: one per core)", type=positive_int))
+    spinning: Spinning = field(default=Spinning.AUTO, metadata=cli(
+        "ONNX Runtime threads busy-wait for work: auto (a lone request that comes within 40 ms of the one "
+        "before runs on a second session of the model whose threads spin, at the lowest priority; batches "
+        "and sparse requests on one that sleeps; a second copy of the model in memory), off (never), run "
+        "(only while a run is in progress) or on (ONNX Runtime's default)"))
+    prep_threads: int = field(default_factory=_default_prep_threads, metadata=cli(
+        "image decode threads (default: one per core, at most 4)", type=positive_int))
     retry_after_s: int = 1
     ready_cache_s: float = 1.0
     shutdown_timeout_s: float = 30.0
@@ -69,8 +90,11 @@ class ServeConfig:
             v = getattr(self, name)
             if not isinstance(v, int) or isinstance(v, bool) or v < 1:
                 raise InputError(f"{name}: expected a positive integer, got {v!r}")
-        if self.spinning not in SPINNING:
-            raise InputError(f"spinning: expected one of {', '.join(SPINNING)}, got {self.spinning!r}")
+        try:
+            object.__setattr__(self, "spinning", Spinning(self.spinning))
+        except ValueError:
+            choices = ", ".join(m.value for m in Spinning)
+            raise InputError(f"spinning: expected one of {choices}, got {self.spinning!r}") from None
         if self.threads is not None and (not isinstance(self.threads, int) or self.threads < 1):
             raise InputError(f"threads: expected a positive integer or None, got {self.threads!r}")
         for name in ("max_wait_ms", "ready_cache_s", "shutdown_timeout_s"):
@@ -83,8 +107,8 @@ def runtime_config(config: ServeConfig):
     """The ONNX Runtime settings of a served model."""
     from ..runtime.session import RuntimeConfig
 
-    return RuntimeConfig(intra_op_threads=config.threads, allow_spinning=config.spinning in ("run", "on"),
-                         stop_spinning_after_run=config.spinning == "run")
+    return RuntimeConfig(intra_op_threads=config.threads, allow_spinning=config.spinning in (Spinning.RUN, Spinning.ON),
+                         stop_spinning_after_run=config.spinning is Spinning.RUN)
 
 
 def lone_runtime_config(config: ServeConfig):

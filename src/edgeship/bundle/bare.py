@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .bundle import (
+from .manifest import (
     Format,
     Manifest,
     Preprocessing,
@@ -12,7 +12,7 @@ from .bundle import (
     Task,
     TensorSpec,
 )
-from .errors import BundleError
+from ..errors import BundleError, NotABundleError
 
 _ORT_DTYPES = {
     "tensor(float)": "float32",
@@ -65,7 +65,7 @@ def bare_manifest(path: Path) -> tuple[Manifest, list[str]]:
     """Manifest for a bare .onnx/.tflite/.gguf file, and the list of assumptions made."""
     fmt = Format.from_suffix(path)
     if not path.is_file():
-        raise BundleError(f"{path}: not a file")
+        raise NotABundleError(f"{path}: not a file")
     assumed = [f"bare {fmt.value} file: no edgeship.json, so defaults were assumed (export a bundle to record them)"]
     name = path.stem
     if fmt is Format.GGUF:
@@ -105,4 +105,4 @@ def bare_manifest(path: Path) -> tuple[Manifest, list[str]]:
     return manifest, assumed
 
 
-__all__ = ["bare_manifest", "ort_specs", "Resize"]
+__all__ = ["bare_manifest", "ort_specs"]

@@ -1,6 +1,6 @@
 """Will this bundle fit a target device, and how fast might it run there? A PREDICTION.
 
->>> from edgeship.fit import fit
+>>> from edgeship.targets import fit
 >>> p = fit("resnet18/", "rpi5")
 >>> p.ram.fits, p.predicted_latency_ms          # {"4 GiB": True, "8 GiB": True}, e.g. 310.0
 >>> p.calibration.efficiency                    # measured here: model FLOP/s / MatMul FLOP/s
@@ -23,9 +23,10 @@ from typing import Any, Union
 
 import numpy as np
 
-from .devices import HOST, Benchmark, preset
-from .errors import BenchError, InputError
-from .util import rss as _rss
+from ..errors import BenchError, InputError
+from ..util import rss as _rss
+from .catalog import Benchmark
+from .presets import HOST, preset
 
 GIB = 1 << 30
 _DTYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(double)": np.float64,
@@ -79,7 +80,7 @@ class FitPrediction:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready, grouped by where each figure comes from."""
-        from ._config import to_dict
+        from .._config import to_dict
 
         return {
             "kind": self.kind,
@@ -131,7 +132,7 @@ def _model_flops(bundle: Any, shapes: dict[str, list[int]]) -> tuple[int, str]:
         return int(value), "bundle metadata (manifest.metadata.flops)"
     from .flops import onnx_cost
 
-    return onnx_cost(bundle.model_path, input_shapes=shapes).flops, "counted by edgeship.flops"
+    return onnx_cost(bundle.model_path, input_shapes=shapes).flops, "counted by edgeship.targets.flops"
 
 
 def _timed(fn, runs: int) -> list[float]:
@@ -153,7 +154,7 @@ def matmul_gflops(runtime: Any, size: int = 1024, runs: int = 5) -> tuple[float,
     else:
         import onnxruntime as ort
 
-        from .runtime.session import session_options
+        from ..runtime.session import session_options
 
         io = [helper.make_tensor_value_info(n, TensorProto.FLOAT, [size, size]) for n in ("A", "B", "Y")]
         graph = helper.make_graph([helper.make_node("MatMul", ["A", "B"], ["Y"])], "matmul", io[:2], io[2:])
@@ -177,9 +178,9 @@ def fit(bundle_path: Union[str, os.PathLike], target: str, host_runs: int = 10, 
         raise InputError(f"host_runs must be at least 1 and warmup at least 0, got {host_runs} and {warmup}")
     target_preset = preset(target)  # InputError listing valid targets for an unknown one
     host = preset(HOST)
-    from .bundle import open_bundle
+    from ..bundle import open_bundle
     from .probe import probe_host
-    from .runtime.model import Model
+    from ..runtime.model import Model
 
     bundle = open_bundle(bundle_path)
     import onnxruntime  # noqa: F401 - imported before the baseline so its own RSS is not counted

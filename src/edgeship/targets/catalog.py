@@ -1,11 +1,8 @@
-"""The hardware catalog (the article's two tables as data) and the target presets built on it.
+"""The hardware catalog: the article's two tables as data (presets.py turns them into settings).
 
->>> from edgeship.devices import device, preset
+>>> from edgeship.targets import device
 >>> device("rpi5").cpu_gflops, device("rpi5").source        # a catalog figure, not a measurement
 (13.0, 'article')
->>> p = preset("rpi5")
->>> p.runtime.intra_op_threads, p.quant.activation, p.quant.weight
-(4, 's8', 's8')
 
 Every figure here comes from the article ("Deep Learning on Edge Devices", its overview table,
 its full-specification table and its benchmark table) unless the field is named in
@@ -16,13 +13,11 @@ This module imports neither torch nor onnxruntime.
 
 from __future__ import annotations
 
-import dataclasses
 import enum
 from dataclasses import dataclass
 from typing import Literal, Union
 
-from .errors import InputError
-from .runtime.session import RuntimeConfig
+from ..errors import InputError
 
 CATALOG_SOURCE = "article"
 VENDOR_SOURCE = "vendor datasheet"
@@ -253,46 +248,9 @@ CATALOG: dict[str, Device] = {d.id: d for d in [
 ]}
 
 
-@dataclass(frozen=True)
-class TargetPreset:
-    """A device turned into runtime settings and an INT8 format; ``quant`` None means keep float.
-
-    >>> preset("jetson-orin-nx").runtime.providers[0]
-    'TensorrtExecutionProvider'
-    """
-
-    name: str
-    device: Device
-    runtime: RuntimeConfig
-    quant: Union[QuantFormat, None]
-    why: str
-
-
-def _preset_for(dev: Device) -> TargetPreset:
-    # Threads = big cores: little cores (and SMT siblings) slow the whole op down to their pace.
-    runtime = RuntimeConfig(intra_op_threads=dev.big_cores, inter_op_threads=1, execution_mode="sequential",
-                            graph_optimization="all", providers=dev.providers)
-    quant = QUANT_FORMATS.get(dev.quant_target) if dev.quant_target else None
-    why = quant.why if quant else " ".join(dev.notes)
-    return TargetPreset(dev.id, dev, runtime, quant, why)
-
-
-PRESETS: dict[str, TargetPreset] = {dev.id: _preset_for(dev) for dev in CATALOG.values()}
-HOST = "host"  # resolved at call time by host_preset(), from a probe of this machine
-
-
 def device_ids() -> list[str]:
     """The catalog's ids in table order."""
     return list(CATALOG)
-
-
-def target_names() -> list[str]:
-    """Every name ``preset()`` accepts: the catalog ids plus ``host``."""
-    return [*PRESETS, HOST]
-
-
-def _unknown(kind: str, name: str) -> InputError:
-    return InputError(f"unknown {kind} {name!r}; valid {kind}s: {', '.join(target_names() if kind == 'target' else device_ids())}")
 
 
 def device(device_id: str) -> Device:
@@ -304,44 +262,4 @@ def device(device_id: str) -> Device:
     try:
         return CATALOG[device_id]
     except KeyError:
-        raise _unknown("device", device_id) from None
-
-
-def preset(name: str) -> TargetPreset:
-    """The target preset ``name`` (a catalog id, or ``host`` for this machine).
-
-    >>> preset("rpi4").quant.activation
-    'u8'
-    """
-    if name == HOST:
-        return host_preset()
-    try:
-        return PRESETS[name]
-    except KeyError:
-        raise _unknown("target", name) from None
-
-
-def host_preset(root: str = "/") -> TargetPreset:
-    """The preset fitting this machine: its catalog device when the board is recognised, else one
-    built from the probe (threads = physical cores, the quant format its ISA runs fastest,
-    accelerated ONNX Runtime providers that are installed first).
-
-    >>> host_preset().runtime.intra_op_threads  # doctest: +SKIP
-    2
-    """
-    from .probe import host_device, probe_host
-
-    info = probe_host(root)
-    dev = host_device(info)
-    if dev is not None:
-        # A recognised board keeps its catalog preset; providers it lacks are skipped at session time.
-        return dataclasses.replace(PRESETS[dev.id], name=HOST)
-    generic = Device(
-        id=HOST, name=f"This host ({info.cpu_model})", cpu=info.cpu_model, cores=info.logical_cores,
-        # A container may pin us to fewer CPUs than the machine has: more threads would only contend.
-        big_cores=min(info.big_cores, info.usable_cpus or info.big_cores), clock_ghz=None, ram_gb=None, ram_note="", accelerator=None,
-        cpu_gflops=None, accel_gflops=None, accel_tops=None, power_w=None, price_usd=None,
-        use_case="the machine edgeship runs on", quant_target=info.quant_target,
-        providers=info.preferred_providers(), source="probe of this host",
-    )
-    return dataclasses.replace(_preset_for(generic), name=HOST)
+        raise InputError(f"unknown device {device_id!r}; valid devices: {', '.join(device_ids())}") from None

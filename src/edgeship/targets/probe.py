@@ -1,6 +1,6 @@
 """What this machine is: CPU, ISA features that matter for inference, memory, runtimes, sensors.
 
->>> from edgeship.probe import probe_host
+>>> from edgeship.targets import probe_host
 >>> info = probe_host()                 # or probe_host("tests/fixtures/sysfs/rpi5") in tests
 >>> info.cpu_model, info.physical_cores, info.features
 ('Cortex-A76', 4, ('neon', 'dotprod'))
@@ -18,9 +18,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .devices import CATALOG, Device, QuantTarget
-from .monitor.energy import power_sensors
-from .monitor.sensors import PathLike, glob, read_int, read_text, thermal_zones
+from ..monitor.energy import power_sensors
+from ..monitor.sensors import PathLike, glob, read_int, read_text, thermal_zones
+from .catalog import CATALOG, Device, QuantTarget
 
 # Canonical feature -> the /proc/cpuinfo flags that mean it (x86 "flags", ARM "Features").
 FEATURES: dict[str, tuple[str, ...]] = {

@@ -1,6 +1,6 @@
 """Parameters, multiply-accumulates and FLOPs of an ONNX graph, from its shapes alone.
 
->>> from edgeship.flops import onnx_cost
+>>> from edgeship.targets.flops import onnx_cost
 >>> cost = onnx_cost("resnet18.onnx")          # a path, bytes or an onnx.ModelProto
 >>> round(cost.macs / 1e9, 2), cost.params
 (1.82, 11689512)
@@ -19,8 +19,8 @@ import os
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Sequence, Union
 
-from ._deps import require
-from .errors import BundleError, InputError
+from .._deps import require
+from ..errors import BundleError, InputError
 
 Shape = tuple[int, ...]
 

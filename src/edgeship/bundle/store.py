@@ -1,0 +1,295 @@
+"""The bundle: the one artifact every stage produces and every other stage consumes.
+
+A bundle is a directory::
+
+    mobilenet/
+      edgeship.json   manifest: name, version, task, format, inputs, preprocessing,
+                      labels, sha256 of every file, provenance, golden check
+      model.onnx      the model (or model.tflite / model.gguf)
+      labels.txt      one label per line, where the task has labels
+      golden.npz      a golden input and the output the model gave for it
+
+>>> b = open_bundle("mobilenet")            # a directory, a .tar, or a bare .onnx
+>>> b.verify()                               # every sha256, or IntegrityError
+>>> pack("mobilenet", "mobilenet.tar"); unpack("mobilenet.tar", "/opt/models/m")
+
+A bare model file is accepted everywhere: ``open_bundle("model.onnx")`` builds a
+manifest from the graph and fills the rest with defaults listed in
+``bundle.assumed``, which commands print so the user sees what was guessed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import os
+import shutil
+import tarfile
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from ..errors import BundleError, IntegrityError, NotABundleError
+from ..util import write_text_atomic
+from .archive import extract_checked, write_tar
+from .cache import cache_dir, file_sha256
+from .manifest import GOLDEN_FILE, LABELS_FILE, MANIFEST, Golden, Manifest, PathLike, check_member_name
+
+
+def sha256_file(path: PathLike, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _umask() -> int:
+    """The process umask, read without changing it (os.umask would race with other threads)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    return 0o022
+
+
+def _readable_like_a_new_folder(folder: Path) -> None:
+    # mkdtemp makes staging folders 0700: a service running as another user could not read the
+    # bundle. Give the folder the mode a plain mkdir would have had.
+    os.chmod(folder, 0o777 & ~_umask())
+
+
+class Bundle:
+    """An opened bundle: its root folder, manifest and, for bare files, what was assumed."""
+
+    def __init__(self, root: Path, manifest: Manifest, assumed: list[str] | None = None,
+                 source: Path | None = None):
+        self.root = root
+        self.manifest = manifest
+        self.assumed = assumed or []
+        self.source = source or root
+
+    def __repr__(self) -> str:
+        return f"Bundle({self.manifest.name!r}, version={self.manifest.version!r}, root={str(self.root)!r})"
+
+    @property
+    def name(self) -> str:
+        return self.manifest.name
+
+    @property
+    def is_bare(self) -> bool:
+        return bool(self.assumed)
+
+    @property
+    def model_path(self) -> Path:
+        return self.root / self.manifest.model
+
+    @property
+    def labels(self) -> list[str] | None:
+        if self.manifest.labels is None:
+            return None
+        if not hasattr(self, "_labels"):
+            path = self.root / self.manifest.labels
+            try:
+                self._labels = path.read_text(encoding="utf-8").splitlines()
+            except OSError as exc:
+                raise BundleError(f"{path}: labels file named in the manifest cannot be read ({exc})") from exc
+        return self._labels
+
+    def golden(self):
+        """(input, output) arrays stored with the bundle, or None."""
+        if self.manifest.golden is None:
+            return None
+        import numpy as np
+
+        path = self.root / self.manifest.golden.file
+        try:
+            with np.load(path) as data:
+                return data["input"], data["output"]
+        except (OSError, KeyError, ValueError) as exc:
+            raise BundleError(f"{path}: golden file unreadable ({exc}); re-export the bundle") from exc
+
+    def display(self, name: str) -> str:
+        """How to name member ``name`` to the user: inside the archive they gave, or in the folder."""
+        if self.source != self.root and not self.is_bare:
+            return f"{self.source} (member {name})"
+        return str(self.root / name)
+
+    def verify(self) -> dict[str, str]:
+        """Check every file's sha256 against the manifest; raise IntegrityError naming the first bad one.
+
+        Digests come from ``cache.file_sha256``: a file unchanged since it was last hashed (same size,
+        mtime, inode) is not read again.
+        """
+        if self.is_bare:
+            return {}
+        if self.manifest.model not in self.manifest.files:
+            raise IntegrityError(f"{self.root}: the manifest lists no sha256 for the model file {self.manifest.model}")
+        for name, expected in self.manifest.files.items():
+            path = self.root / name
+            if not path.is_file():
+                raise IntegrityError(f"{self.display(name)}: listed in the manifest but missing; the bundle is incomplete")
+            actual = file_sha256(path)
+            if actual != expected:
+                raise IntegrityError(
+                    f"{self.display(name)}: sha256 {actual[:16]}... does not match the manifest's {expected[:16]}...; "
+                    "the file was changed or damaged in transfer: copy the bundle again"
+                )
+        return dict(self.manifest.files)
+
+
+def read_manifest(root: PathLike) -> Manifest:
+    root = Path(root)
+    path = root / MANIFEST
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise NotABundleError(
+            f"{root}: not a bundle (no {MANIFEST}); give a bundle folder, a .tar, or a .onnx/.tflite/.gguf file"
+        ) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise BundleError(f"{path}: cannot be read ({exc})") from exc
+    return Manifest.from_json(text, source=str(path))
+
+
+def open_bundle(path: PathLike, verify: bool = True) -> Bundle:
+    """Open a bundle folder, a bundle ``.tar`` or a bare model file."""
+    path = Path(path)
+    if not path.exists():
+        raise NotABundleError(f"{path}: no such file or folder")
+    if path.is_dir():
+        bundle = Bundle(path, read_manifest(path))
+        if not (path / bundle.manifest.model).is_file():
+            raise BundleError(f"{path}: the model file {bundle.manifest.model} named in {MANIFEST} is missing")
+    elif path.suffix.lower() not in (".onnx", ".tflite", ".gguf") and tarfile.is_tarfile(path):
+        root = unpacked(path)
+        bundle = Bundle(root, read_manifest(root), source=path)
+    else:
+        from .bare import bare_manifest
+
+        manifest, assumed = bare_manifest(path)
+        return Bundle(path.parent, manifest, assumed=assumed, source=path)
+    if verify:
+        bundle.verify()
+    return bundle
+
+
+def write_bundle(
+    out: PathLike,
+    manifest: Manifest,
+    model_file: PathLike,
+    labels: list[str] | None = None,
+    golden: tuple[Any, Any] | None = None,
+    extra_files: dict[str, PathLike] | None = None,
+    overwrite: bool = False,
+) -> Bundle:
+    """Write a complete bundle to ``out`` atomically: built in a sibling temp folder, then renamed.
+
+    The manifest's ``files``, ``labels`` and ``golden`` fields are filled in here. If anything fails,
+    ``out`` is left as it was (absent, or the previous bundle).
+    """
+    out = Path(out)
+    if out.exists() and not overwrite:
+        raise BundleError(f"{out}: already exists; choose another folder or pass overwrite (--force)")
+    if out.exists() and not (out / MANIFEST).is_file():
+        raise BundleError(f"{out}: exists and is not a bundle; refusing to replace it")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        model_name = manifest.model
+        shutil.copyfile(model_file, staging / model_name)
+        label_name = None
+        if labels is not None:
+            label_name = LABELS_FILE
+            (staging / label_name).write_text("\n".join(labels) + "\n", encoding="utf-8")
+        golden_spec = manifest.golden
+        if golden is not None:
+            import numpy as np
+
+            golden_spec = golden_spec or Golden()
+            np.savez(staging / golden_spec.file, input=np.asarray(golden[0]), output=np.asarray(golden[1]))
+        for name, src in (extra_files or {}).items():
+            check_member_name(name, "extra file")
+            shutil.copyfile(src, staging / name)
+        files = {}
+        for p in sorted(staging.iterdir()):
+            if p.is_file() and p.name != MANIFEST:
+                files[p.name] = sha256_file(p)
+        final = dataclasses.replace(manifest, labels=label_name or manifest.labels, golden=golden_spec, files=files)
+        for p in staging.iterdir():
+            with open(p, "rb") as f:
+                os.fsync(f.fileno())
+        write_text_atomic(staging / MANIFEST, final.to_json())
+        _readable_like_a_new_folder(staging)
+        if out.exists():
+            old = out.with_name(f".{out.name}.old")
+            shutil.rmtree(old, ignore_errors=True)
+            os.replace(out, old)
+            os.replace(staging, out)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(staging, out)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return Bundle(out, final)
+
+
+def update_manifest(bundle_dir: PathLike, manifest: Manifest) -> None:
+    """Rewrite edgeship.json in place (atomically), e.g. to add a provenance row."""
+    write_text_atomic(Path(bundle_dir) / MANIFEST, manifest.to_json())
+
+
+def pack(bundle_dir: PathLike, tar_path: PathLike) -> Path:
+    """Pack a verified bundle folder into one uncompressed ``.tar`` (models compress poorly)."""
+    bundle = open_bundle(bundle_dir)
+    if bundle.is_bare or bundle.source != bundle.root:
+        raise BundleError(f"{bundle_dir}: pack takes a bundle folder")
+    return write_tar(bundle.root, [MANIFEST, *sorted(bundle.manifest.files)], Path(tar_path))
+
+
+def unpack(tar_path: PathLike, dest: PathLike) -> Path:
+    """Unpack a bundle ``.tar`` into ``dest`` (which must not exist), then verify it.
+
+    Every entry is checked before anything is written; on any failure ``dest`` is not created.
+    """
+    tar_path, dest = Path(tar_path), Path(dest)
+    if dest.exists():
+        raise BundleError(f"{dest}: already exists; unpack into a new folder")
+    try:
+        tar = tarfile.open(tar_path, "r:*")
+    except (tarfile.TarError, OSError) as exc:
+        raise BundleError(f"{tar_path}: not a readable tar archive ({exc})") from exc
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
+    try:
+        with tar:
+            extract_checked(tar, tar_path, staging)
+        bundle = Bundle(staging, read_manifest(staging), source=tar_path)
+        bundle.verify()
+        _readable_like_a_new_folder(staging)
+        os.replace(staging, dest)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return dest
+
+
+def unpacked(tar_path: PathLike) -> Path:
+    """A bundle folder holding ``tar_path``'s contents, unpacked (and verified) once per archive."""
+    tar_path = Path(tar_path)
+    dest = cache_dir() / "bundles" / file_sha256(tar_path)[:32]
+    if (dest / "edgeship.json").is_file():
+        return dest
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        return unpack(tar_path, dest)
+    except BundleError:
+        if (dest / "edgeship.json").is_file():  # another process unpacked the same archive meanwhile
+            return dest
+        raise
+    except OSError as exc:
+        raise BundleError(f"{tar_path}: cannot unpack into the cache {dest.parent} ({exc}); "
+                          "set EDGESHIP_CACHE to a writable folder") from exc
