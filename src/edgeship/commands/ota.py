@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..cli import lazy, positive_float, positive_int
+from .args import lazy, positive_float, positive_int
 
 
 def register(sub) -> None:
