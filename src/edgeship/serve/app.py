@@ -56,6 +56,7 @@ class ServerState:
     prep_pool: HotThreadPool
     health: HealthChecker
     llm: Any = None
+    ota: Any = None  # serve/ota.py ServerOTA when started with --ota
 
     def lookup(self, name: str) -> ServedModel:
         try:
@@ -79,7 +80,7 @@ def load_models(sources: Sequence[ModelSource], config: ServeConfig) -> list[Mod
 
 
 def create_app(models: Sequence[ModelSource], config: Union[ServeConfig, None] = None, llm: Any = None,
-               registry: Any = None) -> FastAPI:
+               registry: Any = None, ota: Any = None, admin_token: Union[str, None] = None) -> FastAPI:
     """A FastAPI app serving ``models`` (bundle paths, Bundles or loaded Models) and, optionally, an LLMService.
 
     ``registry``: the prometheus CollectorRegistry to fill (one is made when None); give the same
@@ -97,6 +98,8 @@ def create_app(models: Sequence[ModelSource], config: Union[ServeConfig, None] =
         served[m.name] = ServedModel(m, ModelWorker(m, config, mm, prep_pool), mm)
     health = HealthChecker(served, config, metrics, llm)
     state = ServerState(served, config, metrics, prep_pool, health, llm)
+    if ota is not None:  # a factory: ServerOTA needs the state (serve/ota.py)
+        state.ota = ota(state)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -104,9 +107,13 @@ def create_app(models: Sequence[ModelSource], config: Union[ServeConfig, None] =
             s.worker.start()
         if llm is not None:
             await llm.start()
+        if state.ota is not None:
+            state.ota.start(asyncio.get_running_loop())
         try:
             yield
         finally:
+            if state.ota is not None:
+                state.ota.stop()
             for s in served.values():
                 s.worker.close()
             drained = await asyncio.gather(*(s.worker.drain(config.shutdown_timeout_s) for s in served.values()))
@@ -140,6 +147,9 @@ def create_app(models: Sequence[ModelSource], config: Union[ServeConfig, None] =
         body = await asyncio.to_thread(generate_latest, metrics.registry)
         return Response(body, media_type=CONTENT_TYPE_LATEST)
 
+    from .admin import create_admin_router
+
+    app.include_router(create_admin_router(state, admin_token))
     app.include_router(create_vision_router(state))
     app.include_router(create_kserve_router(state))
     if llm is not None:
