@@ -272,3 +272,25 @@ def test_an_older_version_than_installed_is_refused(device, bundles, tmp_path):
     device.repo._sign_and_write(targets, device.repo._signers())
     assert device.agent().check("tiny") == "refused 3: older than the installed 4"
     serves(device, "4")
+
+
+def crashed_while_loading(device, bundles, attempts: int):
+    """v4 staged and loading when the process died ``attempts`` times (what a crash in load leaves)."""
+    device.agent().install_bundle(bundles["4"], commit=False)
+    rec = device.record
+    device.store.save(rec.replace(state=S.SWITCHING, attempts=attempts))
+
+
+def test_a_candidate_that_crashed_three_times_is_rolled_back_at_restart(device, bundles):
+    crashed_while_loading(device, bundles, 3)
+    result = device.agent().recover("tiny", resume=False)
+    assert result.startswith("rolled back 4") and "3 times" in result, result
+    serves(device, "3")
+    assert "4" in device.record.failed
+
+
+def test_a_candidate_that_crashed_once_gets_another_start_attempt(device, bundles):
+    crashed_while_loading(device, bundles, 1)
+    assert device.agent().recover("tiny", resume=False) == "switching: resumes when the agent runs"
+    assert device.agent().recover("tiny").startswith("committed 4")
+    serves(device, "4")

@@ -92,3 +92,30 @@ def test_server_updates_under_traffic_rolls_back_a_wrong_model_and_guards_admin(
         http.stop()
     log = srv.output()
     assert '"to": "canary"' in log and '"event": "ota_swap"' in log, log[-3000:]
+
+
+def test_server_started_after_three_crashes_serves_the_committed_version(tmp_path, bundles):
+    from edgeship.ota.agent import Agent
+    from edgeship.ota.repo import RepoConfig, init_repo
+    from edgeship.ota.state import UpdateState
+    from edgeship.ota.store import Store
+    from tests.ota.support import serve
+    from tests.serve.support import ServerProcess
+
+    repo = init_repo(tmp_path / "repo", RepoConfig(chunk_kib=4))
+    repo.publish(bundles["3"])
+    http = serve(repo.public)
+    store = Store(tmp_path / "store")
+    store.install_local(bundles["3"])
+    Agent(store, None).install_bundle(bundles["4"], commit=False)
+    store.save(store.record("tiny").replace(state=UpdateState.SWITCHING, attempts=3))
+    srv = ServerProcess([], "--ota", http.url, "--ota-store", str(tmp_path / "store"),
+                        "--ota-root", str(repo.root_file), "--ota-interval", "60")
+    try:
+        srv.wait_live()
+        card = httpx.get(f"{srv.url}/v1/models/tiny").json()
+        assert card["version"] == "3" and card["update"]["state"] == "failed"
+        assert "3 times" in card["update"]["last_result"]["reason"]
+    finally:
+        srv.stop()
+        http.stop()

@@ -73,7 +73,8 @@ def ota_setup(args, bundles):
     import logging
 
     from ..bundle import open_bundle
-    from ..ota.agent import AgentConfig
+    from ..errors import InputError
+    from ..ota.agent import Agent, AgentConfig
     from ..ota.client import read_root
     from ..ota.gate import CanaryConfig
     from ..ota.store import Store
@@ -82,13 +83,16 @@ def ota_setup(args, bundles):
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(message)s")
     store = Store(args.ota_store)
-    lock = store.lock()
-    lock.__enter__()  # held for the life of the server: one updater per store
+    store.lock().__enter__()  # held for the life of the server process: one updater per store
     for b in bundles:
         name = open_bundle(b).manifest.name
         if store.record(name).committed is None:
             store.install_local(b)
     names = store.models()
+    if not names:
+        raise InputError(f"{store.root}: the store has no model yet; give a BUNDLE to install first")
+    for name in names:  # before serving: finish a commit or rollback, drop a candidate that crashed 3 times
+        Agent(store, None).recover(name, resume=False)
     cfg = AgentConfig(args.ota, tuple(names), args.ota_channel, args.ota_interval,
                       canary=CanaryConfig(max_duration_s=args.canary_seconds, min_samples=args.canary_samples))
     root = read_root(args.ota_root)
@@ -105,8 +109,8 @@ def run(args) -> int:
     from .._deps import require
     from ..errors import InputError
 
-    if not args.bundles and not args.llm:
-        raise InputError("give at least one BUNDLE to serve, or --llm MODEL")
+    if not args.bundles and not args.llm and not args.ota:
+        raise InputError("give at least one BUNDLE to serve, --llm MODEL, or --ota URL with a store that has models")
     uvicorn = require("uvicorn", "serve", "the REST server")
     from prometheus_client import CollectorRegistry
     from rich.console import Console

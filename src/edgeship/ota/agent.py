@@ -133,12 +133,20 @@ class Agent:
         rec = self.store.transition(rec, S.DOWNLOADING, candidate=VersionRef(version, "", sha), attempts=0)
         return self._install(rec, recipe)
 
-    def recover(self, name: str) -> str:
-        """After a restart: resume an update in flight, or roll it back; never leave no working model."""
+    def recover(self, name: str, resume: bool = True) -> str:
+        """After a restart: resume an update in flight, or roll it back; never leave no working model.
+
+        ``resume=False`` (a server before it serves) only finishes a commit or a rollback and rolls back
+        a candidate that used up its start attempts; the rest resumes later in the agent thread.
+        """
         rec = self.store.record(name)
         if rec.state in REST:
             self.store.gc(name)
             return f"at rest ({rec.state.value})"
+        quick = rec.state in (S.COMMITTING, S.ROLLING_BACK) or (
+            rec.state in (S.SWITCHING, S.CANARY) and rec.attempts >= MAX_START_ATTEMPTS)
+        if not resume and not quick:
+            return f"{rec.state.value}: resumes when the agent runs"
         if rec.state in (S.DOWNLOADING, S.VERIFYING):
             path = self.store.root / "recipes" / f"{rec.candidate.recipe}.json"
             if not path.is_file():

@@ -21,6 +21,7 @@ from .errors import TrustError
 RECIPE_SCHEMA = 1
 MAX_FILES = 64
 MAX_CHUNKS = 1 << 20
+MAX_CHUNK_BYTES = 64 << 20  # a chunk is held in memory once while it is checked
 _SHA = re.compile(r"^[0-9a-f]{64}$")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 _VERSION = re.compile(r"^[0-9]+(\.[0-9]+)*$")
@@ -94,6 +95,8 @@ class Recipe:
             for name, f in raw.items():
                 check_name(name, "file name")
                 chunks = tuple(ChunkRef(_sha(c[0]), _size(c[1])) for c in f["chunks"])
+                if any(c.size > MAX_CHUNK_BYTES for c in chunks):
+                    raise ValueError(f"{name}: a chunk is larger than {MAX_CHUNK_BYTES >> 20} MiB")
                 total_chunks += len(chunks)
                 if total_chunks > MAX_CHUNKS:
                     raise ValueError(f"more than {MAX_CHUNKS} chunks")

@@ -206,9 +206,9 @@ class ServerOTA:
                              "at": new.updated})
         if new.state in REST and new.committed is not None:
             served = self.state.models.get(new.model)
-            if served is not None and served.model.bundle.manifest.version != new.committed.version \
-                    and new.state is not UpdateState.COMMITTED:
-                # a rollback of a committed version (admin): serve the committed one again
+            if served is not None and served.model.bundle.manifest.version != new.committed.version:
+                # the committed version changed without a gate swap (an admin rollback, a commit finished
+                # after a restart): serve the committed one
                 from .config import runtime_config
 
                 model = Model.load(self.store.bundle_dir(new.model, new.committed), runtime_config(self.state.config))
