@@ -122,7 +122,8 @@ def check_device(store_dir: Path) -> tuple[bool, str, str]:
     partial = store.partial_files() + list((store.root / "downloads").iterdir())
     if partial:
         problems.append(f"partial files: {[p.name for p in partial][:3]}")
-    return not problems, version, "; ".join(problems)
+    last = rec.last_result or {}
+    return not problems, version, "; ".join(problems) or f"{last.get('result')}: {last.get('reason', '')}"[:200]
 
 
 def calibrate(lab: Lab) -> dict[str, tuple[float, int]]:
@@ -175,10 +176,10 @@ def one_run(lab: Lab, point: str, i: int, timing: dict, rng: random.Random) -> d
     before_ok = Store(store).current("tiny") is not None and open_bundle(Store(store).current("tiny")) is not None
     restart = _agent(store, url, root, lab.work / f"run-{point}-{i}.after.trace")
     restart.wait(300)
-    ok, version, problem = check_device(store)
+    ok, version, problem = check_device(store)  # problem: what is wrong, or the last result
     shutil.rmtree(store, ignore_errors=True)
     return {"point": point, "run": i, "killed": code == -signal.SIGKILL, "inside_step": inside,
-            "crash": crash, "ok": ok and before_ok, "serves": version, "problem": problem}
+            "crash": crash, "ok": ok and before_ok, "serves": version, "detail": problem}
 
 
 def run_harness(runs: int, work: Path | None = None, seed: int = 0, points=POINTS) -> dict:
@@ -217,8 +218,8 @@ def main() -> int:
     print(f"{result['runs']} runs, {result['bad']} bad outcomes, {result['killed_inside_step']} killed inside the "
           f"step, {result['seconds']} s; wrote {args.out}")
     for r in result["rows"]:
-        if not r["ok"]:
-            print("BAD", r)
+        if not r["ok"] or (r["point"] != "rollback" and r["serves"] == "3"):
+            print("BAD" if not r["ok"] else "old version kept:", r)
     return 1 if result["bad"] else 0
 
 

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..bundle import now_iso
+from ..errors import BundleError
 from . import faults
 from .client import RepoClient
 from .errors import StoreError, TransferError, TrustError, UpdateError
@@ -150,8 +151,7 @@ class Agent:
         if rec.state in (S.DOWNLOADING, S.VERIFYING):
             path = self.store.root / "recipes" / f"{rec.candidate.recipe}.json"
             if not path.is_file():
-                self.store.transition(rec, S.IDLE if rec.state is S.DOWNLOADING else S.IDLE,
-                                      reason="recipe missing after restart", candidate=None)
+                self.store.transition(rec, S.IDLE, reason="recipe missing after restart", candidate=None)
                 self.store.gc(name)
                 return "aborted: recipe missing"
             return self._install(rec, Recipe.from_json(path.read_bytes(), str(path)))
@@ -192,12 +192,15 @@ class Agent:
                 raise
             return self._abort(rec, f"disk full: {exc}")
         except StoreError as exc:
-            if "disk full" in str(exc):
-                return self._abort(rec, str(exc))
-            raise
+            if "disk full" not in str(exc):
+                return self.rollback(self.store.record(rec.model), f"not a valid bundle: {exc}")
+            return self._abort(rec, str(exc))
         except TrustError as exc:
             # a chunk that does not match the signed recipe: discarded; the next check fetches it again
             return self._abort(rec, str(exc))
+        except BundleError as exc:
+            # the signed files do not make a valid bundle of this model and version: the version is bad
+            return self.rollback(self.store.record(rec.model), f"not a valid bundle: {exc}")
         return self._gate(rec)
 
     def _abort(self, rec: ModelRecord, reason: str) -> str:

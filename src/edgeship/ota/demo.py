@@ -33,6 +33,10 @@ def ota_section(out: Path, console, quick: bool, bundle: Path | None = None) -> 
     from .repo import init_repo
 
     src = bundle or out / "bundles" / "efficientnet-lite0"
+    if not (src / "edgeship.json").is_file():
+        from ..errors import InputError
+
+        raise InputError(f"{src}: the ota section updates the bundle the vision section exports; run that first")
     work = out / "ota"
     shutil.rmtree(work, ignore_errors=True)
     v1 = _version(src, work / "v1", "1")

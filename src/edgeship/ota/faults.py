@@ -53,6 +53,9 @@ def step(name: str) -> Iterator[None]:
     _trace(f"begin {name}")
     try:
         yield
+        if _PLAN is not None and _PLAN[0] == name:  # fewer durable operations than planned: stop at the last
+            _count = _PLAN[1] - 1
+            point()
     finally:
         _trace(f"end {name} {_count}")
         _step, _count = outer, outer_count
