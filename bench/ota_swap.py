@@ -80,6 +80,8 @@ def main() -> int:
         while card()["version"] != "4" and time.perf_counter() - t_pub < 300:
             time.sleep(0.05)
         t_commit = time.perf_counter()
+        if card()["version"] != "4":
+            raise SystemExit(f"version 4 was not committed: {card()['update']}")
         swap_at = next((t for t, _, _, v in rows if v == "4" and t >= t_pub), t_commit)
         time.sleep(max(0.0, args.seconds * 2 / 3 - (t_commit - rows[0][0])))
         t_bad = time.perf_counter()
@@ -121,6 +123,9 @@ def main() -> int:
         "rss_steady_mb": steady_rss / 1e6, "rss_peak_swap_mb": swap_rss / 1e6,
         "head_only_fetch_bytes": head_bytes, "bundle_bytes": new.total_bytes, "store_bytes": store_bytes,
         "swaps_logged": log.count('"event": "ota_swap"'),
+        "load_average": os.getloadavg(),
+        "requests_around_swap": [[round(t - swap_at, 3), round(ms, 2), code] for t, ms, code, _ in rows
+                                 if abs(t - swap_at) <= 10],
     }
     result["p99_ratio"] = result["p99_around_swap_ms"] / result["p99_steady_ms"]
     result["rss_ratio"] = result["rss_peak_swap_mb"] / result["rss_steady_mb"]

@@ -294,3 +294,18 @@ def test_a_candidate_that_crashed_once_gets_another_start_attempt(device, bundle
     assert device.agent().recover("tiny", resume=False) == "switching: resumes when the agent runs"
     assert device.agent().recover("tiny").startswith("committed 4")
     serves(device, "4")
+
+
+def test_the_canary_verdict_fails_a_slower_model_but_not_scheduler_noise():
+    from edgeship.ota.gate import CanaryConfig, judge
+
+    cfg = CanaryConfig()
+    base = [2.0] * 95 + [2.5] * 5
+    ok, why = judge(cfg, 100, 100, 0, [6.0] * 95 + [7.0] * 5, base)  # 3x slower throughout
+    assert not ok and "> 2.0x" in why
+    ok, why = judge(cfg, 100, 100, 0, [2.0] * 97 + [30.0] * 3, base)  # two preemptions in the tail
+    assert ok, why
+    ok, why = judge(cfg, 100, 80, 0, base, base)
+    assert not ok and "top-1 agreement 80.0% < 90%" in why
+    ok, why = judge(cfg, 100, 100, 5, base, base)
+    assert not ok and "error rate 5.0% > 1.0%" in why

@@ -64,12 +64,17 @@ def test_server_updates_under_traffic_rolls_back_a_wrong_model_and_guards_admin(
         wait_for(lambda: "5" in card()["versions"]["failed"], 90, "version 5 to be rolled back")
         c = card()
         assert c["version"] == "4" and "top-1 agreement" in c["update"]["last_result"]["reason"]
+        assert "< 90%" in c["update"]["last_result"]["reason"]
+        repo.publish(make_bundle(tmp_path / "slow", "6", heavy=3))  # same answers, 3x the work
+        wait_for(lambda: "6" in card()["versions"]["failed"], 90, "version 6 to be rolled back")
+        c = card()
+        assert c["version"] == "4" and "> 2.0x" in c["update"]["last_result"]["reason"], c["update"]
         stop.set()
         t.join(15)
         assert failures == [], failures[:5]
         assert len(answers) > 50
         metrics = httpx.get(f"{srv.url}/metrics").text
-        assert 'edgeship_update_rollbacks_total{model="tiny"} 1.0' in metrics
+        assert 'edgeship_update_rollbacks_total{model="tiny"} 2.0' in metrics
         assert 'edgeship_update_state{edgeship_update_state="failed",model="tiny"} 1.0' in metrics
         assert 'model="tiny",sha256=' in metrics and 'version="4"' in metrics and 'version="3"' not in metrics
 

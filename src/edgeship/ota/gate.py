@@ -96,6 +96,8 @@ def p99(values: list[float]) -> float:
 def judge(cfg: CanaryConfig, samples: int, agree: int | None, errors: int, cand_ms: list[float],
           base_ms: list[float]) -> tuple[bool, str]:
     """The verdict on what a canary measured: (passed, one line saying why)."""
+    import numpy as np
+
     parts = [f"{samples} samples"]
     ok = True
     if samples and errors / samples > cfg.max_error_rate:
@@ -109,8 +111,14 @@ def judge(cfg: CanaryConfig, samples: int, agree: int | None, errors: int, cand_
             parts[-1] += f" < {cfg.min_top1_agreement:.0%}"
     if cand_ms and base_ms:
         ratio = p99(cand_ms) / max(p99(base_ms), 1e-6)
-        parts.append(f"p99 {p99(cand_ms):.2f} ms vs {p99(base_ms):.2f} ms ({ratio:.2f}x)")
-        if ratio > cfg.max_p99_ratio and p99(cand_ms) - p99(base_ms) > cfg.p99_floor_ms:
+        median = float(np.median(cand_ms)) / max(float(np.median(base_ms)), 1e-6)
+        parts.append(f"p99 {p99(cand_ms):.2f} ms vs {p99(base_ms):.2f} ms ({ratio:.2f}x; median {median:.2f}x)")
+        # the p99 of 100 runs is the 1-2 slowest: on a busy 2-core board one preemption decides it (two
+        # copies of one model measured 7x apart). A candidate fails on latency when its p99 is over the
+        # limit and its median at least half way there, by more than the floor: a model 3x slower
+        # fails; scheduler noise, which leaves the median alone, does not.
+        if (ratio > cfg.max_p99_ratio and median > 1 + (cfg.max_p99_ratio - 1) / 2
+                and p99(cand_ms) - p99(base_ms) > cfg.p99_floor_ms):
             ok = False
             parts[-1] += f" > {cfg.max_p99_ratio:.1f}x"
     return ok, ", ".join(parts)
