@@ -127,6 +127,18 @@ class Shadow:
         self._stop = True
 
 
+def warm_up(model: Model, extra_sessions: list, runs: int = 3) -> None:
+    """First runs of a session allocate its buffers: do them before requests arrive, on every session."""
+    golden = model.bundle.golden()
+    if golden is not None:
+        x = golden[0]
+    else:
+        x = np.zeros([d if isinstance(d, int) else 1 for d in model.input_shape], dtype=model.input_dtype)
+    for session in [None, *[s for s in extra_sessions if s is not None]]:
+        for _ in range(runs):
+            model.run(x, session)
+
+
 class ServerGate:
     """The gate of a server: load beside the serving model, shadow canary, hot swap at commit."""
 
@@ -246,6 +258,7 @@ class ServerOTA:
             model.preprocessor.max_pixels = state.config.max_pixels
         metrics = state.metrics.for_model(model)
         worker = ModelWorker(model, state.config, metrics, state.prep_pool)
+        warm_up(model, [getattr(worker, "_lone_session", None)])
         worker.start()
         self.call_soon(self._switch(name, ServedModel(model, worker, metrics)))
 
