@@ -339,10 +339,15 @@ class Agent:
             return self._commit(rec, summary)
 
     def _commit(self, rec: ModelRecord, summary: str) -> str:
+        # the server swaps first: a crash before the record says committing means the old version
+        # serves at restart and the candidate gets another start attempt
+        try:
+            self.gate.commit(rec.model, self.store.bundle_dir(rec.model, rec.candidate))
+        except Exception as exc:  # noqa: BLE001  e.g. the swap was refused: the old model still serves
+            return self.rollback(rec, f"the switch to the candidate failed: {exc}")
         rec = self.store.transition(rec, S.COMMITTING, reason=summary,
                                     last_result={"result": "committing", "version": rec.candidate.version,
                                                  "reason": summary, "at": now_iso()})
-        self.gate.commit(rec.model, self.store.bundle_dir(rec.model, rec.candidate))
         return self._finish_commit(rec, summary)
 
     def _finish_commit(self, rec: ModelRecord, summary: str) -> str:

@@ -193,8 +193,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--config", default="{}")
     args = p.parse_args(argv)
     cfg = CanaryConfig(**json.loads(args.config))
-    from ..runtime import Model
-    from ..runtime.session import RuntimeConfig
+    from ..runtime import Model, RuntimeConfig
 
     rc = RuntimeConfig(intra_op_threads=1)
     try:

@@ -10,16 +10,15 @@ Top-1 agreement needs both answers to the same input, which only shadowing gives
 answers wrongly never reaches a client; and paired runs on one thread compare latency under the
 same load. The cost: up to two extra runs per sampled request, on a spare thread, while a canary runs.
 
-The swap: the candidate (already loaded and golden-checked) gets its own worker; the model table
-entry is replaced on the event loop (requests look their model up once, so in-flight ones finish on
-the old worker); the old worker drains, stops, and its session is freed.
+The swap is the server's own (``ServerState.swap``): the candidate's worker and sessions are built
+and warmed off the event loop, the name switches in one assignment on it (in-flight requests finish
+on the old worker), the old worker drains and its sessions are freed.
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
-import gc
 import json
 import logging
 import queue
@@ -64,13 +63,11 @@ class Shadow:
 
     def _time(self, model: Model, x: np.ndarray) -> tuple[Any, float]:
         t0 = time.perf_counter()
-        out = model.run(x, self._sessions[id(model)])
+        out = self._shadows[id(model)].run(x)
         return out, (time.perf_counter() - t0) * 1e3
 
     def _run(self) -> None:
         import os
-
-        from ..runtime.session import RuntimeConfig
 
         # Serving comes first: this thread runs at the lowest priority, on sessions of its own with one
         # thread each (no ONNX Runtime pool competing with the serving session's). Measured at 20
@@ -80,9 +77,15 @@ class Shadow:
             os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
         except (OSError, AttributeError):
             pass
-        one = RuntimeConfig(intra_op_threads=1, allow_spinning=False)
-        self._sessions = {id(self.committed): self.committed.twin_session(one),
-                          id(self.candidate): self.candidate.twin_session(one)}
+        self._shadows = {id(m): m.derive(intra_op_threads=1, allow_spinning=False)
+                         for m in (self.committed, self.candidate)}
+        try:
+            self._loop()
+        finally:
+            for m in self._shadows.values():
+                m.close()
+
+    def _loop(self) -> None:
         while not self._stop:
             try:
                 x = self._q.get(timeout=0.1)
@@ -127,18 +130,6 @@ class Shadow:
         self._stop = True
 
 
-def warm_up(model: Model, extra_sessions: list, runs: int = 3) -> None:
-    """First runs of a session allocate its buffers: do them before requests arrive, on every session."""
-    golden = model.bundle.golden()
-    if golden is not None:
-        x = golden[0]
-    else:
-        x = np.zeros([d if isinstance(d, int) else 1 for d in model.input_shape], dtype=model.input_dtype)
-    for session in [None, *[s for s in extra_sessions if s is not None]]:
-        for _ in range(runs):
-            model.run(x, session)
-
-
 class ServerGate:
     """The gate of a server: load beside the serving model, shadow canary, hot swap at commit."""
 
@@ -148,17 +139,14 @@ class ServerGate:
         self.shadows: dict[str, Shadow] = {}
 
     def load(self, name: str, candidate: Path, committed: Path | None) -> str:
-        from .config import runtime_config
-
-        try:
-            model = Model.load(candidate, runtime_config(self.ota.state.config))
+        current = self.ota.state.lookup(name).model
+        try:  # the serving model's settings carry over (threads, backend, pixel limit)
+            model = Model.load(candidate, current.config, max_pixels=current.max_pixels)
             check = model.check_golden()
         except Exception as exc:  # noqa: BLE001
             raise GateFailed(f"the candidate does not load: {exc}"[:400]) from exc
         if check is not None and not check.ok:
             raise GateFailed(f"golden check failed: output differs by {check.max_abs_error:.3g} ({check.tolerance})")
-        if model.preprocessor is not None:
-            model.preprocessor.max_pixels = self.ota.state.config.max_pixels
         self.candidates[name] = model
         return "golden check passed" + (f" (max error {check.max_abs_error:.2e})" if check else "")
 
@@ -182,14 +170,23 @@ class ServerGate:
         return summary
 
     def commit(self, name: str, candidate: Path) -> None:
-        self.ota.swap(name, self.candidates.pop(name))
+        model = self.candidates.pop(name)
+        try:
+            result = self.ota.call_soon(self.ota.state.swap(name, model))  # warm, check, switch, drain, free
+        except BaseException:
+            model.close()
+            raise
+        log.info(json.dumps({"event": "ota_swap", "model": name, "from": result.old_version,
+                             "to": result.new_version, "warmup_ms": round(result.warmup_ms, 1),
+                             "drain_ms": round(result.drain_ms, 1), "drained": result.drained}))
 
     def abort(self, name: str) -> None:
         shadow = self.shadows.pop(name, None)
         if shadow is not None:
             shadow.stop()
-        if self.candidates.pop(name, None) is not None:
-            gc.collect()
+        model = self.candidates.pop(name, None)
+        if model is not None:
+            model.close()
 
 
 class ServerOTA:
@@ -236,10 +233,14 @@ class ServerOTA:
             if served is not None and served.model.bundle.manifest.version != new.committed.version:
                 # the committed version changed without a gate swap (an admin rollback, a commit finished
                 # after a restart): serve the committed one
-                from .config import runtime_config
-
-                model = Model.load(self.store.bundle_dir(new.model, new.committed), runtime_config(self.state.config))
-                self.swap(new.model, model)
+                current = served.model
+                model = Model.load(self.store.bundle_dir(new.model, new.committed), current.config,
+                                   max_pixels=current.max_pixels)
+                try:
+                    self.call_soon(self.state.swap(new.model, model))
+                except BaseException:
+                    model.close()
+                    raise
 
     # --- the swap --------------------------------------------------------------------------------
 
@@ -247,39 +248,6 @@ class ServerOTA:
         if self.loop is None:
             raise RuntimeError("the server is not running")
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result(120)
-
-    def swap(self, name: str, model: Model) -> None:
-        """Serve ``model`` as ``name``: its worker (and sessions) are built here, off the event loop."""
-        from .app import ServedModel
-        from .batching import ModelWorker
-
-        state = self.state
-        if model.preprocessor is not None:
-            model.preprocessor.max_pixels = state.config.max_pixels
-        metrics = state.metrics.for_model(model)
-        worker = ModelWorker(model, state.config, metrics, state.prep_pool)
-        warm_up(model, [getattr(worker, "_lone_session", None)])
-        worker.start()
-        self.call_soon(self._switch(name, ServedModel(model, worker, metrics)))
-
-    async def _switch(self, name: str, served) -> None:
-        state = self.state
-        old = state.models[name]
-        m_old, m_new = old.model.bundle.manifest, served.model.bundle.manifest
-        state.models[name] = served  # one assignment on the event loop: later requests get the new model
-        if (m_old.version, m_old.files.get(m_old.model)) != (m_new.version, m_new.files.get(m_new.model)):
-            try:
-                state.metrics.model_info.remove(name, m_old.version, m_old.task.value, m_old.format.value,
-                                                m_old.files.get(m_old.model, ""))
-            except KeyError:
-                pass
-        old.worker.close()
-        drained = await old.worker.drain(state.config.shutdown_timeout_s)  # in-flight requests finish on it
-        old.worker.stop()
-        log.info(json.dumps({"event": "ota_swap", "model": name, "from": m_old.version, "to": m_new.version,
-                             "drained": drained}))
-        del old
-        await asyncio.to_thread(gc.collect)  # the old sessions' memory goes back now, not at some later GC
 
     # --- lifecycle -------------------------------------------------------------------------------
 
