@@ -98,7 +98,6 @@ def main() -> int:
         srv.stop()
         http.stop()
     log = srv.output()
-    lat = np.array([ms for _, ms, code, _ in rows if code == 200])
     steady = np.array([ms for t, ms, code, _ in rows if code == 200 and t < t_pub])
     around = np.array([ms for t, ms, code, _ in rows if code == 200 and abs(t - swap_at) <= 5])
     failed = sum(code != 200 for _, _, code, _ in rows)

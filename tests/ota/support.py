@@ -21,7 +21,7 @@ def build_model(path: Path, heavy: int = 1, head_seed: int = 0, broken: bool = F
     """Conv -> ReLU -> GAP -> Gemm head, plus ``heavy`` MatMuls of a [width, width] weight whose result is
     multiplied by 0 and added to the logits: same answers, ``heavy`` times the work (a slower candidate).
     ``wrong``: the head's rows reversed: a model that loads, and answers other classes."""
-    onnx = pytest.importorskip("onnx")
+    pytest.importorskip("onnx")
     from onnx import TensorProto, helper, numpy_helper
 
     rng = np.random.default_rng(body_seed)

@@ -181,11 +181,13 @@ def status(args) -> int:
     if args.json:
         print(json.dumps(rows, indent=1))
         return 0
+    def ver(r: dict, k: str) -> str:
+        return (r.get(k) or {}).get("version", "-")
+
     for r in rows:
-        ver = lambda k: (r.get(k) or {}).get("version", "-")  # noqa: E731
         last = r.get("last_result") or {}
-        print(f"{r['model']}: {r['state']}  committed {ver('committed')}  previous {ver('previous')}  "
-              f"candidate {ver('candidate')}  rollbacks {r['rollbacks']}  last: {last.get('result', '-')} "
+        print(f"{r['model']}: {r['state']}  committed {ver(r, 'committed')}  previous {ver(r, 'previous')}  "
+              f"candidate {ver(r, 'candidate')}  rollbacks {r['rollbacks']}  last: {last.get('result', '-')} "
               f"{last.get('version', '')} {last.get('reason', '')}".rstrip())
     return 0
 

@@ -17,7 +17,6 @@ import logging
 import random
 import shutil
 import threading
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
