@@ -124,3 +124,33 @@ def test_server_started_after_three_crashes_serves_the_committed_version(tmp_pat
     finally:
         srv.stop()
         http.stop()
+
+
+def test_admin_endpoints_are_off_without_a_token_and_need_one_with_it(bundles, tmp_path):
+    import asyncio
+
+    from edgeship.serve import create_app
+    from edgeship.serve.admin import read_token
+
+    async def get(app, path, headers=None, method="GET"):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
+            return await c.request(method, path, headers=headers or {})
+
+    off = create_app([bundles["3"]])
+    r = asyncio.run(get(off, "/admin/models/tiny/rollback", method="POST"))
+    assert r.status_code == 404 and "admin API is off" in r.json()["error"]["message"]
+    on = create_app([bundles["3"]], admin_token="0123456789abcdef-token")
+    r = asyncio.run(get(on, "/admin/models/tiny/rollback", {"Authorization": "Basic abc"}, "POST"))
+    assert r.status_code == 401 and r.headers["www-authenticate"] == "Bearer"
+    r = asyncio.run(get(on, "/admin/models/tiny/rollback", {"Authorization": "Bearer 0123456789abcdef-tokeX"}, "POST"))
+    assert r.status_code == 403
+    r = asyncio.run(get(on, "/admin/models/tiny/rollback", {"Authorization": "Bearer 0123456789abcdef-token"}, "POST"))
+    assert r.status_code == 409 and "--ota" in r.json()["error"]["message"]  # authorized, but updates are off
+    loose = tmp_path / "token"
+    loose.write_text("0123456789abcdef-token")
+    loose.chmod(0o644)
+    with pytest.raises(Exception, match="chmod 600"):
+        read_token(loose)
+    loose.chmod(0o600)
+    assert read_token(loose) == "0123456789abcdef-token"
