@@ -51,6 +51,7 @@ class Shadow:
         self._rng = random.Random()
         self._stop = False
         self._flip = False
+        self.broken: str | None = None
         self._thread = threading.Thread(target=self._run, name="edgeship-canary", daemon=True)
         self._thread.start()
 
@@ -70,15 +71,18 @@ class Shadow:
         import os
 
         # Serving comes first: this thread runs at the lowest priority, on sessions of its own with one
-        # thread each (no ONNX Runtime pool competing with the serving session's). Measured at 20
-        # requests/s on 2 cores: shadowing on the serving sessions at normal priority put the p99 of
-        # the 10 s around the swap at 4.5x the steady p99.
+        # thread each, so a shadow run never holds a core or an ONNX Runtime pool a request is waiting
+        # for (the cost is a second copy of both models while the canary runs).
         try:
             os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
         except (OSError, AttributeError):
             pass
-        self._shadows = {id(m): m.derive(intra_op_threads=1, allow_spinning=False)
-                         for m in (self.committed, self.candidate)}
+        try:
+            self._shadows = {id(m): m.derive(intra_op_threads=1, allow_spinning=False)
+                             for m in (self.committed, self.candidate)}
+        except Exception as exc:  # noqa: BLE001  no canary is a failed canary, never a pass
+            self.broken = f"the canary could not start: {exc}"[:300]
+            return
         try:
             self._loop()
         finally:
@@ -157,11 +161,14 @@ class ServerGate:
         served.worker.shadow = shadow
         deadline = time.monotonic() + cfg.max_duration_s
         try:
-            while time.monotonic() < deadline and shadow.samples < cfg.min_samples and not shadow.hopeless():
+            while (time.monotonic() < deadline and shadow.samples < cfg.min_samples and not shadow.hopeless()
+                   and shadow.broken is None):
                 time.sleep(0.05)
         finally:
             served.worker.shadow = None
             shadow.stop()
+        if shadow.broken is not None:
+            raise GateFailed(shadow.broken)
         ok, summary = shadow.verdict()
         if shadow.samples < cfg.min_samples and ok and not shadow.hopeless():
             summary += f" (fewer than {cfg.min_samples} in {cfg.max_duration_s:.0f} s: committed on the golden check)"
