@@ -52,7 +52,7 @@ def ota_section(out: Path, console, quick: bool, bundle: Path | None = None) -> 
     url = f"http://127.0.0.1:{port}"
     cmd = [sys.executable, "-m", "edgeship.cli", "serve", str(v1), "--port", str(port), "--ota", http.url,
            "--ota-store", str(work / "store"), "--ota-root", str(repo.root_file), "--ota-interval", "1",
-           "--canary-samples", "20", "--canary-seconds", "15", "--log-level", "warning"]
+           "--canary-samples", "20", "--canary-seconds", "8", "--log-level", "warning"]
     log = open(work / "server.log", "w")
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=dict(os.environ))
     events: dict[str, Any] = {}
