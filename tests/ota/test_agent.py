@@ -309,3 +309,11 @@ def test_the_canary_verdict_fails_a_slower_model_but_not_scheduler_noise():
     assert not ok and "top-1 agreement 80.0% < 90%" in why
     ok, why = judge(cfg, 100, 100, 5, base, base)
     assert not ok and "error rate 5.0% > 1.0%" in why
+
+
+def test_a_slower_model_fails_even_when_preemptions_hide_it_at_p99():
+    from edgeship.ota.gate import CanaryConfig, judge
+
+    base = [1.0] * 90 + [50.0] * 10  # the committed model preempted in its tail
+    ok, why = judge(CanaryConfig(), 30, 30, 0, [3.5] * 95 + [40.0] * 5, base)
+    assert not ok and "median 3.50x" in why, why

@@ -13,14 +13,14 @@ pytestmark = pytest.mark.slow
 httpx = pytest.importorskip("httpx")
 
 
-def wait_for(fn, timeout: float = 60.0, what: str = ""):
+def wait_for(fn, timeout: float = 60.0, what: str = "", show=None):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = fn()
         if value:
             return value
         time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
+    raise AssertionError(f"timed out waiting for {what}: {show() if show else ''}")
 
 
 def test_server_updates_under_traffic_rolls_back_a_wrong_model_and_guards_admin(tmp_path, bundles):
@@ -66,7 +66,7 @@ def test_server_updates_under_traffic_rolls_back_a_wrong_model_and_guards_admin(
         assert c["version"] == "4" and "top-1 agreement" in c["update"]["last_result"]["reason"]
         assert "< 90%" in c["update"]["last_result"]["reason"]
         repo.publish(make_bundle(tmp_path / "slow", "6", heavy=3))  # same answers, 3x the work
-        wait_for(lambda: "6" in card()["versions"]["failed"], 90, "version 6 to be rolled back")
+        wait_for(lambda: "6" in card()["versions"]["failed"], 90, "version 6 to be rolled back", card)
         c = card()
         assert c["version"] == "4" and "> 2.0x" in c["update"]["last_result"]["reason"], c["update"]
         stop.set()

@@ -113,12 +113,17 @@ def judge(cfg: CanaryConfig, samples: int, agree: int | None, errors: int, cand_
         ratio = p99(cand_ms) / max(p99(base_ms), 1e-6)
         median = float(np.median(cand_ms)) / max(float(np.median(base_ms)), 1e-6)
         parts.append(f"p99 {p99(cand_ms):.2f} ms vs {p99(base_ms):.2f} ms ({ratio:.2f}x; median {median:.2f}x)")
-        # the p99 of 100 runs is the 1-2 slowest: on a busy 2-core board one preemption decides it (two
-        # copies of one model measured 7x apart). A candidate fails on latency when its p99 is over the
-        # limit and its median at least half way there, by more than the floor: a model 3x slower
-        # fails; scheduler noise, which leaves the median alone, does not.
-        if (ratio > cfg.max_p99_ratio and median > 1 + (cfg.max_p99_ratio - 1) / 2
-                and p99(cand_ms) - p99(base_ms) > cfg.p99_floor_ms):
+        # The p99 of 100 shadow runs is their 1-2 slowest: on a busy 2-core board, a preemption. In a
+        # live canary under load a 3x slower model measured a p99 ratio of 0.55-1.94x while its median
+        # ratio was 2.9-13x; two copies of one model measured 7x apart at p99. So a candidate fails on
+        # latency when its median is over the limit (slower throughout), or its p99 is over the limit
+        # and its median at least half way there (a slower tail with a slower body); differences under
+        # p99_floor_ms never fail it.
+        med_c, med_b = float(np.median(cand_ms)), float(np.median(base_ms))
+        slower = (median > cfg.max_p99_ratio and med_c - med_b > cfg.p99_floor_ms) or (
+            ratio > cfg.max_p99_ratio and median > 1 + (cfg.max_p99_ratio - 1) / 2
+            and p99(cand_ms) - p99(base_ms) > cfg.p99_floor_ms)
+        if slower:
             ok = False
             parts[-1] += f" > {cfg.max_p99_ratio:.1f}x"
     return ok, ", ".join(parts)
