@@ -93,6 +93,7 @@ def create_app(models: Sequence[ModelSource], config: Union[ServeConfig, None] =
         served[m.name] = ServedModel(m, ModelWorker(m, config, mm, prep_pool), mm)
     health = HealthChecker(served, config, metrics, llm)
     state = ServerState(served, config, metrics, prep_pool, health, llm)
+    state.primary.update({name: s.model.bundle for name, s in served.items()})
     state.ota = ota(state) if ota is not None else None  # the updater of serve/ota.py, or none
     for name, s in served.items():
         s.metrics.queue_depth.set_function(lambda name=name: state.pending(name))  # across swaps too

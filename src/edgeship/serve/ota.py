@@ -174,6 +174,12 @@ class ServerGate:
 
     def commit(self, name: str, candidate: Path) -> None:
         model = self.candidates.pop(name)
+        state = self.ota.state
+        state.primary[name] = candidate
+        if name in state.held:  # e.g. the governor's lighter variant: it swaps to primary when it lets go
+            model.close()
+            log.info(json.dumps({"event": "ota_commit_held", "model": name, "held_by": state.held[name]}))
+            return
         try:
             result = self.ota.call_soon(self.ota.state.swap(name, model))  # warm, check, switch, drain, free
         except BaseException:
@@ -233,11 +239,15 @@ class ServerOTA:
                              "at": new.updated})
         if new.state in REST and new.committed is not None:
             served = self.state.models.get(new.model)
-            if served is not None and served.model.bundle.manifest.version != new.committed.version:
+            committed_dir = self.store.bundle_dir(new.model, new.committed)
+            if served is not None:
+                self.state.primary[new.model] = committed_dir
+            if (served is not None and new.model not in self.state.held
+                    and served.model.bundle.manifest.version != new.committed.version):
                 # the committed version changed without a gate swap (an admin rollback, a commit finished
                 # after a restart): serve the committed one
                 current = served.model
-                model = Model.load(self.store.bundle_dir(new.model, new.committed), current.config,
+                model = Model.load(committed_dir, current.config,
                                    max_pixels=current.max_pixels)
                 try:
                     self.call_soon(self.state.swap(new.model, model))
