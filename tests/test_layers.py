@@ -25,7 +25,8 @@ ALLOWED: dict[str, set[str]] = {
     "targets": {"runtime", "bundle", "monitor"},
     "bench": {"runtime", "bundle", "targets", "monitor"},
     "ota": {"runtime", "bundle", "monitor"},
-    "serve": {"runtime", "bundle", "monitor", "llm", "ota", "targets", "bench"},
+    "pipeline": {"runtime", "bundle", "llm"},
+    "serve": {"runtime", "bundle", "monitor", "llm", "ota", "targets", "bench", "pipeline"},
     "optimize": {"runtime", "bundle", "bench", "targets"},
 }
 FRONT = {"cli", "commands", "demo", "__main__"}  # the CLI: imports anything, lazily

@@ -25,6 +25,7 @@ VERB_MODULES = [
     "edgeship.commands.devices",
     "edgeship.commands.serve",
     "edgeship.commands.llm",
+    "edgeship.commands.describe",
     "edgeship.commands.demo",
 ]
 

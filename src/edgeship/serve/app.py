@@ -57,26 +57,38 @@ def load_models(sources: Sequence[ModelSource], config: ServeConfig) -> list[Mod
 
 
 def create_app(models: Sequence[ModelSource], config: Union[ServeConfig, None] = None, llm: Any = None,
-               registry: Any = None) -> FastAPI:
+               registry: Any = None, describe: Any = None, hot: Any = None) -> FastAPI:
     """A FastAPI app serving ``models`` (bundle paths, Bundles or loaded Models) and, optionally, an LLMService.
 
     ``registry``: the prometheus CollectorRegistry to fill (one is made when None); give the same
-    one to the LLMService so /metrics shows both.
+    one to the LLMService so /metrics shows both. ``describe``: the pipeline.DescribeConfig of
+    ``POST /v1/pipelines/describe`` (None: the defaults). ``hot``: a callable returning why the
+    device is too hot to start a description, or None (default: serve/heat.SensorHeat).
     """
+    from ..pipeline.config import DescribeConfig
+    from .describe import DescribeService, create_describe_router
+    from .heat import SensorHeat
+    from .sharing import VisionActivity, llm_thread_setup
+
     config = config or ServeConfig()
     loaded = load_models(models, config)
     if llm is not None and llm.name in {m.name for m in loaded}:
         raise InputError(f"the LLM and a vision model are both named {llm.name!r}; rename one")
     metrics = ServeMetrics(config.sensors_root, config.disk_path, registry)
     prep_pool = HotThreadPool(config.prep_threads, "edgeship-decode")
+    activity = VisionActivity()  # what the LLM yields to (serve/sharing.py)
     served = {}
     for m in loaded:
         mm = metrics.for_model(m.name, m)
-        served[m.name] = ServedModel(m, ModelWorker(m, config, mm, prep_pool), mm)
+        served[m.name] = ServedModel(m, ModelWorker(m, config, mm, prep_pool, activity=activity), mm)
     health = HealthChecker(served, config, metrics, llm)
     state = ServerState(served, config, metrics, prep_pool, health, llm)
     for name, s in served.items():
         s.metrics.queue_depth.set_function(lambda name=name: state.pending(name))  # across swaps too
+    if llm is not None and getattr(llm, "thread_setup", False) is None:  # an LLMService without its own
+        llm.thread_setup = llm_thread_setup(config.llm_sharing)
+    hot = hot if hot is not None else SensorHeat(config.sensors_root, config.alerts.max_cpu_temp_c)
+    describer = DescribeService(state, describe or DescribeConfig(), llm, hot, metrics.registry)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -84,6 +96,9 @@ def create_app(models: Sequence[ModelSource], config: Union[ServeConfig, None] =
             s.worker.start()
         if llm is not None:
             await llm.start()
+            if getattr(llm, "engine", None) is not None:
+                llm.engine.pace = activity.pacer(config.llm_sharing)
+            await describer.start()
         try:
             yield
         finally:
@@ -101,6 +116,7 @@ def create_app(models: Sequence[ModelSource], config: Union[ServeConfig, None] =
 
     app = FastAPI(title="edgeship", version=__version__, lifespan=lifespan)
     app.state.edgeship = state
+    app.state.describe = describer
     install_handlers(app)
     app.add_middleware(RequestCounter, metrics=metrics)
 
@@ -123,6 +139,7 @@ def create_app(models: Sequence[ModelSource], config: Union[ServeConfig, None] =
 
     app.include_router(create_vision_router(state))
     app.include_router(create_kserve_router(state))
+    app.include_router(create_describe_router(describer))
     if llm is not None:
         from ..llm.openai_api import create_llm_router
 

@@ -134,8 +134,9 @@ def _set(fut: asyncio.Future, result: Any, exc: BaseException | None) -> None:
 class ModelWorker:
     """Admission, the queue and the inference thread of one model."""
 
-    def __init__(self, model, config, metrics, prep_pool: Executor, name: str | None = None):
+    def __init__(self, model, config, metrics, prep_pool: Executor, name: str | None = None, activity=None):
         self.model = model
+        self.activity = activity  # serve/sharing.VisionActivity: an LLM yields to requests in flight here
         self.name = name or model.name
         self.config = config
         self.metrics = metrics
@@ -197,6 +198,9 @@ class ModelWorker:
             self.start()
         loop = asyncio.get_running_loop()
         job = _Job(prepare, loop.create_future(), loop, time.perf_counter())
+        if self.activity is not None:  # from now until the answer, this request has work on the cores
+            self.activity.enter()
+            job.fut.add_done_callback(lambda _: self.activity.leave())
         job.streaming = job.t_submit - self._last_submit < STREAM_GAP_S
         self._last_submit = job.t_submit
         with self._cv:
@@ -206,6 +210,7 @@ class ModelWorker:
         except RuntimeError:  # the pool is shut down
             with self._cv:
                 self._preparing -= 1
+            job.fut.cancel()
             raise Overloaded("the server is shutting down", self.config.retry_after_s) from None
         return await job.fut
 
