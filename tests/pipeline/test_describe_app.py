@@ -26,13 +26,13 @@ URL = "/v1/pipelines/describe"
 LIMIT = 64
 
 
-def serve(vision_bundle, gguf, fn, *, llm=True, queue_size=2, hot=None, describe=None, sharing="pause"):
+def serve(vision_bundle, gguf, fn, *, llm=True, queue_size=2, hot=None, describe=None, sharing="pause", threads=1):
     """Run ``fn(client, app, llm_service)`` against a started app; returns what it returns."""
     from edgeship.llm.openai_api import LLMService
 
     async def main():
         registry = prometheus_client.CollectorRegistry()
-        service = LLMService(gguf, n_ctx=DESCRIBE_CTX, n_threads=1, queue_size=queue_size, registry=registry,
+        service = LLMService(gguf, n_ctx=DESCRIBE_CTX, n_threads=threads, queue_size=queue_size, registry=registry,
                              max_tokens=LIMIT) if llm else None
         app = create_app([vision_bundle], ServeConfig(prep_threads=1, llm_sharing=sharing), llm=service,
                          registry=registry, describe=describe or DescribeConfig(max_tokens=16), hot=hot)
@@ -235,18 +235,33 @@ def test_a_client_that_leaves_the_queue_frees_its_place_at_once(describe_gguf):
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="thread priorities are Linux's")
 def test_llm_sharing_settings(vision_bundle, describe_gguf):
-    from edgeship.serve.sharing import LLM_NICE, VisionActivity
+    from edgeship.serve.sharing import COMPUTE_THREAD_NAME, LLM_NICE, VisionActivity
 
-    def nice_of_llm_thread(llm) -> int:
-        return llm._executor.submit(lambda: os.getpriority(os.PRIO_PROCESS, threading.get_native_id())).result()
+    def nice(tid: int) -> int:
+        return os.getpriority(os.PRIO_PROCESS, tid)
+
+    def compute_threads() -> list[int]:
+        out = []
+        for tid in os.listdir("/proc/self/task"):
+            try:
+                with open(f"/proc/self/task/{tid}/comm") as f:
+                    if f.read().strip() == COMPUTE_THREAD_NAME:
+                        out.append(nice(int(tid)))
+            except OSError:
+                pass
+        return out
 
     async def probe(client, app, llm):
-        return nice_of_llm_thread(llm), llm.engine.pace is not None
+        own = llm._executor.submit(lambda: nice(threading.get_native_id())).result()
+        r = await client.post(URL + "?stream=false&max_tokens=4", content=jpeg_bytes())
+        assert r.status_code == 200 and r.json()["description"] is not None
+        return own, compute_threads(), llm.engine.pace is not None
 
-    assert serve(vision_bundle, describe_gguf, probe, sharing="pause") == (LLM_NICE, True)
-    assert serve(vision_bundle, describe_gguf, probe, sharing="priority") == (LLM_NICE, False)
-    own = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
-    assert serve(vision_bundle, describe_gguf, probe, sharing="off") == (own, False)
+    base = nice(threading.get_native_id())
+    # 2 threads: the LLM's own and one OpenMP worker, both at nice 19 unless sharing is off.
+    assert serve(vision_bundle, describe_gguf, probe, sharing="pause", threads=2) == (LLM_NICE, [LLM_NICE], True)
+    assert serve(vision_bundle, describe_gguf, probe, sharing="priority", threads=2) == (LLM_NICE, [LLM_NICE], False)
+    assert serve(vision_bundle, describe_gguf, probe, sharing="off", threads=2) == (base, [], False)
 
     activity = VisionActivity()
     assert activity.wait_idle(0.01) is True  # idle: no wait at all

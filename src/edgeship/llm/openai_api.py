@@ -25,7 +25,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, AsyncIterator, Callable
+from typing import Any, AsyncIterator
 
 from .errors import ContextLengthError
 from .openai_protocol import (
@@ -82,11 +82,9 @@ class LLMService:
     """One GGUF model behind the OpenAI endpoints: its lifecycle, its queue, its worker thread, its metrics."""
 
     def __init__(self, model_path: str | os.PathLike, *, n_ctx: int = 2048, n_threads: int | None = None,
-                 queue_size: int = 8, registry: Any = None, max_tokens: int | None = None,
-                 thread_setup: Callable[[], object] | None = None):
+                 queue_size: int = 8, registry: Any = None, max_tokens: int | None = None):
         """``max_tokens``: the most a request may ask for (400 beyond; a request that does not say gets
-        it, or what the context leaves); None: no limit but the context. ``thread_setup``: runs first
-        on the model's thread (serve/sharing.py lowers its priority there)."""
+        it, or what the context leaves); None: no limit but the context."""
         from .engine import LoadConfig
         from .metrics import LLMMetrics
 
@@ -95,7 +93,6 @@ class LLMService:
         if max_tokens is not None and max_tokens < 1:
             raise ValueError(f"max_tokens: expected a positive integer or None, got {max_tokens}")
         self.max_tokens = max_tokens
-        self.thread_setup = thread_setup
         self.model_path = Path(model_path)
         self.name: str = _model_name(self.model_path)
         self.load_config = LoadConfig(n_ctx=n_ctx, n_threads=n_threads)
@@ -125,8 +122,7 @@ class LLMService:
         """Verify and load the model in the worker thread; the event loop keeps serving meanwhile."""
         self._move(ServiceState.LOADING)
         self._lock = asyncio.Lock()
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"llm-{self.name}",
-                                            initializer=self.thread_setup)
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"llm-{self.name}")
         loop = asyncio.get_running_loop()
         try:
             await loop.run_in_executor(self._executor, self._load)

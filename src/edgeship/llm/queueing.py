@@ -16,9 +16,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from typing import Any, AsyncIterator
+from typing import Any, AsyncIterator, Callable, TypeVar
 
 from .openai_protocol import OpenAIError
+
+T = TypeVar("T")
 
 # How often a waiting non-streamed request checks that its client is still there.
 DISCONNECT_POLL_S = 0.1
@@ -68,6 +70,16 @@ async def acquire_or_gone(service, request: Any) -> bool:
         raise
 
 
+async def on_model_thread(service, fn: Callable[[], T]) -> T:
+    """Run ``fn`` on the model's thread when the model is free (in queue order); for work that must not
+    interleave with a generation (warming a prompt cache, preparing the compute threads)."""
+    await service._acquire()
+    try:
+        return await asyncio.get_running_loop().run_in_executor(service._executor, fn)
+    finally:
+        service._lock.release()
+
+
 class GenerationFailed(Exception):
     """llama.cpp failed while generating; the original error is the cause."""
 
@@ -104,4 +116,5 @@ async def run_streamed(service, gen) -> AsyncIterator[str]:
         gen.cancel.set()
 
 
-__all__ = ["DISCONNECT_POLL_S", "GenerationFailed", "acquire_or_gone", "busy_reason", "run_streamed"]
+__all__ = ["DISCONNECT_POLL_S", "GenerationFailed", "acquire_or_gone", "busy_reason", "on_model_thread",
+           "run_streamed"]

@@ -56,6 +56,22 @@ def load_models(sources: Sequence[ModelSource], config: ServeConfig) -> list[Mod
     return models
 
 
+async def share_cores(llm, activity, sharing) -> None:
+    """Set up how the loaded LLM leaves the cores to vision requests (serve/sharing.py)."""
+    from .config import LLMSharing
+    from .sharing import lower_llm_threads
+
+    engine = getattr(llm, "engine", None)
+    if engine is None:  # not loaded (or not an LLMService)
+        return
+    if sharing is not LLMSharing.OFF:
+        from ..llm.queueing import on_model_thread
+
+        reniced = await on_model_thread(llm, lambda: lower_llm_threads(engine))
+        log.info("llm: its thread and %d compute threads at nice 19 (--llm-sharing %s)", len(reniced), sharing.value)
+    engine.pace = activity.pacer(sharing)
+
+
 def create_app(models: Sequence[ModelSource], config: Union[ServeConfig, None] = None, llm: Any = None,
                registry: Any = None, describe: Any = None, hot: Any = None) -> FastAPI:
     """A FastAPI app serving ``models`` (bundle paths, Bundles or loaded Models) and, optionally, an LLMService.
@@ -68,7 +84,7 @@ def create_app(models: Sequence[ModelSource], config: Union[ServeConfig, None] =
     from ..pipeline.config import DescribeConfig
     from .describe import DescribeService, create_describe_router
     from .heat import SensorHeat
-    from .sharing import VisionActivity, llm_thread_setup
+    from .sharing import VisionActivity
 
     config = config or ServeConfig()
     loaded = load_models(models, config)
@@ -85,8 +101,6 @@ def create_app(models: Sequence[ModelSource], config: Union[ServeConfig, None] =
     state = ServerState(served, config, metrics, prep_pool, health, llm)
     for name, s in served.items():
         s.metrics.queue_depth.set_function(lambda name=name: state.pending(name))  # across swaps too
-    if llm is not None and getattr(llm, "thread_setup", False) is None:  # an LLMService without its own
-        llm.thread_setup = llm_thread_setup(config.llm_sharing)
     hot = hot if hot is not None else SensorHeat(config.sensors_root, config.alerts.max_cpu_temp_c)
     describer = DescribeService(state, describe or DescribeConfig(), llm, hot, metrics.registry)
 
@@ -96,8 +110,7 @@ def create_app(models: Sequence[ModelSource], config: Union[ServeConfig, None] =
             s.worker.start()
         if llm is not None:
             await llm.start()
-            if getattr(llm, "engine", None) is not None:
-                llm.engine.pace = activity.pacer(config.llm_sharing)
+            await share_cores(llm, activity, config.llm_sharing)
             await describer.start()
         try:
             yield

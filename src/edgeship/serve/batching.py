@@ -78,8 +78,10 @@ class _Job:
 
 
 @contextlib.contextmanager
-def _lowest_priority_for_new_threads() -> Iterator[None]:
+def _lowest_priority_for_new_threads(label: str = "edgeship-twin", reniced: list | None = None) -> Iterator[None]:
     """Threads that this thread starts inside the block get nice 19 (Linux; elsewhere nothing changes).
+
+    They are renamed ``label``; their thread ids are appended to ``reniced`` when it is given.
 
     Measured with a single client on 2 cores (EfficientNet-Lite0, two runs of 5000-7000 requests a
     row): spinning at normal priority between two runs, the twin's threads kept the cores from the
@@ -117,7 +119,9 @@ def _lowest_priority_for_new_threads() -> Iterator[None]:
                         continue  # started by another thread
                 os.setpriority(os.PRIO_PROCESS, int(tid), 19)
                 with open(f"{tasks}/{tid}/comm", "w") as f:
-                    f.write("edgeship-twin")
+                    f.write(label)
+                if reniced is not None:
+                    reniced.append(int(tid))
             except OSError:  # the thread has ended already
                 pass
 

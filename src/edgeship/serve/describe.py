@@ -123,16 +123,15 @@ class DescribeService:
             pipe.warm()
             return pipe
 
-        await llm._lock.acquire()
+        from ..llm.queueing import on_model_thread
+
         try:
-            self.pipeline = await asyncio.get_running_loop().run_in_executor(llm._executor, build)
+            self.pipeline = await on_model_thread(llm, build)
         except InputError:
             raise
         except Exception as exc:  # noqa: BLE001  describe degrades; the rest of the server serves
             self.error = f"{type(exc).__name__}: {exc}"
             log.error("describe pipeline could not start: %s", self.error)
-        finally:
-            llm._lock.release()
         if self.pipeline is not None and self.pipeline.prefix is not None:
             p = self.pipeline.prefix
             log.info("describe: prompt head of %d tokens cached (%.0f ms, %d KB)", len(p), p.warm_ms or 0, p.bytes >> 10)

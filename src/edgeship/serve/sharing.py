@@ -2,20 +2,28 @@
 
 >>> activity = VisionActivity()
 >>> worker = ModelWorker(model, config, metrics, pool, activity=activity)   # counts its requests
->>> llm = LLMService(path, thread_setup=llm_thread_setup(LLMSharing.PAUSE))  # nice 19 on Linux
+>>> lower_llm_threads(engine)             # on the LLM's thread, once: it and its workers at nice 19
 >>> engine.pace = activity.pacer(LLMSharing.PAUSE)                          # between two tokens
 
 Vision and the LLM never share a queue or a thread: vision requests go to their model's worker,
 LLM requests to the LLM's own thread, and tokens cross to the event loop without blocking it. What
-they do share is the cores. Three settings (``serve --llm-sharing``):
+they share is the cores. Three settings (``serve --llm-sharing``):
 
-- ``off``: both at the same priority; the kernel splits the cores between them.
-- ``priority``: the LLM's thread runs at nice 19, and so do the OpenMP threads llama.cpp starts
-  from it (a new thread inherits its creator's nice value on Linux). While a vision request has
-  work to do, the kernel gives its threads the cores (weight 1024 against 15).
-- ``pause`` (default): ``priority``, and between two tokens the generation also waits while any
-  vision request is in flight (from its decode to its answer), for at most PAUSE_MAX_S each time.
-  A token already under way is not interrupted; the next one starts after the vision answer.
+- ``off``: the kernel splits the cores between them as it likes.
+- ``priority``: the LLM's thread runs at nice 19, and so do the compute threads llama.cpp starts
+  from it (OpenMP workers; a new thread inherits its creator's nice value on Linux). While a
+  vision request has work, the kernel gives its threads the cores (weight 1024 against 15).
+- ``pause`` (default): ``priority``, and between two tokens a generation also waits while any
+  vision request is in flight (from its decode to its answer), at most PAUSE_MAX_S each time.
+
+Why the whole LLM thread and not only llama.cpp's workers: the LLM's Python thread computes its
+share of every matrix product too. Left at normal priority, it competed with the vision threads
+for the cores; on a loaded 2-core machine the shared vision p99 was 2.74x and 1.45x the solo p99
+with only the workers at nice 19, against 1.14x and 1.44x with the whole thread (two pairs of 20 s
+runs at 10 requests/s, load average 6 to 10: noisy). The cost: a nice-19 thread gets almost no
+CPU while other processes keep the cores busy (the LLM made no token in 20 s there), and if it is
+preempted while it holds the GIL, the server's other threads wait for it until it runs again
+(not seen in those runs). On a device that runs only this server neither happens.
 
 bench/pipeline.py measures each: the vision p99 at a steady rate, alone and while the LLM
 generates without a break, and the LLM's tokens per second alone and shared.
@@ -29,6 +37,7 @@ import sys
 import threading
 from typing import Callable
 
+from .batching import _lowest_priority_for_new_threads
 from .config import LLMSharing
 
 log = logging.getLogger("edgeship.serve")
@@ -37,6 +46,7 @@ LLM_NICE = 19
 # The longest a generation waits between two tokens for vision requests to finish. A burst of
 # vision requests can then slow the LLM to about 1/PAUSE_MAX_S tokens a second, never stop it.
 PAUSE_MAX_S = 0.2
+COMPUTE_THREAD_NAME = "edgeship-llm"
 
 
 class VisionActivity:
@@ -87,9 +97,21 @@ def lower_this_thread(nice: int = LLM_NICE) -> bool:
         return False
 
 
-def llm_thread_setup(sharing: LLMSharing) -> Callable[[], object] | None:
-    """The LLM thread's initializer under ``sharing``: nice 19 for ``priority`` and ``pause``."""
-    return None if sharing is LLMSharing.OFF else lower_this_thread
+def lower_llm_threads(engine) -> list[int]:
+    """On the LLM's thread, before its first generation: it and llama.cpp's compute threads at nice 19.
+
+    OpenMP starts its workers at the first parallel region and keeps them; one token evaluated
+    here (then forgotten) starts them now, named COMPUTE_THREAD_NAME. Returns their thread ids.
+    """
+    if not lower_this_thread():
+        return []
+    reniced: list[int] = []
+    token = engine.tokenize("a", add_bos=False).tokens[:1]
+    with _lowest_priority_for_new_threads(COMPUTE_THREAD_NAME, reniced):
+        engine.llama.eval(token)
+    engine.reset()
+    return reniced
 
 
-__all__ = ["LLM_NICE", "PAUSE_MAX_S", "VisionActivity", "llm_thread_setup", "lower_this_thread"]
+__all__ = ["COMPUTE_THREAD_NAME", "LLM_NICE", "PAUSE_MAX_S", "VisionActivity", "lower_llm_threads",
+           "lower_this_thread"]
