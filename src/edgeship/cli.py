@@ -27,6 +27,7 @@ VERB_MODULES = [
     "edgeship.commands.llm",
     "edgeship.commands.describe",
     "edgeship.commands.demo",
+    "edgeship.commands.monitor",
 ]
 
 USAGE_ERRORS = (InputError, SchemaError, ModelNotFoundError)

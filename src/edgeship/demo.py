@@ -123,6 +123,10 @@ def _optional_sections() -> None:
         SECTIONS.setdefault("optimize", optimize_section)
     if importlib.util.find_spec("llama_cpp") is not None:
         SECTIONS.setdefault("llm", llm_section)
+    if importlib.util.find_spec("torch") is not None:
+        from .demo_thermal import health_section
+
+        SECTIONS.setdefault("health", health_section)
 
 
 def run_demo(out: Path, console, only: list[str] | None = None, skip: list[str] | None = None,

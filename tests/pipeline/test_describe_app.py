@@ -180,13 +180,17 @@ def test_degraded_answers_keep_the_vision_result(vision_bundle, describe_gguf, t
     assert free["degraded"] is None and free["description"] is not None
     assert metric(text, "edgeship_pipeline_degraded_total", reason="llm_queue_full") == 1
 
-    # The default heat check reads the CPU temperature through monitor/sensors (a fake sysfs here).
-    from edgeship.serve.heat import SensorHeat
+    # The default heat check is the thermal status of monitor/thermal.py (a fake sysfs here, a Pi's limits).
+    from edgeship.monitor.thermal import limits_for
+    from edgeship.serve.heat import ThermalHeat
 
-    tree(tmp_path, {"sys/class/thermal/thermal_zone0/type": "cpu-thermal",
-                    "sys/class/thermal/thermal_zone0/temp": 86500})
-    assert "86.5 C" in SensorHeat(str(tmp_path), max_cpu_temp_c=80.0)()
-    assert SensorHeat(str(tmp_path), max_cpu_temp_c=90.0)() is None
+    zone = "sys/class/thermal/thermal_zone0/temp"
+    tree(tmp_path, {"sys/class/thermal/thermal_zone0/type": "cpu-thermal", zone: 76000})
+    heat = ThermalHeat(str(tmp_path), limits_for("rpi5"))
+    assert heat() is None  # 76 C: moderate on a Pi 5, below where the firmware throttles
+    tree(tmp_path, {zone: 81500})
+    reason = heat()
+    assert reason.startswith("thermal status severe: 81.5 C") and "below 80 C" in reason
 
 
 def test_a_template_the_served_task_cannot_fill_fails_at_start(vision_bundle):

@@ -93,7 +93,9 @@ class LLMService:
         if max_tokens is not None and max_tokens < 1:
             raise ValueError(f"max_tokens: expected a positive integer or None, got {max_tokens}")
         self.max_tokens = max_tokens
-        self.model_path = Path(model_path)
+        from .model_file import locate
+
+        self.model_path = locate(model_path)
         self.name: str = _model_name(self.model_path)
         self.load_config = LoadConfig(n_ctx=n_ctx, n_threads=n_threads)
         self.queue_size = queue_size

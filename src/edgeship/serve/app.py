@@ -26,8 +26,10 @@ from ..bundle import Bundle
 from ..errors import InputError
 from ..runtime.model import Model
 from .batching import ModelWorker
-from .config import ServeConfig, runtime_config
+from .config import ServeConfig, runtime_config, thermal_limits
+from .dashboard import create_dashboard_router
 from .errors import install_handlers
+from .live import LiveStats
 from .health import READY, HealthChecker
 from .kserve import create_kserve_router
 from .metrics import RequestCounter, ServeMetrics
@@ -72,6 +74,20 @@ async def share_cores(llm, activity, sharing) -> None:
     engine.pace = activity.pacer(sharing)
 
 
+def check_variants(config: ServeConfig, served: dict) -> None:
+    """Each declared variant names a served model and is a bundle that opens (files checked)."""
+    from ..bundle import open_bundle
+
+    for name, source in config.variants.items():
+        if name not in served:
+            known = ", ".join(sorted(served)) or "none"
+            raise InputError(f"--variant {name}=...: no model named {name!r} is served (serving: {known})")
+        try:
+            open_bundle(source)
+        except Exception as exc:
+            raise InputError(f"--variant {name}={source}: not a usable bundle: {exc}") from exc
+
+
 def create_app(models: Sequence[ModelSource], config: Union[ServeConfig, None] = None, llm: Any = None,
                registry: Any = None, describe: Any = None, hot: Any = None) -> FastAPI:
     """A FastAPI app serving ``models`` (bundle paths, Bundles or loaded Models) and, optionally, an LLMService.
@@ -79,18 +95,19 @@ def create_app(models: Sequence[ModelSource], config: Union[ServeConfig, None] =
     ``registry``: the prometheus CollectorRegistry to fill (one is made when None); give the same
     one to the LLMService so /metrics shows both. ``describe``: the pipeline.DescribeConfig of
     ``POST /v1/pipelines/describe`` (None: the defaults). ``hot``: a callable returning why the
-    device is too hot to start a description, or None (default: serve/heat.SensorHeat).
+    device is too hot to start a description, or None (default: serve/heat.ThermalHeat, the thermal status).
     """
     from ..pipeline.config import DescribeConfig
     from .describe import DescribeService, create_describe_router
-    from .heat import SensorHeat
+    from .heat import ThermalHeat
     from .sharing import VisionActivity
 
     config = config or ServeConfig()
     loaded = load_models(models, config)
     if llm is not None and llm.name in {m.name for m in loaded}:
         raise InputError(f"the LLM and a vision model are both named {llm.name!r}; rename one")
-    metrics = ServeMetrics(config.sensors_root, config.disk_path, registry)
+    limits = thermal_limits(config)
+    metrics = ServeMetrics(config.sensors_root, config.disk_path, registry, limits=limits)
     prep_pool = HotThreadPool(config.prep_threads, "edgeship-decode")
     activity = VisionActivity()  # what the LLM yields to (serve/sharing.py)
     served = {}
@@ -101,7 +118,21 @@ def create_app(models: Sequence[ModelSource], config: Union[ServeConfig, None] =
     state = ServerState(served, config, metrics, prep_pool, health, llm)
     for name, s in served.items():
         s.metrics.queue_depth.set_function(lambda name=name: state.pending(name))  # across swaps too
-    hot = hot if hot is not None else SensorHeat(config.sensors_root, config.alerts.max_cpu_temp_c)
+    from ..monitor.thermal import read_sample
+
+    live_stats = LiveStats(lambda: state.models, heat=lambda: read_sample(config.sensors_root),
+                           llm=(lambda: llm.model_card()) if llm is not None else (lambda: None),
+                           started=metrics.started, limits=limits)
+    governor = None
+    if config.governor is not None:
+        from .governor import GovernorService
+
+        check_variants(config, served)
+        governor = GovernorService(state, config, limits, metrics, live_stats)
+        # The live view shows what the governor read, instead of reading the sensors a second time.
+        live_stats.heat = lambda: governor.governor.last_sample
+        live_stats.governor = governor.snapshot
+    hot = hot if hot is not None else ThermalHeat(config.sensors_root, limits)
     describer = DescribeService(state, describe or DescribeConfig(), llm, hot, metrics.registry)
 
     @contextlib.asynccontextmanager
@@ -112,9 +143,15 @@ def create_app(models: Sequence[ModelSource], config: Union[ServeConfig, None] =
             await llm.start()
             await share_cores(llm, activity, config.llm_sharing)
             await describer.start()
+        live_stats.start()
+        if governor is not None:
+            governor.start(asyncio.get_running_loop())
         try:
             yield
         finally:
+            if governor is not None:
+                governor.stop()
+            live_stats.stop()
             state.closing = True  # a swap under way finishes; no new one starts
             for s in served.values():
                 s.worker.close()
@@ -130,8 +167,15 @@ def create_app(models: Sequence[ModelSource], config: Union[ServeConfig, None] =
     app = FastAPI(title="edgeship", version=__version__, lifespan=lifespan)
     app.state.edgeship = state
     app.state.describe = describer
+    app.state.live = live_stats
+    app.state.governor = governor
     install_handlers(app)
-    app.add_middleware(RequestCounter, metrics=metrics)
+    known = lambda: (*served, *([llm.name] if llm is not None else []))  # noqa: E731
+    if governor is not None:
+        from .governor import GovernorGate
+
+        app.add_middleware(GovernorGate, service=governor)  # inside the counter: its 503s are counted
+    app.add_middleware(RequestCounter, metrics=metrics, known=known, live=live_stats)
 
     @app.get("/health/live")
     async def live() -> JSONResponse:
@@ -150,6 +194,7 @@ def create_app(models: Sequence[ModelSource], config: Union[ServeConfig, None] =
         body = await asyncio.to_thread(generate_latest, metrics.registry)
         return Response(body, media_type=CONTENT_TYPE_LATEST)
 
+    app.include_router(create_dashboard_router(live_stats))
     app.include_router(create_vision_router(state))
     app.include_router(create_kserve_router(state))
     app.include_router(create_describe_router(describer))
