@@ -9,9 +9,11 @@ article's application. What is kept from the article: one ONNX Runtime session w
 step and the LLM step one after the other, the LLM answer as one blocking, non-streamed call.
 
 Changes, each the smallest that makes the comparison like for like:
-- preprocessing uses the bundle's resize, crop, mean and std (the article's ImageNet constants
-  and square resize give EfficientNet-Lite0 other labels, hence another prompt), and the float64
-  array is cast to float32 before ``session.run`` (ONNX Runtime refuses float64);
+- preprocessing uses the bundle's resize, crop, mean and std, the crop box resized in one step
+  as edgeship does (the article's ImageNet constants and square resize give EfficientNet-Lite0
+  other scores, hence another prompt; on chelsea.png even a different crop order swaps its two
+  near-equal top classes), and the float64 array is cast to float32 before ``session.run`` (ONNX
+  Runtime refuses float64);
 - the prompt is edgeship's describe prompt from the same top classes (rendered with edgeship's
   template code, so both designs send the very same words), and sampling is the same (greedy,
   the same max_tokens and repeat penalty) instead of the article's temperature 0.3;
@@ -68,11 +70,10 @@ class EdgeMultiModelPipeline:
     def preprocess_image(self, image: Image.Image) -> np.ndarray:
         p = self.pre
         w, h = image.size
-        k = p["resize_to"] / min(w, h)
-        image = image.resize((round(w * k), round(h * k)), Image.BILINEAR)
+        k = p["resize_to"] / min(w, h)  # short side to resize_to, centre crop: one resize of the crop box
         th, tw = p["size"]
-        left, top = (image.size[0] - tw) // 2, (image.size[1] - th) // 2
-        image = image.crop((left, top, left + tw, top + th))
+        left, top = (w - tw / k) / 2, (h - th / k) / 2
+        image = image.resize((tw, th), Image.BILINEAR, box=(left, top, left + tw / k, top + th / k))
         arr = np.array(image) * p["scale"]  # float64, as in the article
         arr = (arr - np.array(p["mean"])) / np.array(p["std"])
         return arr.transpose(2, 0, 1)[np.newaxis, ...].astype(np.float32)
