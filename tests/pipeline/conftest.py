@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from edgeship.bundle import Task
+
 DESCRIBE_CTX = 1024  # the tiny model's byte-level tokenizer makes a describe prompt about 150 tokens
 
 
@@ -67,3 +69,44 @@ def chelsea() -> Path:
     if "chelsea" not in found:
         pytest.skip("scikit-image's sample photos are not installed")
     return found["chelsea"]
+
+
+@pytest.fixture(scope="session")
+def detection_bundle(tmp_path_factory) -> Path:
+    """A YOLOv8-shaped detector on 64x64 inputs (onnx.helper, no torch) that always finds the same three
+    objects: a dog at the top left, a dog in the centre, a cat at the bottom right."""
+    onnx = pytest.importorskip("onnx")
+    import numpy as np
+    from onnx import TensorProto, helper, numpy_helper
+
+    from edgeship.bundle import Manifest, Postprocessing, Preprocessing, Resize, TensorSpec, write_bundle
+
+    # [1, 4 + 3 classes, 3 anchors]: cx, cy, w, h in input pixels, then class scores.
+    boxes = np.array([[10, 32, 54], [10, 32, 54], [12, 12, 12], [12, 12, 12],
+                      [0.0, 0.0, 0.9], [0.95, 0.8, 0.0], [0.0, 0.0, 0.0]], dtype=np.float32)[None]
+    nodes = [
+        helper.make_node("ReduceMean", ["input"], ["m"], keepdims=1, axes=[1, 2, 3]),  # [N, 1, 1, 1]
+        helper.make_node("Mul", ["m", "zero"], ["z"]),
+        helper.make_node("Reshape", ["z", "shape"], ["z3"]),  # [N, 1, 1]
+        helper.make_node("Add", ["z3", "boxes"], ["output0"]),  # [N, 7, 3]
+    ]
+    graph = helper.make_graph(
+        nodes, "fixed-detector",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", 3, 64, 64])],
+        [helper.make_tensor_value_info("output0", TensorProto.FLOAT, ["batch", 7, 3])],
+        [numpy_helper.from_array(np.zeros(1, np.float32), "zero"),
+         numpy_helper.from_array(np.array([-1, 1, 1], np.int64), "shape"),
+         numpy_helper.from_array(boxes, "boxes")],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    tmp = tmp_path_factory.mktemp("det")
+    onnx.save(model, str(tmp / "model.onnx"))
+    manifest = Manifest(
+        name="fixeddet", model="model.onnx", version="1", task=Task.DETECT,
+        inputs=[TensorSpec("input", ["batch", 3, 64, 64], "float32", "NCHW")],
+        outputs=[TensorSpec("output0", ["batch", 7, 3])],
+        preprocessing=Preprocessing(size=(64, 64), resize=Resize.LETTERBOX, resize_to=None),
+        postprocessing=Postprocessing(decoder="yolov8", score_threshold=0.3, iou_threshold=0.45, max_detections=50),
+    )
+    return write_bundle(tmp / "bundle", manifest, tmp / "model.onnx", labels=["cat", "dog", "car"]).root

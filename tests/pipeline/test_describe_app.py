@@ -103,6 +103,26 @@ def test_streamed_description_follows_the_vision_answer(vision_bundle, describe_
     assert metric(text, "edgeship_llm_queue_depth") == 0
 
 
+def test_a_detection_bundle_is_described_from_counts_and_positions(detection_bundle, describe_gguf):
+    from PIL import Image
+    import io
+
+    buf = io.BytesIO()
+    Image.new("RGB", (64, 64), (90, 120, 150)).save(buf, "PNG")
+    template = "The camera sees {count} objects: {summary}. Where: {positions}. One sentence about it."
+
+    async def fn(client, app, llm):
+        return (await client.post(URL + "?stream=false&top_k=1", content=buf.getvalue())).json()
+
+    body = serve(detection_bundle, describe_gguf, fn, describe=DescribeConfig(prompt_template=template, max_tokens=4))
+    assert [d["label"] for d in body["vision"]["detections"]] == ["dog"]  # the answer shows top_k
+    # ... while the prompt counted all three (top left, centre, bottom right of the 64x64 picture).
+    assert body["prompt"] == ("The camera sees 3 objects: 2 dogs (top left, centre) and 1 cat (bottom right). "
+                              "Where: dog at top left (95%), cat at bottom right (90%), dog at centre (80%). "
+                              "One sentence about it.")
+    assert body["description"] is not None
+
+
 def test_bad_input_gets_a_clear_error_and_the_next_request_is_served(vision_bundle, describe_gguf):
     img = jpeg_bytes()
 

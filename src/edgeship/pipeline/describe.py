@@ -81,6 +81,7 @@ def done_event(clock: Clock, gen=None, text: str | None = None, degraded: dict |
     """The last event: the whole description (None when degraded, with the reason), timings, token counts."""
     data: dict[str, Any] = {"description": text, "degraded": degraded}
     if gen is not None:
+        data["prompt"] = getattr(gen, "prompt_text", None)
         data["finish_reason"] = gen.finish_reason if gen.finish_reason in ("stop", "length") else "stop"
         data["usage"] = {"prompt_tokens": gen.prompt_tokens, "completion_tokens": gen.completion_tokens,
                          "reused_prompt_tokens": gen.reused_tokens, "evaluated_prompt_tokens": gen.evaluated_tokens}
@@ -155,14 +156,17 @@ class Pipeline:
         from ..llm.engine import SamplingConfig, check_fits
         from ..llm.prefix import PrefixedGeneration
 
-        tail = self._plain(self.template.render_variable(task, output, size, self.config.listed, model))
+        variable = self.template.render_variable(task, output, size, self.config.listed, model)
+        tail = self._plain(variable)
         tokens = self.head_tokens + tail + self._end_tokens
         want = max_tokens or self.config.max_tokens
         check_fits(len(tokens), None, self.engine.n_ctx)  # the prompt alone; the answer gets what is left
         c = self.config
         sampling = SamplingConfig(max_tokens=min(want, self.engine.n_ctx - len(tokens)), temperature=c.temperature,
                                   repeat_penalty=c.repeat_penalty, seed=0 if c.temperature == 0 else None)
-        return PrefixedGeneration(self.engine, tokens, sampling, cancel or threading.Event(), self.prefix)
+        gen = PrefixedGeneration(self.engine, tokens, sampling, cancel or threading.Event(), self.prefix)
+        gen.prompt_text = self.template.fixed + variable  # the user message, for the done event
+        return gen
 
     # -- in one process (the CLI, the demo) --------------------------------------------------------
 
@@ -192,7 +196,10 @@ class Pipeline:
             raise InputError("this Pipeline has no vision model; make it with Pipeline.load, or run vision yourself "
                              "and iterate pipeline.generation(...)")
         clock = Clock()
-        pred = self.model.predict(image, top_k=max(self.config.listed, self.model.bundle.manifest.postprocessing.top_k))
+        # Every detection counts in the prompt ({count}, {objects}); of classes, at least those it lists.
+        top_k = None if self.model.task is Task.DETECT else max(
+            self.config.listed, self.model.bundle.manifest.postprocessing.top_k)
+        pred = self.model.predict(image, top_k=top_k)
         clock.vision = time.perf_counter()
         size = (pred.meta.width, pred.meta.height) if pred.meta is not None else None
         yield Event("vision", vision_answer(self.model, self.model.name, pred.output, pred.timing_ms))

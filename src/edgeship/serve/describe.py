@@ -184,7 +184,9 @@ class DescribeService:
             body = await read_body(request, self.state.config.max_upload_bytes)
             image, opts = split_body(body, request.headers.get("content-type"), opts)
             self._check_max_tokens(opts.max_tokens)
-            top_k = max(opts.top_k or model.bundle.manifest.postprocessing.top_k, self.config.listed)
+            # Every detection counts in the prompt ({count}, {objects}); classes: what the prompt lists.
+            top_k = None if model.task is Task.DETECT else max(
+                opts.top_k or model.bundle.manifest.postprocessing.top_k, self.config.listed)
             job = describe_job(model, image, "application/octet-stream", top_k, self.state.config.max_pixels)
             (output, size), timing = await served.worker.submit(job)
         clock.vision = time.perf_counter()
@@ -202,7 +204,10 @@ class DescribeService:
         return await self._whole(request, clock, vision, work)
 
     def _generation(self, work):
+        """The request's generation; InputError when its prompt cannot be made (a swap changed the task,
+        a prompt that does not fit the context)."""
         task, name, output, size, opts = work
+        self.pipeline.template.check(task)
         return self.pipeline.generation(task, output, size, model=name, max_tokens=opts.max_tokens)
 
     def _finish(self, event: Event, gen=None, outcome: str = "described") -> Event:
@@ -229,7 +234,13 @@ class DescribeService:
             clock.end = time.perf_counter()
             yield self._finish(done_event(clock, None, None, degraded)).sse()
             return
-        gen = self._generation(work)
+        try:
+            gen = self._generation(work)
+        except InputError as exc:
+            clock.end = time.perf_counter()
+            self._finish(done_event(clock), outcome="failed")
+            yield Event("error", {"error": {"message": str(exc), "type": "invalid_request", "code": 400}}).sse()
+            return
         parts: list[str] = []
         try:
             async for piece in run_streamed(self.llm, gen):  # the queue check above and this wait: no await between
