@@ -42,8 +42,9 @@ def busy_reason(service) -> str | None:
     """
     try:
         service._admit()
-    except OpenAIError as exc:
-        return exc.message
+    except OpenAIError:
+        return (f"the LLM is busy: one generation running and {service._waiting} waiting, the most it queues "
+                f"(--llm-queue-size {service.queue_size})")
     return None
 
 
