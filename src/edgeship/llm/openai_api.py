@@ -41,7 +41,6 @@ from .openai_protocol import (
 from .queueing import _END, _Failed, acquire_or_gone
 
 
-
 class ServiceState(str, enum.Enum):
     NEW = "new"
     LOADING = "loading"
