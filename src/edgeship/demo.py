@@ -15,7 +15,8 @@ from typing import Any, Callable
 
 from .util import write_json, write_text_atomic
 
-# Photos whose answer is known (ASSETS.md): printed beside the prediction so the user can check.
+# Photos whose answer is known (docs/assets.md lists the packages that ship them): printed beside
+# the prediction so the user can check.
 EXPECTED = {"chelsea": ("Egyptian cat", "tiger cat", "tabby"), "coffee": ("espresso",)}
 
 Section = Callable[[Path, Any, bool], dict[str, Any]]

