@@ -15,8 +15,10 @@ the same threads for the vision model and the LLM in both designs:
    calling llama-cpp-python's OpenAI server (``python -m llama_cpp.server``, started here) once
    per picture: blocking, as written, and streamed. Time to the vision result, to the first
    description token, total, from the picture's arrival; peak RSS (VmHWM) of every process of each
-   design (edgeship: its server; article: its application and its LLM server). Requests alternate
-   between the designs, the order rotating from repeat to repeat.
+   design (edgeship: its server; article: its application and its LLM server). Each design
+   describes the pictures one after another, the designs' order rotating from repeat to repeat;
+   llama-cpp-python reuses a prompt's common head with the request before on both sides, so
+   what the prefix cache adds shows in part 1, not here.
 3. sharing the cores: vision requests at a steady rate (``--rate``, default 10/s) for
    ``--duration`` seconds, alone and while the LLM generates without a break (back-to-back
    streamed chats), and the LLM's generation speed alone and shared; for edgeship under each
@@ -219,9 +221,11 @@ def part_side_by_side(a, config, photos) -> dict:
             app.call(op="describe", image=str(first), stream=False)
             designs = list(rows)
             for i in range(a.repeat):
-                for name in a.images:
-                    order = designs[i % 3:] + designs[:i % 3]
-                    for d in order:
+                # Each design describes every picture in turn: its LLM's previous request is always
+                # another picture's describe (never the very same prompt, which a server answers
+                # from its cache), as for a camera sending one picture after another.
+                for d in designs[i % 3:] + designs[:i % 3]:
+                    for name in a.images:
                         if d == "edgeship":
                             r = describe_edgeship(client, ed_url, photos[name])
                         else:
@@ -238,8 +242,8 @@ def part_side_by_side(a, config, photos) -> dict:
         stop(ll)
     summary = {d: {k: med([x[k] for x in v]) for k in ("vision_ms", "first_token_ms", "total_ms")}
                for d, v in rows.items()}
-    same_text = sum(e["description"] == x["description"]
-                    for e, x in zip(rows["edgeship"], rows["article"])) / max(1, len(rows["edgeship"]))
+    by_image = {(x["image"], k): x["description"] for k in ("edgeship", "article") for x in rows[k]}
+    same_text = sum(by_image[(n, "edgeship")] == by_image[(n, "article")] for n in a.images) / len(a.images)
     rss["article_total"] = (rss["article_app"] or 0) + (rss["llama_server"] or 0)
     e, art, st = summary["edgeship"], summary["article"], summary["article_streamed"]
     ratios = {

@@ -35,6 +35,7 @@ import logging
 import os
 import sys
 import threading
+import time
 from typing import Callable
 
 from .batching import _lowest_priority_for_new_threads
@@ -54,7 +55,8 @@ class VisionActivity:
 
     def __init__(self) -> None:
         self.busy = 0
-        self.pauses = 0  # times a generation waited for vision (read by tests and the bench)
+        self.pauses = 0  # times a generation waited for vision
+        self.paused_s = 0.0  # and for how long in all
         self._cv = threading.Condition()
 
     def enter(self) -> None:
@@ -72,9 +74,12 @@ class VisionActivity:
         """Block until no vision request is in flight or ``timeout`` passes; True when idle."""
         if not self.busy:  # the common case costs no lock
             return True
+        t0 = time.perf_counter()
         with self._cv:
             self.pauses += 1
-            return self._cv.wait_for(lambda: self.busy == 0, timeout)
+            idle = self._cv.wait_for(lambda: self.busy == 0, timeout)
+        self.paused_s += time.perf_counter() - t0
+        return idle
 
     def pacer(self, sharing: LLMSharing) -> Callable[[], object] | None:
         """What a generation calls between two tokens under ``sharing`` (None: nothing)."""
