@@ -1,7 +1,7 @@
 """Vision + LLM on one device: edgeship's describe against a re-creation of the article's design.
 
     python bench/pipeline.py [--bundle DIR] [--llm GGUF] [--threads 2] [--images chelsea,coffee,astronaut,motorcycle_left]
-        [--repeat 3] [--rate 10] [--duration 20] [--modes pause,priority,off] [--json bench/results/pipeline.json]
+        [--repeat 3] [--rate 10] [--duration 20] [--modes priority,pause,off] [--json bench/results/pipeline.json]
 
 Three parts, in one run, same models (EfficientNet-Lite0 bundle, SmolLM2-135M-Instruct Q4_1), the
 same prompt (edgeship's describe prompt, rendered from the same top classes), greedy sampling and
@@ -210,7 +210,7 @@ def part_prefix(a, config, photos) -> dict:
 
 
 def part_side_by_side(a, config, photos) -> dict:
-    ed, ed_url = start_edgeship(a, "pause")
+    ed, ed_url = start_edgeship(a, "priority")  # the default
     ll, ll_url = start_llama_server(a)
     app = ArticleApp(a, ll_url, config)
     rows = {"edgeship": [], "article": [], "article_streamed": []}
@@ -365,7 +365,9 @@ def part_sharing(a, config, photos) -> dict:
             shared, both = _with_llm(url, 256, lambda: vision_at_rate(predict, data, a.rate, a.duration))
         finally:
             stop(proc)
-        out[f"edgeship ({mode})"] = row = _sharing_row(alone, shared, solo, both)
+        key = f"edgeship ({mode})"
+        key = key if key not in out else f"{key} #{sum(k.startswith(key) for k in out) + 1}"  # a mode given twice
+        out[key] = row = _sharing_row(alone, shared, solo, both)
         print(f"  edgeship --llm-sharing {mode}: vision p99 {row['vision_alone']['p99_ms']:.1f} -> "
               f"{row['vision_shared']['p99_ms']:.1f} ms, LLM {solo['tok_s']:.1f} -> {both['tok_s']:.1f} tok/s", flush=True)
     if not a.skip_article:
@@ -450,7 +452,7 @@ def main() -> int:
     p.add_argument("--max-tokens", type=int, default=48)
     p.add_argument("--rate", type=float, default=10.0)
     p.add_argument("--duration", type=float, default=20.0)
-    p.add_argument("--modes", default="pause,priority,off")
+    p.add_argument("--modes", default="priority,pause,off")
     p.add_argument("--parts", default="prefix,side,sharing")
     p.add_argument("--skip-article", action="store_true", help="part 3 without the article's design")
     p.add_argument("--json", default=str(HERE / "results" / "pipeline.json"))

@@ -26,7 +26,7 @@ URL = "/v1/pipelines/describe"
 LIMIT = 64
 
 
-def serve(vision_bundle, gguf, fn, *, llm=True, queue_size=2, hot=None, describe=None, sharing="pause", threads=1):
+def serve(vision_bundle, gguf, fn, *, llm=True, queue_size=2, hot=None, describe=None, sharing="priority", threads=1):
     """Run ``fn(client, app, llm_service)`` against a started app; returns what it returns."""
     from edgeship.llm.openai_api import LLMService
 

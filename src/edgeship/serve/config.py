@@ -65,9 +65,9 @@ class ServeConfig:
       bench/serve_load.py and the README show what each costs.
     max_pixels: decompression-bomb guard, checked from the header before any pixel is decoded;
       25 MP (about 5000x5000, 75 MB decoded) fits a 1 GB board with two decodes in flight.
-    llm_sharing: with an LLM, how it leaves the cores to vision requests (serve/sharing.py): "pause"
-      (default: the LLM's threads at nice 19, and a generation waits between two tokens while a
-      vision request is in flight), "priority" (nice 19 only) or "off".
+    llm_sharing: with an LLM, how it leaves the cores to vision requests (serve/sharing.py):
+      "priority" (default: the LLM's threads at nice 19), "pause" (also, a generation waits
+      between two tokens while a vision request is in flight) or "off".
     target: the device preset whose thermal limits apply (``rpi5``: the firmware throttles from
       80 C); None: this host's kernel trip points, else generic limits. ``thermal`` overrides them.
     governor: a ``monitor.governor.GovernorConfig`` to run the thermal governor in the server; None
@@ -96,10 +96,9 @@ class ServeConfig:
         "(only while a run is in progress) or on (ONNX Runtime's default)"))
     prep_threads: int = field(default_factory=_default_prep_threads, metadata=cli(
         "image decode threads (default: one per core, at most 4)", type=positive_int))
-    llm_sharing: LLMSharing = field(default=LLMSharing.PAUSE, metadata=cli(
-        "how the LLM leaves the cores to vision requests: pause (its threads at the lowest priority, and "
-        "it waits between two tokens while a vision request is in flight), priority (lowest priority only) "
-        "or off"))
+    llm_sharing: LLMSharing = field(default=LLMSharing.PRIORITY, metadata=cli(
+        "how the LLM leaves the cores to vision requests: priority (its threads at the lowest priority), "
+        "pause (also, it waits between two tokens while a vision request is in flight) or off"))
     retry_after_s: int = 1
     ready_cache_s: float = 1.0
     shutdown_timeout_s: float = 30.0

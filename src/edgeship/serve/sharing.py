@@ -3,27 +3,27 @@
 >>> activity = VisionActivity()
 >>> worker = ModelWorker(model, config, metrics, pool, activity=activity)   # counts its requests
 >>> lower_llm_threads(engine)             # on the LLM's thread, once: it and its workers at nice 19
->>> engine.pace = activity.pacer(LLMSharing.PAUSE)                          # between two tokens
+>>> engine.pace = activity.pacer(LLMSharing.PAUSE)                          # pause: between two tokens
 
 Vision and the LLM never share a queue or a thread: vision requests go to their model's worker,
 LLM requests to the LLM's own thread, and tokens cross to the event loop without blocking it. What
 they share is the cores. Three settings (``serve --llm-sharing``):
 
 - ``off``: the kernel splits the cores between them as it likes.
-- ``priority``: the LLM's thread runs at nice 19, and so do the compute threads llama.cpp starts
-  from it (OpenMP workers; a new thread inherits its creator's nice value on Linux). While a
-  vision request has work, the kernel gives its threads the cores (weight 1024 against 15).
-- ``pause`` (default): ``priority``, and between two tokens a generation also waits while any
-  vision request is in flight (from its decode to its answer), at most PAUSE_MAX_S each time.
+- ``priority`` (default): the LLM's thread runs at nice 19, and so do the compute threads
+  llama.cpp starts from it (OpenMP workers; a new thread inherits its creator's nice value on
+  Linux). While a vision request has work, the kernel gives its threads the cores (weight 1024
+  against 15), and the LLM has every cycle they leave.
+- ``pause``: ``priority``, and between two tokens a generation also waits while any vision
+  request is in flight (from its decode to its answer), at most PAUSE_MAX_S each time; the LLM
+  then also idles while a request is being decoded or answered and a core is free.
 
-Why the whole LLM thread and not only llama.cpp's workers: the LLM's Python thread computes its
-share of every matrix product too. Left at normal priority, it competed with the vision threads
-for the cores; on a loaded 2-core machine the shared vision p99 was 2.74x and 1.45x the solo p99
-with only the workers at nice 19, against 1.14x and 1.44x with the whole thread (two pairs of 20 s
-runs at 10 requests/s, load average 6 to 10: noisy). The cost: a nice-19 thread gets almost no
-CPU while other processes keep the cores busy (the LLM made no token in 20 s there), and if it is
-preempted while it holds the GIL, the server's other threads wait for it until it runs again
-(not seen in those runs). On a device that runs only this server neither happens.
+Why ``priority`` is the default, and why the whole LLM thread is niced rather than only
+llama.cpp's workers (the thread computes its share of every product too): runs on a loaded 2-core
+machine, in docs/benchmarks/pipeline.md. The cost of nice 19: the LLM gets almost no CPU while
+other processes keep the cores busy, and if its thread is preempted while it holds the GIL, the
+server's other threads wait until it runs again. On a device that runs only this server neither
+happens; where other busy processes run, ``off`` keeps the LLM going.
 
 bench/pipeline.py measures each: the vision p99 at a steady rate, alone and while the LLM
 generates without a break, and the LLM's tokens per second alone and shared.
