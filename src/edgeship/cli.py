@@ -21,6 +21,8 @@ VERB_MODULES = [
     "edgeship.commands.optimize",
     "edgeship.commands.predict",
     "edgeship.commands.bench",
+    "edgeship.commands.tune",
+    "edgeship.commands.variant",
     "edgeship.commands.bundle",
     "edgeship.commands.devices",
     "edgeship.commands.serve",
@@ -28,6 +30,7 @@ VERB_MODULES = [
     "edgeship.commands.describe",
     "edgeship.commands.demo",
     "edgeship.commands.monitor",
+    "edgeship.commands.ota",
 ]
 
 USAGE_ERRORS = (InputError, SchemaError, ModelNotFoundError)

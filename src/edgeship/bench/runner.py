@@ -25,7 +25,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from ..bundle import Bundle, open_bundle
+from ..bundle import Bundle, StageName, open_bundle
 from ..errors import BenchError, InputError
 from ..runtime.model import Model
 from ..runtime.session import RuntimeConfig
@@ -108,7 +108,7 @@ def _throttling(status) -> str | None:
 
 def _input_for(model: Model, batch: int) -> np.ndarray:
     """The bundle's golden input when it has one (real data), else seeded random data."""
-    golden = model.bundle.golden()
+    golden = model.golden()
     if golden is not None:
         x = golden[0][:1]
     else:
@@ -120,7 +120,7 @@ def _input_for(model: Model, batch: int) -> np.ndarray:
 
 def _torch_timer(bundle: Bundle, threads: int | None) -> tuple[Callable[[np.ndarray], Any], str]:
     """The source PyTorch model of a bundle, rebuilt from its export provenance."""
-    export = next((s for s in bundle.manifest.provenance if s.stage == "export"), None)
+    export = next((s for s in bundle.manifest.provenance if s.stage is StageName.EXPORT), None)
     source = export.params.get("source") if export else None
     if not source:
         raise BenchError(f"{bundle.name}: --vs-torch needs a bundle made by `edgeship export` (its source is unknown)")
@@ -184,6 +184,8 @@ def bench_bundle(path: str | Path, cfg: BenchConfig, progress: Callable[[int], N
         "throttling": throttling,
         "heat": heat.summary(),
         "batches": batches,
+        "runtime": model.describe(),  # engine, version, providers, threads, options actually used
+        "runtime_line": model.describe_short(),
     }
     if cfg.vs_torch:
         result["torch"] = bench_torch(bundle, model, cfg, progress)

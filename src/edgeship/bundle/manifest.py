@@ -20,6 +20,11 @@ from .._config import from_dict, to_dict
 from ..errors import NotABundleError, SchemaError
 
 SCHEMA_VERSION = 1
+# Version 2 adds ``variants`` and ``runtimes``. A manifest without them is still written as version
+# 1, byte for byte what older edgeship reads; one with them says 2, so an older edgeship says
+# "upgrade" instead of tripping over an unknown field.
+SCHEMA_VARIANTS = 2
+READABLE_SCHEMAS = (1, 2)
 MANIFEST = "edgeship.json"
 GOLDEN_FILE = "golden.npz"
 LABELS_FILE = "labels.txt"
@@ -125,6 +130,7 @@ class BoxDecoder(str, enum.Enum):
 
     YOLOV8 = "yolov8"
     SSD = "ssd"
+    BLAZEFACE = "blazeface"  # MediaPipe's anchor offsets + sigmoid scores (BlazeFace, palm detection)
 
 
 @dataclass(frozen=True)
@@ -137,7 +143,7 @@ class Postprocessing:
     score_threshold: float = 0.25
     iou_threshold: float = 0.45
     max_detections: int = 100
-    anchors: Union[str, None] = None  # SSD: file in the bundle with [N, 4] anchors (cx, cy, w, h)
+    anchors: Union[str, None] = None  # SSD, BlazeFace: file in the bundle with [N, 4] anchors (cx, cy, w, h)
 
     def __post_init__(self) -> None:
         if self.top_k < 1:
@@ -162,15 +168,80 @@ class Golden:
     rtol: float = 1e-3
 
 
+class StageName(str, enum.Enum):
+    """``provenance[].stage``: the step of edgeship that made (or changed) the bundle."""
+
+    TRAIN = "train"  # optimize pipeline: a model trained from scratch
+    DISTILL = "distill"  # optimize pipeline: a student trained on a teacher's soft targets
+    PRUNE = "prune"
+    EXPORT = "export"
+    QUANTIZE = "quantize"
+
+
+@dataclass(frozen=True)
+class Variant:
+    """Another form of the model for one engine, admitted by the same accuracy gate as INT8.
+
+    A reduced precision (OpenVINO bf16 or its NNCF INT8, a uint8 .tflite) is never a silent
+    default: it runs only when asked for by name (``RuntimeConfig(variant=...)``) or recorded as
+    this host's choice by ``edgeship tune``. ``golden`` is its own tolerance against the bundle's
+    golden output; ``gate`` what the accuracy gate measured when it was admitted.
+    """
+
+    name: str
+    backend: str  # a runtime BackendKind value ("openvino", "litert", ...)
+    model: str  # the file it runs (bf16 is a hint on the main model.onnx)
+    precision: str = "fp32"
+    options: dict[str, str] = field(default_factory=dict)  # engine options it needs
+    preprocessing: Union[Preprocessing, None] = None  # when the file wants other input than the main model
+    postprocessing: Union[Postprocessing, None] = None  # when its outputs differ (a .tflite ending in softmax)
+    golden: Union[Golden, None] = None
+    gate: dict[str, Any] = field(default_factory=dict)
+    created: str = ""
+
+    def __post_init__(self) -> None:
+        check_member_name(self.model, f"variant {self.name!r} model")
+        if not self.name or not all(c.isalnum() or c in "-_." for c in self.name):
+            raise ValueError(f"variant name {self.name!r}: letters, digits, '-', '_' and '.' only")
+
+
+@dataclass(frozen=True)
+class RuntimeChoice:
+    """The fastest way found to run the bundle on one class of host (``edgeship tune``).
+
+    ``host`` is the class it was measured on (CPU model and ISA, or GPU name); a choice for
+    another class is not applied silently.
+    """
+
+    host: str
+    backend: str
+    variant: Union[str, None] = None
+    provider: Union[str, None] = None
+    threads: Union[int, None] = None
+    spinning: Union[str, None] = None  # the server's --spinning setting for CPU engines
+    options: dict[str, str] = field(default_factory=dict)
+    p50_ms: Union[float, None] = None
+    measured: dict[str, Any] = field(default_factory=dict)  # every candidate's figures, same run
+    created: str = ""
+
+
 @dataclass(frozen=True)
 class Stage:
     """One provenance row: which stage made the bundle, with what, and what it measured."""
 
-    stage: str
+    stage: StageName
     created: str
     tool: str = ""
     params: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.stage, StageName):  # a plain string from code: the same check as from JSON
+            try:
+                object.__setattr__(self, "stage", StageName(self.stage))
+            except ValueError:
+                known = ", ".join(repr(s.value) for s in StageName)
+                raise ValueError(f"stage: expected one of {known}, got {self.stage!r}") from None
 
 
 @dataclass(frozen=True)
@@ -192,19 +263,38 @@ class Manifest:
     provenance: list[Stage] = field(default_factory=list)
     golden: Union[Golden, None] = None
     metadata: dict[str, Any] = field(default_factory=dict)
+    variants: list[Variant] = field(default_factory=list)
+    runtimes: dict[str, RuntimeChoice] = field(default_factory=dict)  # host class -> choice
 
     def __post_init__(self) -> None:
-        if self.schema_version != SCHEMA_VERSION:
+        if self.schema_version not in READABLE_SCHEMAS:
             raise ValueError(
-                f"schema_version: this edgeship reads version {SCHEMA_VERSION}, the bundle has "
-                f"{self.schema_version}; upgrade edgeship or re-export the bundle"
+                f"schema_version: this edgeship reads version {' or '.join(map(str, READABLE_SCHEMAS))}, "
+                f"the bundle has {self.schema_version}; upgrade edgeship or re-export the bundle"
             )
         for ref in [self.model, self.labels, self.golden.file if self.golden else None]:
             if ref is not None:
                 check_member_name(ref, "model/labels/golden")
+        names = [v.name for v in self.variants]
+        if len(set(names)) != len(names):
+            raise ValueError(f"variants: two variants share a name ({', '.join(names)})")
+        wanted = SCHEMA_VARIANTS if (self.variants or self.runtimes) else SCHEMA_VERSION
+        object.__setattr__(self, "schema_version", max(self.schema_version, wanted))
+
+    def variant(self, name: str) -> Variant:
+        """The declared variant ``name``; a SchemaError naming the ones there are otherwise."""
+        for v in self.variants:
+            if v.name == name:
+                return v
+        have = ", ".join(v.name for v in self.variants) or "none"
+        raise SchemaError(f"{self.name}: no variant {name!r} (declared: {have}); add one with `edgeship variant add`")
 
     def to_json(self) -> str:
-        return json.dumps(to_dict(self), indent=2) + "\n"
+        data = to_dict(self)
+        for key in ("variants", "runtimes"):  # absent when empty: a version-1 reader reads the rest
+            if not data[key]:
+                del data[key]
+        return json.dumps(data, indent=2) + "\n"
 
     @classmethod
     def from_json(cls, text: str, source: str = MANIFEST) -> "Manifest":

@@ -42,6 +42,7 @@ from pathlib import Path
 from typing import Any, Union
 
 from ..errors import InputError
+from ..util import write_text_atomic
 
 PathLike = Union[str, Path]
 
@@ -119,11 +120,9 @@ def firmware_clock(params: PlantParams, celsius: float) -> int:
 
 
 def _write(path: Path, text: str) -> None:
-    # A reader polling the tree must never see half a file; the fsync of util.write_text_atomic is
-    # not needed for a simulation and would cost a disk flush ten times a second.
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    # A reader polling the tree must never see half a file; the fsync is not needed for a
+    # simulation and would cost a disk flush ten times a second.
+    write_text_atomic(path, text, durable=False)
 
 
 @dataclass

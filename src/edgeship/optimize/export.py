@@ -27,7 +27,7 @@ import numpy as np
 
 from .. import __version__
 from .._deps import require
-from ..bundle import Bundle, Golden, Manifest, Preprocessing, Stage, Task, TensorSpec, now_iso, write_bundle
+from ..bundle import Bundle, Golden, Manifest, Preprocessing, Stage, StageName, Task, TensorSpec, now_iso, write_bundle
 from ..errors import ExportError
 
 
@@ -38,7 +38,9 @@ class ExportSpec:
     opset: int = 17
     input_size: Union[tuple[int, int], None] = None  # (height, width); None: the preprocessing's size
     batch: int = 1
-    dynamic_batch: bool = False
+    # A dynamic batch axis by default: `bench --batch 1,8` and `serve --max-batch` work out of the box;
+    # a static batch (ExportSpec(dynamic_batch=False), `--static-batch`) only for engines that need one.
+    dynamic_batch: bool = True
     simplify: bool = True  # onnxslim: folds constants, fuses, removes dead nodes
     atol: float = 1e-4
     rtol: float = 1e-3
@@ -182,7 +184,7 @@ def export_module(
         except Exception:  # FLOPs are a report, never a reason to fail an export
             pass
         stage = Stage(
-            "export", now_iso(), f"edgeship {__version__}, torch {torch.__version__}",
+            StageName.EXPORT, now_iso(), f"edgeship {__version__}, torch {torch.__version__}",
             params={**(source or {}), **_spec_params(spec)}, metrics=metrics,
         )
         manifest = Manifest(

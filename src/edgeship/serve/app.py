@@ -26,7 +26,7 @@ from ..bundle import Bundle
 from ..errors import InputError
 from ..runtime.model import Model
 from .batching import ModelWorker
-from .config import ServeConfig, runtime_config, thermal_limits
+from .config import ServeConfig, runtime_config, runtime_given, thermal_limits
 from .dashboard import create_dashboard_router
 from .errors import install_handlers
 from .live import LiveStats
@@ -49,7 +49,7 @@ def load_models(sources: Sequence[ModelSource], config: ServeConfig) -> list[Mod
     ``config.max_pixels`` before decoding anyway (serve/upload.py).
     """
     runtime = runtime_config(config)
-    models = [s if isinstance(s, Model) else Model.load(s, runtime, max_pixels=config.max_pixels) for s in sources]
+    models = [s if isinstance(s, Model) else _load(s, runtime, config) for s in sources]
     seen: set[str] = set()
     for m in models:
         if m.name in seen:
@@ -74,6 +74,22 @@ async def share_cores(llm, activity, sharing) -> None:
     engine.pace = activity.pacer(sharing)
 
 
+def _load(source, runtime, config: ServeConfig) -> Model:
+    """A bundle loaded with the server's settings; without engine flags, as ``edgeship tune`` recorded
+    for this host (a choice for another host is logged and not applied)."""
+    from ..bundle import open_bundle
+    from ..targets.choice import recorded_runtime
+
+    bundle = source if isinstance(source, Bundle) else open_bundle(source)
+    if not runtime_given(config):
+        recorded = recorded_runtime(bundle, runtime)
+        if recorded.note:
+            log.warning("%s: %s", bundle.name, recorded.note)
+        if recorded.config is not None:
+            runtime = recorded.config
+    return Model(bundle, runtime, max_pixels=config.max_pixels)
+
+
 def check_variants(config: ServeConfig, served: dict) -> None:
     """Each declared variant names a served model and is a bundle that opens (files checked)."""
     from ..bundle import open_bundle
@@ -89,13 +105,16 @@ def check_variants(config: ServeConfig, served: dict) -> None:
 
 
 def create_app(models: Sequence[ModelSource], config: Union[ServeConfig, None] = None, llm: Any = None,
-               registry: Any = None, describe: Any = None, hot: Any = None) -> FastAPI:
+               registry: Any = None, ota: Any = None, admin_token: Union[str, None] = None,
+               describe: Any = None, hot: Any = None) -> FastAPI:
     """A FastAPI app serving ``models`` (bundle paths, Bundles or loaded Models) and, optionally, an LLMService.
 
     ``registry``: the prometheus CollectorRegistry to fill (one is made when None); give the same
-    one to the LLMService so /metrics shows both. ``describe``: the pipeline.DescribeConfig of
-    ``POST /v1/pipelines/describe`` (None: the defaults). ``hot``: a callable returning why the
-    device is too hot to start a description, or None (default: serve/heat.ThermalHeat, the thermal status).
+    one to the LLMService so /metrics shows both. ``ota``: a factory ``state -> ServerOTA``
+    (serve/ota.py, ``--ota``); ``admin_token``: turns the admin API on (serve/admin.py).
+    ``describe``: the pipeline.DescribeConfig of ``POST /v1/pipelines/describe`` (None: the
+    defaults). ``hot``: a callable returning why the device is too hot to start a description, or
+    None (default: serve/heat.ThermalHeat, the thermal status).
     """
     from ..pipeline.config import DescribeConfig
     from .describe import DescribeService, create_describe_router
@@ -116,6 +135,8 @@ def create_app(models: Sequence[ModelSource], config: Union[ServeConfig, None] =
         served[m.name] = ServedModel(m, ModelWorker(m, config, mm, prep_pool, activity=activity), mm)
     health = HealthChecker(served, config, metrics, llm)
     state = ServerState(served, config, metrics, prep_pool, health, llm)
+    state.primary.update({name: s.model.bundle for name, s in served.items()})
+    state.ota = ota(state) if ota is not None else None  # the updater of serve/ota.py, or none
     for name, s in served.items():
         s.metrics.queue_depth.set_function(lambda name=name: state.pending(name))  # across swaps too
     from ..monitor.thermal import read_sample
@@ -143,12 +164,16 @@ def create_app(models: Sequence[ModelSource], config: Union[ServeConfig, None] =
             await llm.start()
             await share_cores(llm, activity, config.llm_sharing)
             await describer.start()
+        if state.ota is not None:
+            state.ota.start(asyncio.get_running_loop())
         live_stats.start()
         if governor is not None:
             governor.start(asyncio.get_running_loop())
         try:
             yield
         finally:
+            if state.ota is not None:
+                state.ota.stop()
             if governor is not None:
                 governor.stop()
             live_stats.stop()
@@ -194,6 +219,9 @@ def create_app(models: Sequence[ModelSource], config: Union[ServeConfig, None] =
         body = await asyncio.to_thread(generate_latest, metrics.registry)
         return Response(body, media_type=CONTENT_TYPE_LATEST)
 
+    from .admin import create_admin_router
+
+    app.include_router(create_admin_router(state, admin_token))
     app.include_router(create_dashboard_router(live_stats))
     app.include_router(create_vision_router(state))
     app.include_router(create_kserve_router(state))

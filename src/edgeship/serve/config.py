@@ -94,6 +94,15 @@ class ServeConfig:
         "before runs on a second session of the model whose threads spin, at the lowest priority; batches "
         "and sparse requests on one that sleeps; a second copy of the model in memory), off (never), run "
         "(only while a run is in progress) or on (ONNX Runtime's default)"))
+    backend: Union[str, None] = field(default=None, metadata=cli(
+        "engine for every bundle: onnxruntime, openvino, litert or tensorrt (default: each bundle's recorded "
+        "choice for this host from `edgeship tune`, else what its model file calls for)"))
+    provider: Union[str, None] = field(default=None, metadata=cli(
+        "ONNX Runtime execution provider: cpu, cuda, tensorrt or openvino (one this host lacks is an error)"))
+    bundle_variant: Union[str, None] = field(default=None, metadata=cli(
+        "a variant declared inside the bundle (`edgeship variant list`) to serve instead of its main model",
+        metavar="NAME"))
+    provider_options: tuple[tuple[str, str], ...] = ()  # --provider-option key=value
     prep_threads: int = field(default_factory=_default_prep_threads, metadata=cli(
         "image decode threads (default: one per core, at most 4)", type=positive_int))
     llm_sharing: LLMSharing = field(default=LLMSharing.PRIORITY, metadata=cli(
@@ -149,11 +158,17 @@ def thermal_limits(config: ServeConfig):
 
 
 def runtime_config(config: ServeConfig):
-    """The ONNX Runtime settings of a served model."""
+    """The runtime settings of a served model (engine flags, threads, ONNX Runtime's spinning)."""
     from ..runtime.session import RuntimeConfig
 
     return RuntimeConfig(intra_op_threads=config.threads, allow_spinning=config.spinning in (Spinning.RUN, Spinning.ON),
-                         stop_spinning_after_run=config.spinning is Spinning.RUN)
+                         stop_spinning_after_run=config.spinning is Spinning.RUN, backend=config.backend,
+                         provider=config.provider, variant=config.bundle_variant, options=config.provider_options)
+
+
+def runtime_given(config: ServeConfig) -> bool:
+    """Whether the engine was set on the command line (then no recorded choice applies)."""
+    return bool(config.backend or config.provider or config.bundle_variant or config.provider_options)
 
 
 def lone_runtime_config(config: ServeConfig):
