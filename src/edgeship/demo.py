@@ -124,6 +124,10 @@ def _optional_sections() -> None:
         SECTIONS.setdefault("optimize", optimize_section)
     if importlib.util.find_spec("llama_cpp") is not None:
         SECTIONS.setdefault("llm", llm_section)
+    if importlib.util.find_spec("openvino") or importlib.util.find_spec("ai_edge_litert"):
+        from .commands.demo_backends import backends_section
+
+        SECTIONS.setdefault("backends", backends_section)
     if importlib.util.find_spec("tuf") is not None:
         from .ota.demo import ota_section
 
