@@ -27,6 +27,7 @@ VERB_MODULES = [
     "edgeship.commands.devices",
     "edgeship.commands.serve",
     "edgeship.commands.llm",
+    "edgeship.commands.describe",
     "edgeship.commands.demo",
     "edgeship.commands.monitor",
     "edgeship.commands.ota",

@@ -27,6 +27,14 @@ class Spinning(str, enum.Enum):
     ON = "on"
 
 
+class LLMSharing(str, enum.Enum):
+    """How the LLM shares the cores with the vision models (serve/sharing.py)."""
+
+    OFF = "off"
+    PRIORITY = "priority"
+    PAUSE = "pause"
+
+
 def _default_prep_threads() -> int:
     # Decode and resize release the GIL. One decode thread per core, up to 4: with one thread on a
     # 2-core board, decoding was the bottleneck under load (bench/serve_load.py: MobileNetV3-Small
@@ -57,6 +65,9 @@ class ServeConfig:
       bench/serve_load.py and the README show what each costs.
     max_pixels: decompression-bomb guard, checked from the header before any pixel is decoded;
       25 MP (about 5000x5000, 75 MB decoded) fits a 1 GB board with two decodes in flight.
+    llm_sharing: with an LLM, how it leaves the cores to vision requests (serve/sharing.py):
+      "priority" (default: the LLM's threads at nice 19), "pause" (also, a generation waits
+      between two tokens while a vision request is in flight) or "off".
     target: the device preset whose thermal limits apply (``rpi5``: the firmware throttles from
       80 C); None: this host's kernel trip points, else generic limits. ``thermal`` overrides them.
     governor: a ``monitor.governor.GovernorConfig`` to run the thermal governor in the server; None
@@ -94,6 +105,9 @@ class ServeConfig:
     provider_options: tuple[tuple[str, str], ...] = ()  # --provider-option key=value
     prep_threads: int = field(default_factory=_default_prep_threads, metadata=cli(
         "image decode threads (default: one per core, at most 4)", type=positive_int))
+    llm_sharing: LLMSharing = field(default=LLMSharing.PRIORITY, metadata=cli(
+        "how the LLM leaves the cores to vision requests: priority (its threads at the lowest priority), "
+        "pause (also, it waits between two tokens while a vision request is in flight) or off"))
     retry_after_s: int = 1
     ready_cache_s: float = 1.0
     shutdown_timeout_s: float = 30.0
@@ -116,6 +130,11 @@ class ServeConfig:
         except ValueError:
             choices = ", ".join(m.value for m in Spinning)
             raise InputError(f"spinning: expected one of {choices}, got {self.spinning!r}") from None
+        try:
+            object.__setattr__(self, "llm_sharing", LLMSharing(self.llm_sharing))
+        except ValueError:
+            choices = ", ".join(m.value for m in LLMSharing)
+            raise InputError(f"llm_sharing: expected one of {choices}, got {self.llm_sharing!r}") from None
         if self.threads is not None and (not isinstance(self.threads, int) or self.threads < 1):
             raise InputError(f"threads: expected a positive integer or None, got {self.threads!r}")
         if self.governor is not None:

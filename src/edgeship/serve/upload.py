@@ -55,6 +55,29 @@ async def read_body(request: Request, limit: int) -> bytes:
 
 
 def _multipart_field(body: bytes, boundary: bytes, field: str) -> tuple[bytes | None, list[str]]:
+    parts = _multipart_parts(body, boundary)
+    names = [n for n, _ in parts]
+    for name, data in parts:
+        if name == field:
+            return data, names
+    return None, names
+
+
+def multipart_fields(body: bytes, content_type: str) -> dict[str, bytes]:
+    """Every field of a multipart/form-data body by name (the first of a repeated name)."""
+    from python_multipart.multipart import parse_options_header
+
+    _, params = parse_options_header(content_type)
+    boundary = params.get(b"boundary")
+    if not boundary:
+        raise UploadError(400, "multipart/form-data without a boundary parameter")
+    out: dict[str, bytes] = {}
+    for name, data in _multipart_parts(body, boundary):
+        out.setdefault(name, data)
+    return out
+
+
+def _multipart_parts(body: bytes, boundary: bytes) -> list[tuple[str, bytes]]:
     from python_multipart.multipart import MultipartParser, parse_options_header
 
     parts: list[tuple[str, list[bytes]]] = []
@@ -89,11 +112,7 @@ def _multipart_field(body: bytes, boundary: bytes, field: str) -> tuple[bytes | 
         parser.finalize()
     except Exception as exc:  # python_multipart raises MultipartParseError / its own ValueErrors
         raise UploadError(400, f"malformed multipart body ({exc})") from exc
-    names = [n for n, _ in parts]
-    for name, data in parts:
-        if name == field:
-            return b"".join(data), names
-    return None, names
+    return [(name, b"".join(data)) for name, data in parts]
 
 
 def image_bytes(body: bytes, content_type: str | None, field: str = FIELD) -> bytes:
