@@ -58,7 +58,7 @@ def main() -> None:
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "thermal.json"))
     args = ap.parse_args()
 
-    from edgeship.demo_thermal import LoopConfig, compare, print_result
+    from edgeship.demo.thermal import LoopConfig, compare, print_result
     from edgeship.util import console, write_json
 
     con = console()

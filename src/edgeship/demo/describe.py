@@ -1,6 +1,6 @@
 """``edgeship demo``'s describe section: EfficientNet-Lite0 + SmolLM2 describe the shipped photos, streamed.
 
-Registered in demo.py's SECTIONS when llama.cpp is installed (``edgeship demo --only describe``).
+Registered in edgeship.demo's SECTIONS when llama.cpp is installed (``edgeship demo --only describe``).
 """
 
 from __future__ import annotations
@@ -15,15 +15,15 @@ def describe_section(out: Path, console, quick: bool) -> dict[str, Any]:
     Uses the bundle the vision section exported (``OUT/bundles/efficientnet-lite0``), exporting it
     first when that section did not run.
     """
-    from .commands.describe import _vision_line, describe_images
-    from .llm.default import default_llm_path
-    from .photos import photos
-    from .pipeline.config import DescribeConfig
-    from .pipeline.describe import Pipeline
+    from ..commands.describe import _vision_line, describe_images
+    from ..llm.default import default_llm_path
+    from ..photos import photos
+    from ..pipeline.config import DescribeConfig
+    from ..pipeline.describe import Pipeline
 
     bundle = out / "bundles" / "efficientnet-lite0"
     if not (bundle / "edgeship.json").is_file():
-        from .optimize.export import ExportSpec, export
+        from ..optimize.export import ExportSpec, export
 
         with console.status("exporting efficientnet-lite0 (ImageNet-pretrained) to ONNX ..."):
             export("efficientnet-lite0", bundle, ExportSpec(dynamic_batch=True), overwrite=True)

@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import BenchError
+from ..errors import BenchError
 
 
 @dataclass(frozen=True)
@@ -67,7 +67,7 @@ def prepare(work: Path, console, variant: str = "int8") -> tuple[Path, Path]:
     structured pruning to half the FLOPs (no fine-tuning: its answers differ, its cost is what the
     bench needs), then quantized the same way.
     """
-    from .cli import main
+    from ..cli import main
 
     if variant not in VARIANTS:
         raise BenchError(f"variant: expected one of {', '.join(VARIANTS)}, got {variant!r}")
@@ -83,9 +83,9 @@ def prepare(work: Path, console, variant: str = "int8") -> tuple[Path, Path]:
         console.print("quantizing it to INT8 (edgeship quantize, u8/s8 on x86) ...")
         _quantize(main, fp32, lighter)
         return fp32, lighter
-    from .optimize.export import ExportSpec, export_module
-    from .optimize.models import resolve_model
-    from .optimize.prune import PruneConfig, prune
+    from ..optimize.export import ExportSpec, export_module
+    from ..optimize.models import resolve_model
+    from ..optimize.prune import PruneConfig, prune
 
     console.print("pruning ResNet-18 to half its FLOPs, then quantizing it ...")
     src = resolve_model("resnet18")
@@ -103,7 +103,7 @@ def photo_jpeg() -> bytes:
 
     from PIL import Image
 
-    from .photos import photos
+    from ..photos import photos
 
     found = photos()
     img = Image.open(found.get("chelsea") or next(iter(found.values()))).convert("RGB").resize((320, 240))
@@ -209,7 +209,7 @@ def run_mode(name: str, args: LoopConfig, bundles, body: bytes, fps: float, load
              console) -> dict:
     import httpx
 
-    from .monitor.plant import PI5_BARE, PlantDriver, ThermalPlant
+    from ..monitor.plant import PI5_BARE, PlantDriver, ThermalPlant
 
     root = work / f"sys-{name}"
     if root.exists():
@@ -266,7 +266,7 @@ def run_mode(name: str, args: LoopConfig, bundles, body: bytes, fps: float, load
 def calibrate(args: LoopConfig, bundle: Path, body: bytes, work: Path) -> tuple[float, float]:
     """The FP32 model at saturation, at full clock (the plant frozen): requests per second, and
     the CPU cores the server uses then, which count as "the Pi's four cores busy"."""
-    from .monitor.plant import PI5_BARE, PlantDriver, ThermalPlant
+    from ..monitor.plant import PI5_BARE, PlantDriver, ThermalPlant
 
     plant = ThermalPlant(PI5_BARE, work / "sys-calibrate")
     server = Server(bundle, work / "sys-calibrate", work / "server-calibrate.log",
@@ -285,8 +285,8 @@ def calibrate(args: LoopConfig, bundle: Path, body: bytes, work: Path) -> tuple[
 
 def compare(work: Path, cfg: LoopConfig, console) -> dict[str, Any]:
     """Calibrate, then governor off and on under the same demand; every figure measured in this run."""
-    from .bench.env import environment
-    from .monitor.plant import PI5_BARE
+    from ..bench.env import environment
+    from ..monitor.plant import PI5_BARE
 
     work.mkdir(parents=True, exist_ok=True)
     bundles = prepare(work, console, cfg.variant)
@@ -341,7 +341,7 @@ def verdict(result: dict[str, Any]) -> str:
 def print_result(result: dict[str, Any], console) -> None:
     from rich.table import Table
 
-    from .bench.env import describe
+    from ..bench.env import describe
 
     table = Table(title=title(result), caption=describe(result["env"]))
     table.add_column("")

@@ -2,9 +2,10 @@
 
 Sections run in order and each writes its part of ``results/demo.json`` and ``results/report.md``:
 
-- vision: export the packaged ImageNet-pretrained EfficientNet-Lite0, benchmark it beside PyTorch
-  eager at batch 1 and 8, classify the real photos that installed packages ship;
-- further sections (optimizer pipeline, LLM) register themselves in ``SECTIONS``.
+- vision (here): export the packaged ImageNet-pretrained EfficientNet-Lite0, benchmark it beside
+  PyTorch eager at batch 1 and 8, classify the real photos that installed packages ship;
+- optimize, llm (here), describe, backends, ota, health (a module each in this package) join
+  ``SECTIONS`` when what they need is installed (``_optional_sections``).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-from .util import write_json, write_text_atomic
+from ..util import write_json, write_text_atomic
 
 # Photos whose answer is known (docs/assets.md lists the packages that ship them): printed beside
 # the prediction so the user can check.
@@ -25,11 +26,11 @@ Section = Callable[[Path, Any, bool], dict[str, Any]]
 def vision_section(out: Path, console, quick: bool) -> dict[str, Any]:
     from rich.table import Table
 
-    from .bench.report import markdown, print_report
-    from .bench.runner import BenchConfig, bench_bundles
-    from .optimize.export import ExportSpec, export
-    from .photos import photos
-    from .runtime import Model, RuntimeConfig
+    from ..bench.report import markdown, print_report
+    from ..bench.runner import BenchConfig, bench_bundles
+    from ..optimize.export import ExportSpec, export
+    from ..photos import photos
+    from ..runtime import Model, RuntimeConfig
 
     bundle_dir = out / "bundles" / "efficientnet-lite0"
     found = photos()
@@ -78,8 +79,8 @@ def vision_section(out: Path, console, quick: bool) -> dict[str, Any]:
 
 def optimize_section(out: Path, console, quick: bool) -> dict[str, Any]:
     """The article's pipeline on real data: Fashion-MNIST teacher -> distilled student -> pruned -> INT8."""
-    from .optimize.pipeline import fashion_mnist_demo
-    from .optimize.report import Report
+    from ..optimize.pipeline import fashion_mnist_demo
+    from ..optimize.report import Report
 
     r = fashion_mnist_demo(out / "optimize", quick=quick, progress=console.is_terminal, console=console)
     report = Report.from_dict(r["report"])
@@ -95,7 +96,7 @@ def llm_section(out: Path, console, quick: bool) -> dict[str, Any]:
     """The embedded default LLM (SmolLM2-135M-Instruct Q4_1) through llama.cpp: load, TTFT, tok/s, RAM."""
     from rich.table import Table
 
-    from .llm import demo_section
+    from ..llm import demo_section
 
     with console.status("loading SmolLM2-135M-Instruct and asking it a question ..."):
         r = demo_section(out, max_tokens=24 if quick else 48)
@@ -123,29 +124,29 @@ def _optional_sections() -> None:
     if importlib.util.find_spec("torch_pruning") is not None:
         SECTIONS.setdefault("optimize", optimize_section)
     if importlib.util.find_spec("llama_cpp") is not None:
-        from .demo_describe import describe_section
+        from .describe import describe_section
 
         SECTIONS.setdefault("llm", llm_section)
         SECTIONS.setdefault("describe", describe_section)
     if importlib.util.find_spec("openvino") or importlib.util.find_spec("ai_edge_litert"):
-        from .commands.demo_backends import backends_section
+        from .backends import backends_section
 
         SECTIONS.setdefault("backends", backends_section)
     if importlib.util.find_spec("tuf") is not None:
-        from .ota.demo import ota_section
+        from .ota import ota_section
 
         SECTIONS.setdefault("ota", ota_section)
     if importlib.util.find_spec("torch") is not None:
-        from .demo_thermal import health_section
+        from .thermal import health_section
 
         SECTIONS.setdefault("health", health_section)
 
 
 def run_demo(out: Path, console, only: list[str] | None = None, skip: list[str] | None = None,
              quick: bool = False) -> dict[str, Any]:
-    from .bench.env import environment
+    from ..bench.env import environment
 
-    from .errors import InputError
+    from ..errors import InputError
 
     _optional_sections()
     unknown = [n for n in [*(only or []), *(skip or [])] if n not in SECTIONS]

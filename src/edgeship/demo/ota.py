@@ -29,8 +29,8 @@ def ota_section(out: Path, console, quick: bool, bundle: Path | None = None) -> 
 
     import httpx
 
-    from .httpd import RepoServer
-    from .repo import init_repo
+    from ..ota.httpd import RepoServer
+    from ..ota.repo import init_repo
 
     src = bundle or out / "bundles" / "efficientnet-lite0"
     if not (src / "edgeship.json").is_file():
