@@ -11,6 +11,7 @@ from .manifest import (
     Resize,
     Task,
     TensorSpec,
+    safe_name,
 )
 from ..errors import BundleError, NotABundleError
 
@@ -67,7 +68,7 @@ def bare_manifest(path: Path) -> tuple[Manifest, list[str]]:
     if not path.is_file():
         raise NotABundleError(f"{path}: not a file")
     assumed = [f"bare {fmt.value} file: no edgeship.json, so defaults were assumed (export a bundle to record them)"]
-    name = path.stem
+    name = safe_name(path.stem)  # file names may hold spaces, quotes, newlines: not in a URL or a log
     if fmt is Format.GGUF:
         return Manifest(name=name, model=path.name, task=Task.GENERATE, format=fmt), assumed
     if fmt is Format.TFLITE:
