@@ -161,7 +161,6 @@ def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
     return found
 
 
-@pytest.mark.xfail(strict=True, reason="runtime.tasks <-> runtime.detect: being split into runtime/decoders/")
 def test_no_import_circles():
     graph = _internal(import_graph())
     # A package's __init__ re-exporting its modules is not a circle with them: drop package -> own

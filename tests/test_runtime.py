@@ -185,17 +185,18 @@ def test_spinning_settings_reach_the_session(tiny_bundle):
         ServeConfig(spinning="fast")
 
 
-def test_a_twin_session_gives_the_same_outputs(tiny_bundle):
+def test_a_derived_twin_gives_the_same_outputs(tiny_bundle):
     model = Model.load(tiny_bundle.root, RuntimeConfig(allow_spinning=False))
-    twin = model.twin_session(RuntimeConfig(allow_spinning=True))
-    assert twin is not model.session
+    twin = model.derive(allow_spinning=True)
+    assert twin.session is not model.session and twin.bundle is model.bundle
+    assert twin.config.allow_spinning is True and model.config.allow_spinning is False
     x = np.random.default_rng(0).random((2, *model.input_shape[1:]), dtype=np.float32)
-    np.testing.assert_array_equal(model.run(x, twin)[0], model.run(x)[0])
+    np.testing.assert_array_equal(twin.run(x)[0], model.run(x)[0])
 
 
 def test_unknown_provider_falls_back_to_cpu(tiny_bundle):
     model = Model.load(tiny_bundle.root, RuntimeConfig(providers=("TensorrtExecutionProvider",)))
-    assert model.session.get_providers()[-1] == "CPUExecutionProvider"
+    assert model.describe()["providers"][-1] == "CPUExecutionProvider"
 
 
 def test_gguf_bundle_is_refused_by_onnx_runtime(tmp_path):

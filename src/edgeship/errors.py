@@ -13,6 +13,8 @@
      ├── QuantizeError            quantization cannot be carried out on this model or data
      ├── ModelNotFoundError       an architecture name or import path does not resolve
      ├── BenchError               a benchmark could not be run
+     ├── BackendError             a runtime backend is not available here, or was closed
+     ├── SwapError                a live model swap was refused (the old model keeps serving)
      └── LLMError                 llama.cpp failed (edgeship.llm.errors; ContextLengthError is an InputError)
 
 Foreign exceptions are translated at the boundary with ``raise ... from exc`` so
@@ -72,3 +74,11 @@ class ModelNotFoundError(EdgeshipError, LookupError):
 
 class BenchError(EdgeshipError):
     """A benchmark could not be run as asked."""
+
+
+class BackendError(EdgeshipError):
+    """A runtime backend is not part of this install or this host, or its session was closed."""
+
+
+class SwapError(EdgeshipError):
+    """A live swap of a served model was refused (e.g. its golden check failed); nothing changed."""

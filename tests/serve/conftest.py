@@ -25,8 +25,18 @@ from tests.serve.support import (
 @pytest.fixture(scope="session")
 def classifier_bundle(tmp_path_factory) -> Path:
     """A two-conv CNN on 32x32 inputs, 10 classes, dynamic batch, with a golden pair."""
+    return _classifier(tmp_path_factory, seed=0, version="3")
+
+
+@pytest.fixture(scope="session")
+def classifier_bundle_v4(tmp_path_factory) -> Path:
+    """The same model name and shape as ``classifier_bundle``, other weights, version 4 (a model update)."""
+    return _classifier(tmp_path_factory, seed=1, version="4")
+
+
+def _classifier(tmp_path_factory, seed: int, version: str) -> Path:
     torch = pytest.importorskip("torch")
-    torch.manual_seed(0)
+    torch.manual_seed(seed)
     net = torch.nn.Sequential(
         torch.nn.Conv2d(3, 8, 3, stride=2, padding=1), torch.nn.ReLU(),
         torch.nn.Conv2d(8, 16, 3, stride=2, padding=1), torch.nn.ReLU(),
@@ -36,7 +46,7 @@ def classifier_bundle(tmp_path_factory) -> Path:
     x = np.random.default_rng(0).standard_normal((1, 3, 32, 32)).astype(np.float32)
     _export(net, torch.from_numpy(x), tmp / "model.onnx", ["logits"])
     manifest = Manifest(
-        name="tiny", model="model.onnx", version="3", task=Task.CLASSIFY,
+        name="tiny", model="model.onnx", version=version, task=Task.CLASSIFY,
         inputs=[TensorSpec("input", ["batch", 3, 32, 32], "float32", "NCHW")],
         outputs=[TensorSpec("logits", ["batch", 10])],
         preprocessing=Preprocessing(size=(32, 32), resize_to=36),

@@ -1,4 +1,4 @@
-"""ModelWorker without HTTP: a lone request runs on its decode thread (on the spinning session with
+"""ModelWorker without HTTP: a lone request runs on its decode thread (on the spinning twin with
 --spinning auto), company goes to the batcher, and the model never runs two batches at once."""
 
 from __future__ import annotations
@@ -38,33 +38,41 @@ def _metrics():
 
 
 class RecordingModel:
-    """Doubles its input after a short sleep; records who ran it, with what, and any overlap."""
+    """Doubles its input after a short sleep; records who ran it, with what, and any overlap.
+
+    ``derive`` makes a twin that records into its parent, as ``Model.derive`` makes a second session.
+    """
 
     name = "recording"
     max_batch = None
 
-    def __init__(self, run_s: float = 0.01):
+    def __init__(self, run_s: float = 0.01, parent: "RecordingModel | None" = None, changes: dict | None = None):
         self.run_s = run_s
-        self.active = 0
-        self.max_active = 0
-        self.calls: list[tuple[str, int]] = []
-        self.sessions: list[object] = []  # the session each run was given (None: the model's own)
-        self.twins: list[object] = []
-        self._lock = threading.Lock()
+        self.changes = changes or {}
+        self.root = parent or self
+        if parent is None:
+            self.active = 0
+            self.max_active = 0
+            self.calls: list[tuple[str, int]] = []
+            self.ran_on: list[RecordingModel] = []  # which model (the model itself or a twin) ran each call
+            self.twins: list[RecordingModel] = []
+            self._lock = threading.Lock()
 
-    def twin_session(self, config):
-        self.twins.append(config)
-        return config
+    def derive(self, **changes):
+        twin = RecordingModel(self.run_s, self.root, changes)
+        self.root.twins.append(twin)
+        return twin
 
-    def run(self, x, session=None):
-        with self._lock:
-            self.active += 1
-            self.max_active = max(self.max_active, self.active)
-            self.calls.append((threading.current_thread().name, int(x.shape[0])))
-            self.sessions.append(session)
+    def run(self, x):
+        root = self.root
+        with root._lock:
+            root.active += 1
+            root.max_active = max(root.max_active, root.active)
+            root.calls.append((threading.current_thread().name, int(x.shape[0])))
+            root.ran_on.append(self)
         time.sleep(self.run_s)
-        with self._lock:
-            self.active -= 1
+        with root._lock:
+            root.active -= 1
         return [x * 2]
 
 
@@ -106,24 +114,25 @@ def test_lone_requests_run_on_the_decode_thread():
         answers = asyncio.run(_one_by_one(model, ServeConfig(max_batch=4), [1.0, 2.0, 3.0], pool))
     assert answers == [2.0, 4.0, 6.0]
     assert [t.startswith("decode") for t, _ in model.calls] == [True, True, True]
-    # --spinning auto (the default): one twin session, with spinning threads; a request that follows
-    # the one before within STREAM_GAP_S runs on it, the first of a stream on the model's own session
-    assert len(model.twins) == 1 and model.twins[0].allow_spinning is True
-    assert model.sessions == [None, model.twins[0], model.twins[0]]
+    # --spinning auto (the default): one twin, with spinning threads; a request that follows the one
+    # before within STREAM_GAP_S runs on it, the first of a stream on the model's own session
+    assert len(model.twins) == 1
+    assert model.twins[0].changes == {"allow_spinning": True, "stop_spinning_after_run": False}
+    assert model.ran_on == [model, model.twins[0], model.twins[0]]
 
 
 def test_sparse_requests_never_run_on_the_spinning_twin():
     model = RecordingModel(run_s=0.0)
     with ThreadPoolExecutor(1, thread_name_prefix="decode") as pool:
         asyncio.run(_one_by_one(model, ServeConfig(), [1.0, 2.0, 3.0], pool, gap_s=STREAM_GAP_S + 0.02))
-    assert len(model.twins) == 1 and model.sessions == [None, None, None]
+    assert len(model.twins) == 1 and model.ran_on == [model, model, model]
 
 
 def test_without_auto_spinning_there_is_no_twin_session():
     model = RecordingModel()
     with ThreadPoolExecutor(1, thread_name_prefix="decode") as pool:
         answers = asyncio.run(_one_by_one(model, ServeConfig(spinning="off"), [1.0, 2.0], pool))
-    assert answers == [2.0, 4.0] and model.twins == [] and model.sessions == [None, None]
+    assert answers == [2.0, 4.0] and model.twins == [] and model.ran_on == [model, model]
 
 
 def test_concurrent_requests_batch_and_never_overlap():
@@ -137,8 +146,8 @@ def test_concurrent_requests_batch_and_never_overlap():
     assert any(rows > 1 for _, rows in model.calls)  # requests that queued behind a run were batched
     assert any(t.startswith("edgeship-infer") for t, _ in model.calls)
     # batches run on the model's own (non-spinning) session; only lone runs take the spinning twin
-    batched = [s for (_, rows), s in zip(model.calls, model.sessions) if rows > 1]
-    assert batched and all(s is None for s in batched)
+    batched = [m for (_, rows), m in zip(model.calls, model.ran_on) if rows > 1]
+    assert batched and all(m is model for m in batched)
 
 
 @pytest.mark.skipif(not os.path.isdir("/proc/self/task"), reason="thread priorities are read from Linux's /proc")
@@ -157,9 +166,48 @@ def test_the_spinning_twins_threads_run_at_the_lowest_priority(tiny_bundle):
     config = ServeConfig(threads=2)  # an intra-op pool with a thread of its own, on any machine
     model, own = new_threads(lambda: Model.load(tiny_bundle.root, runtime_config(config)))
     worker, twin = new_threads(lambda: ModelWorker(model, config, _metrics(), ThreadPoolExecutor(1)))
-    assert worker._lone_session is not None
+    assert worker._twin is not None and worker.models() == [model, worker._twin]
     assert own and set(own.values()) == {mine}
     assert twin and set(twin.values()) == {19}
     off = ServeConfig(threads=2, spinning="off")
     _, none = new_threads(lambda: ModelWorker(model, off, _metrics(), ThreadPoolExecutor(1)))
     assert none == {}
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/task"), reason="thread priorities are read from Linux's /proc")
+def test_only_threads_this_thread_starts_get_the_lowest_priority():
+    """A live swap makes the twin while the server runs: threads others start meanwhile keep their priority."""
+    from edgeship.serve.batching import _lowest_priority_for_new_threads
+
+    mine = os.getpriority(os.PRIO_PROCESS, 0)
+    if mine == 19:
+        pytest.skip("the tests run at nice 19 already")
+    tids: dict[str, int] = {}
+    release = threading.Event()
+
+    def park(key):
+        tids[key] = threading.get_native_id()
+        release.wait(10)
+
+    def start_from_another_thread():
+        t = threading.Thread(target=park, args=("theirs",))
+        t.start()
+        return t
+
+    helper = ThreadPoolExecutor(1)
+    helper.submit(lambda: None).result()  # its thread exists before the block, under its own name
+    with _lowest_priority_for_new_threads():
+        ours = threading.Thread(target=park, args=("ours",))
+        ours.start()
+        theirs = helper.submit(start_from_another_thread).result()
+        while len(tids) < 2:
+            time.sleep(0.001)
+    try:
+        assert os.getpriority(os.PRIO_PROCESS, tids["ours"]) == 19
+        assert os.getpriority(os.PRIO_PROCESS, tids["theirs"]) == mine
+        assert open(f"/proc/self/task/{threading.get_native_id()}/comm").read().strip() != ""  # name restored
+    finally:
+        release.set()
+        ours.join()
+        theirs.join()
+        helper.shutdown()

@@ -8,7 +8,7 @@ import pytest
 from tests.serve.support import DET_CLASSES, DET_SIZE, encode, picture
 from edgeship.bundle import open_bundle
 from edgeship.runtime import Model
-from edgeship.runtime.detect import batched_nms, nms
+from edgeship.runtime.decoders.detect import batched_nms, nms
 
 
 def test_nms_matches_torchvision():
@@ -51,6 +51,7 @@ def test_yolov8_detections_match_torchvision(detector_bundle):
         x, meta, _ = model.prepare(src)
         assert meta.width == w and meta.height == h
         raw = model.run(x[None])[0]
+        assert model.finish([raw[0]], meta) == pred.output  # the pipeline, stage by stage, is predict
         boxes, scores, classes = _reference_yolo(raw, post, meta)
         got = pred.output["detections"]
         assert len(got) == len(boxes) > 0
@@ -64,7 +65,7 @@ def test_yolov8_detections_match_torchvision(detector_bundle):
 
 
 def test_yolov8_transposed_layout_gives_the_same_boxes(detector_bundle):
-    from edgeship.runtime.detect import detect_boxes
+    from edgeship.runtime.decoders.detect import detect_boxes
 
     bundle = open_bundle(detector_bundle)
     raw = np.random.default_rng(5).uniform(0, 1, (4 + len(DET_CLASSES), 64)).astype(np.float32)

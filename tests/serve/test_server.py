@@ -120,11 +120,11 @@ def test_triton_client_gets_the_same_top1_as_v1(server, classifier_bundle):
     assert client.is_server_live() and client.is_server_ready() and client.is_model_ready("tiny")
     meta = client.get_model_metadata("tiny")
     assert meta["inputs"][0]["shape"] == [-1, 3, 32, 32]
-    pre = Model.load(classifier_bundle).preprocessor
+    model = Model.load(classifier_bundle)
     for seed in range(4):
         data = encode(picture(100, 75, seed + 20), "PNG")
         v1 = predict(server.url, data).json()["classes"][0]["index"]
-        x = np.stack([pre(data)[0]] * 2)
+        x = np.stack([model.prepare(data).x] * 2)
         for binary in (True, False):
             inp = http.InferInput("input", list(x.shape), "FP32")
             inp.set_data_from_numpy(x, binary_data=binary)

@@ -145,13 +145,20 @@ class Preprocessing:
         return 1 if self.color == "L" else 3
 
 
+class BoxDecoder(str, enum.Enum):
+    """``postprocessing.decoder`` of a detection bundle: the layout of the model's box outputs."""
+
+    YOLOV8 = "yolov8"
+    SSD = "ssd"
+
+
 @dataclass(frozen=True)
 class Postprocessing:
     """Task-specific decoding; thresholds live in the bundle, not in code."""
 
     top_k: int = 5
     softmax: Union[bool, None] = None  # None: apply softmax when the outputs do not already sum to 1
-    decoder: Union[str, None] = None  # detection: "yolov8" or "ssd"
+    decoder: Union[BoxDecoder, None] = None  # detection: how the box outputs are laid out
     score_threshold: float = 0.25
     iou_threshold: float = 0.45
     max_detections: int = 100
@@ -164,8 +171,12 @@ class Postprocessing:
             raise ValueError(f"max_detections: must be within 1..{MAX_DETECTIONS}, got {self.max_detections}")
         if self.anchors is not None:
             check_member_name(self.anchors, "anchors")
-        if self.decoder not in (None, "yolov8", "ssd"):
-            raise ValueError(f"decoder: expected 'yolov8', 'ssd' or null, got {self.decoder!r}")
+        if self.decoder is not None:
+            try:
+                object.__setattr__(self, "decoder", BoxDecoder(self.decoder))
+            except ValueError:
+                choices = ", ".join(repr(d.value) for d in BoxDecoder)
+                raise ValueError(f"decoder: expected {choices} or null, got {self.decoder!r}") from None
         for name in ("score_threshold", "iou_threshold"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name}: must be within [0, 1]")

@@ -50,8 +50,9 @@ def run(args) -> int:
             t.add_column("outputs")
             t.add_row(str([len(o) for o in pred.output.get("outputs", [])]))
         console.print(t)
-    console.print(f"model load {model.load_ms:.0f} ms ({model.bundle.name}, {model.session.get_providers()[0]})",
-                  highlight=False)
+    backend = model.describe()
+    console.print(f"model load {model.load_ms:.0f} ms ({model.bundle.name}, {backend['backend']} "
+                  f"{backend.get('version', '')}, {', '.join(backend.get('providers', []))})", highlight=False)
     if args.json:
-        write_json(args.json, {"bundle": args.bundle, "load_ms": model.load_ms, "results": results})
+        write_json(args.json, {"bundle": args.bundle, "load_ms": model.load_ms, "backend": backend, "results": results})
     return 0

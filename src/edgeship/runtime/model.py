@@ -1,10 +1,17 @@
-"""A bundle loaded into ONNX Runtime: preprocess, run, decode, with the time of each stage.
+"""A bundle loaded into a backend: prepare, run, finish, with the time of each stage.
 
 >>> model = Model.load("effnet-lite0/")                      # or a .tar, or a bare .onnx
 >>> result = model.predict("cat.jpg")
 >>> result.output["classes"][0]["label"], result.timing_ms
 ('tabby', {'decode': 1.9, 'preprocess': 0.6, 'infer': 6.1, 'postprocess': 0.04})
 >>> [r.output for r in model.predict_batch(["a.jpg", "b.png"], batch_size=8)]
+
+The same, one stage at a time (what the server does, batching the middle step):
+
+>>> p = model.prepare(jpeg_bytes)                  # decode + preprocess: Prepared(x, meta, timing)
+>>> outputs = model.run(p.x[None])                 # a batch through the backend
+>>> model.finish([o[0] for o in outputs], p.meta, top_k=3)
+>>> fewer = model.derive(intra_op_threads=1)       # the same bundle in a new session
 """
 
 from __future__ import annotations
@@ -12,15 +19,19 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import dataclass, field
-from typing import Any, Sequence, Union
+from typing import Any, NamedTuple, Sequence, Union
 
 import numpy as np
 
-from ..bundle import Bundle, Format, open_bundle
+from ..bundle import Bundle, Format, Task, TensorSpec, open_bundle
 from ..errors import BundleError, InputError
-from .preprocess import ImageMeta, ImageSource, Preprocessor
-from .session import RuntimeConfig, create_session
-from .tasks import decoder_for
+from .backends import BackendKind, backend_class
+from .config import RuntimeConfig
+from .decoders import decoder_for
+from .preprocess import DEFAULT_MAX_PIXELS, ImageMeta, ImageSource, Preprocessor
+
+# The model file formats each backend reads. A later backend adds its row with its module.
+_FORMATS = {BackendKind.ONNXRUNTIME: (Format.ONNX,)}
 
 
 @dataclass
@@ -28,6 +39,14 @@ class Prediction:
     output: dict[str, Any]
     timing_ms: dict[str, float] = field(default_factory=dict)
     meta: Union[ImageMeta, None] = None
+
+
+class Prepared(NamedTuple):
+    """One sample ready to run: its tensor (no batch axis, the input's dtype), image meta, stage times."""
+
+    x: np.ndarray
+    meta: Union[ImageMeta, None]
+    timing: dict[str, float]
 
 
 @dataclass(frozen=True)
@@ -42,86 +61,162 @@ def _ms(t0: float) -> float:
 
 
 class Model:
-    """An ONNX Runtime session plus the bundle that says how to feed and read it."""
+    """A backend session plus the bundle that says how to feed it and read its outputs.
 
-    def __init__(self, bundle: Bundle, config: RuntimeConfig | None = None):
-        if bundle.manifest.format is not Format.ONNX:
+    ``max_pixels`` bounds the pictures ``prepare`` decodes (a decompression-bomb guard, checked
+    from the header); it is fixed for the model's life, like the runtime config.
+    """
+
+    def __init__(self, bundle: Bundle, config: RuntimeConfig | None = None, *,
+                 max_pixels: int | None = DEFAULT_MAX_PIXELS):
+        config = config or RuntimeConfig()
+        fmt = bundle.manifest.format
+        backend_cls = backend_class(config.backend)
+        readable = _FORMATS.get(config.backend, ())
+        if readable and fmt not in readable:
+            hint = "; use `edgeship llm` for .gguf models" if fmt is Format.GGUF else ""
             raise BundleError(
-                f"{bundle.source}: format '{bundle.manifest.format.value}' is not run by the ONNX runtime; "
-                "use `edgeship llm` for .gguf models"
+                f"{bundle.source}: format '{fmt.value}' is not run by the {config.backend.value} backend "
+                f"(it reads {', '.join(f.value for f in readable)}){hint}"
             )
+        if max_pixels is not None and (not isinstance(max_pixels, int) or isinstance(max_pixels, bool) or max_pixels < 1):
+            raise InputError(f"max_pixels: expected a positive integer or None, got {max_pixels!r}")
         self.bundle = bundle
-        self.config = config or RuntimeConfig()
+        self.config = config
+        self._max_pixels = max_pixels
         t0 = time.perf_counter()
-        self.session = create_session(bundle.model_path, self.config)
+        self._backend = backend_cls(bundle.model_path, config)
         self.load_ms = _ms(t0)
-        first = self.session.get_inputs()[0]
-        self.input_name = first.name
-        self.input_shape = list(first.shape)
-        self.input_dtype = np.float16 if first.type == "tensor(float16)" else np.float32
-        self.output_names = [o.name for o in self.session.get_outputs()]
+        spec = self._backend.inputs[0]
+        try:
+            self._input_dtype = np.dtype(spec.dtype)
+        except TypeError:
+            self._backend.close()
+            raise BundleError(f"{bundle.source}: input {spec.name!r} has type {spec.dtype}, which edgeship cannot feed") from None
         pre = bundle.manifest.preprocessing
-        self.preprocessor = Preprocessor(pre) if pre is not None else None
+        self._preprocessor = Preprocessor(pre, max_pixels) if pre is not None else None
         self._decode = decoder_for(bundle.manifest.task)
 
     @classmethod
-    def load(cls, path: Union[str, os.PathLike, Bundle], config: RuntimeConfig | None = None, verify: bool = True) -> "Model":
+    def load(cls, path: Union[str, os.PathLike, Bundle], config: RuntimeConfig | None = None, verify: bool = True, *,
+             max_pixels: int | None = DEFAULT_MAX_PIXELS) -> "Model":
         bundle = path if isinstance(path, Bundle) else open_bundle(path, verify=verify)
-        return cls(bundle, config)
+        return cls(bundle, config, max_pixels=max_pixels)
+
+    def derive(self, **runtime_changes: Any) -> "Model":
+        """The same bundle in a new session with ``runtime_changes`` applied to the config.
+
+        >>> model.derive(intra_op_threads=1, allow_spinning=True)
+
+        A change given as None means the engine's default. The bundle is shared, not re-read.
+        """
+        return Model(self.bundle, self.config.with_changes(**runtime_changes), max_pixels=self._max_pixels)
+
+    # --- what the model is -------------------------------------------------------------------
 
     @property
     def name(self) -> str:
         return self.bundle.name
 
     @property
+    def version(self) -> str:
+        return self.bundle.manifest.version
+
+    @property
+    def task(self) -> Task:
+        return self.bundle.manifest.task
+
+    @property
+    def inputs(self) -> list[TensorSpec]:
+        """The graph's inputs as the backend reports them (the first one is fed)."""
+        return list(self._backend.inputs)
+
+    @property
+    def outputs(self) -> list[TensorSpec]:
+        """The graph's outputs, in the order ``run`` returns them."""
+        return list(self._backend.outputs)
+
+    @property
+    def input_shape(self) -> list:
+        return list(self._backend.inputs[0].shape)
+
+    @property
+    def input_dtype(self) -> np.dtype:
+        return self._input_dtype
+
+    @property
     def dynamic_batch(self) -> bool:
-        return not isinstance(self.input_shape[0], int) if self.input_shape else False
+        return self._backend.inputs[0].dynamic_batch
 
     @property
     def max_batch(self) -> int | None:
         """None when any batch size is accepted, else the fixed batch the graph was exported with."""
-        return None if self.dynamic_batch else int(self.input_shape[0])
+        shape = self._backend.inputs[0].shape
+        return None if self.dynamic_batch or not shape else int(shape[0])
 
-    def run(self, batch: np.ndarray, session: Any = None) -> list[np.ndarray]:
-        """Run raw input ``batch`` ([N, ...] float32); returns the output arrays.
+    @property
+    def takes_images(self) -> bool:
+        """Whether ``prepare`` decodes pictures (the bundle has preprocessing), not only arrays."""
+        return self._preprocessor is not None
 
-        ``session``: another session of the same model file to run it on (see ``twin_session``).
-        """
-        if batch.dtype != self.input_dtype:
-            batch = batch.astype(self.input_dtype)
-        try:
-            return (session or self.session).run(self.output_names, {self.input_name: batch})
-        except Exception as exc:  # ORT InvalidArgument / RuntimeException
-            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-            raise InputError(
-                f"the model rejected an input of shape {list(batch.shape)} {batch.dtype} "
-                f"(it expects {self.input_shape}): {first[:200]}"
-            ) from exc
+    @property
+    def max_pixels(self) -> int | None:
+        return self._max_pixels
 
-    def twin_session(self, config: RuntimeConfig):
-        """A second ONNX Runtime session of this model with other settings (its own copy of the weights)."""
-        return create_session(self.bundle.model_path, config)
+    @property
+    def backend(self) -> BackendKind:
+        return self.config.backend
 
-    def prepare(self, src: ImageSource | np.ndarray) -> tuple[np.ndarray, ImageMeta | None, dict[str, float]]:
+    @property
+    def session(self):
+        """ONNX Runtime's own session, for code that measures ONNX Runtime itself (fit, bench)."""
+        session = getattr(self._backend, "session", None)
+        if session is None:
+            raise AttributeError(f"the {self.backend.value} backend has no ONNX Runtime session")
+        return session
+
+    def describe(self) -> dict[str, Any]:
+        """What actually runs this model: backend, version, providers, threads, options (JSON-safe)."""
+        return self._backend.describe()
+
+    def blank_input(self, batch: int = 1) -> np.ndarray:
+        """Zeros of the input's shape (dynamic dims as 1, the batch as ``batch``) and dtype."""
+        shape = [d if isinstance(d, int) else 1 for d in self.input_shape]
+        if shape and self.dynamic_batch:
+            shape[0] = batch
+        return np.zeros(shape, dtype=self._input_dtype)
+
+    # --- the pipeline --------------------------------------------------------------------------
+
+    def prepare(self, src: ImageSource | np.ndarray) -> Prepared:
         """One sample's input tensor (no batch axis), its image meta, and decode/preprocess times."""
         if isinstance(src, np.ndarray) and src.dtype != np.uint8:
-            expected = self.input_shape[1:]
-            if src.ndim == len(self.input_shape):  # already has a batch axis of 1
+            shape = self.input_shape
+            expected = shape[1:]
+            if src.ndim == len(shape):  # already has a batch axis of 1
                 src = src[0] if src.shape[0] == 1 else src
-            if src.ndim != len(expected) or any(
-                isinstance(d, int) and d != s for d, s in zip(expected, src.shape)
-            ):
+            if src.ndim != len(expected) or any(isinstance(d, int) and d != s for d, s in zip(expected, src.shape)):
                 raise InputError(f"an input array must have shape {expected} (without the batch axis); got {list(src.shape)}")
-            return src.astype(self.input_dtype, copy=False), None, {}
-        if self.preprocessor is None:
+            return Prepared(src.astype(self._input_dtype, copy=False), None, {})
+        if self._preprocessor is None:
             raise InputError(
                 f"{self.name}: this bundle has no image preprocessing; give input arrays of shape {self.input_shape}"
             )
         t0 = time.perf_counter()
-        image = self.preprocessor.image(src)
+        image = self._preprocessor.image(src)
         t1 = time.perf_counter()
-        x, meta = self.preprocessor.from_image(image)
-        return x, meta, {"decode": (t1 - t0) * 1e3, "preprocess": _ms(t1)}
+        x, meta = self._preprocessor.from_image(image)
+        return Prepared(x, meta, {"decode": (t1 - t0) * 1e3, "preprocess": _ms(t1)})
+
+    def run(self, batch: np.ndarray) -> list[np.ndarray]:
+        """Run raw input ``batch`` ([N, ...]) through the backend; returns the output arrays."""
+        if batch.dtype != self._input_dtype:
+            batch = batch.astype(self._input_dtype)
+        return self._backend.run(batch)
+
+    def finish(self, outputs: list[np.ndarray], meta: ImageMeta | None = None, top_k: int | None = None) -> dict[str, Any]:
+        """One sample's outputs (no batch axis) to its answer, by the task's decoder."""
+        return self._decode(outputs, self.bundle, meta, top_k=top_k)
 
     def predict(self, src: ImageSource | np.ndarray, top_k: int | None = None) -> Prediction:
         x, meta, timing = self.prepare(src)
@@ -129,7 +224,7 @@ class Model:
         outputs = self.run(x[None])
         timing["infer"] = _ms(t0)
         t1 = time.perf_counter()
-        out = self._decode([o[0] for o in outputs], self.bundle, meta, top_k=top_k)
+        out = self.finish([o[0] for o in outputs], meta, top_k)
         timing["postprocess"] = _ms(t1)
         return Prediction(out, timing, meta)
 
@@ -144,11 +239,11 @@ class Model:
             chunk = sources[start : start + step]
             prepared = [self.prepare(s) for s in chunk]
             t0 = time.perf_counter()
-            outputs = self.run(np.stack([p[0] for p in prepared]))
+            outputs = self.run(np.stack([p.x for p in prepared]))
             infer = _ms(t0)
             for i, (_, meta, timing) in enumerate(prepared):
                 t1 = time.perf_counter()
-                out = self._decode([o[i] for o in outputs], self.bundle, meta, top_k=top_k)
+                out = self.finish([o[i] for o in outputs], meta, top_k)
                 timing.update(infer=infer / len(chunk), postprocess=_ms(t1))
                 results.append(Prediction(out, timing, meta))
         return results
@@ -161,6 +256,21 @@ class Model:
         x, expected = golden
         got = self.run(x)[0]
         g = self.bundle.manifest.golden
+        if got.shape != expected.shape:  # a model that answers another shape is off by any measure
+            return GoldenCheck(False, float("inf"), f"atol={g.atol} rtol={g.rtol}")
         err = float(np.max(np.abs(got.astype(np.float64) - expected.astype(np.float64)))) if got.size else 0.0
-        ok = got.shape == expected.shape and bool(np.allclose(got, expected, atol=g.atol, rtol=g.rtol))
+        ok = bool(np.allclose(got, expected, atol=g.atol, rtol=g.rtol))
         return GoldenCheck(ok, err, f"atol={g.atol} rtol={g.rtol}")
+
+    def close(self) -> None:
+        """Free the backend's session (idempotent); a run after this raises BackendError."""
+        self._backend.close()
+
+    def __enter__(self) -> "Model":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"Model({self.name!r}, version={self.version!r}, backend={self.backend.value!r})"

@@ -13,14 +13,15 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-_EXPORTS = {"ServeConfig": ".config", "ServedModel": ".app", "ServerState": ".app", "create_app": ".app"}
+_EXPORTS = {"ServeConfig": ".config", "ServedModel": ".state", "ServerState": ".state", "SwapResult": ".state",
+            "create_app": ".app"}
 __all__ = sorted(_EXPORTS)
 
 
 def __getattr__(name: str) -> Any:
     if name not in _EXPORTS:
         raise AttributeError(f"module 'edgeship.serve' has no attribute {name!r}")
-    if _EXPORTS[name] == ".app":
+    if _EXPORTS[name] != ".config":
         from .._deps import require
 
         require("fastapi", "serve", "the REST server")

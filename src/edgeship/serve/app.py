@@ -5,7 +5,8 @@
 
 Models load here, before the server listens, so a broken bundle fails at start, not on the
 first request. Inference threads start in the lifespan; on shutdown new requests get 503,
-what is in flight finishes (up to ``shutdown_timeout_s``), then the threads stop.
+what is in flight finishes (up to ``shutdown_timeout_s``), then the threads stop. While it runs,
+``app.state.edgeship.swap(name, model)`` replaces the model a name serves (serve/state.py).
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ import contextlib
 import logging
 import os
 import time
-from dataclasses import dataclass
 from typing import Any, Sequence, Union
 
 from fastapi import FastAPI
@@ -27,11 +27,12 @@ from ..errors import InputError
 from ..runtime.model import Model
 from .batching import ModelWorker
 from .config import ServeConfig, runtime_config
-from .errors import ApiError, install_handlers
+from .errors import install_handlers
 from .health import READY, HealthChecker
 from .kserve import create_kserve_router
-from .metrics import ModelMetrics, RequestCounter, ServeMetrics
+from .metrics import RequestCounter, ServeMetrics
 from .pool import HotThreadPool
+from .state import ServedModel, ServerState
 from .vision import create_vision_router
 
 log = logging.getLogger("edgeship.serve")
@@ -39,42 +40,19 @@ log = logging.getLogger("edgeship.serve")
 ModelSource = Union[str, os.PathLike, Bundle, Model]
 
 
-@dataclass
-class ServedModel:
-    model: Model
-    worker: ModelWorker
-    metrics: ModelMetrics
-
-
-@dataclass
-class ServerState:
-    """What the routers share: the models, the config, metrics, health and the optional LLM."""
-
-    models: dict[str, ServedModel]
-    config: ServeConfig
-    metrics: ServeMetrics
-    prep_pool: HotThreadPool
-    health: HealthChecker
-    llm: Any = None
-
-    def lookup(self, name: str) -> ServedModel:
-        try:
-            return self.models[name]
-        except KeyError:
-            known = ", ".join(sorted(self.models)) or "none"
-            raise ApiError(404, f"no vision model named {name!r} (loaded: {known})", "model_not_found") from None
-
-
 def load_models(sources: Sequence[ModelSource], config: ServeConfig) -> list[Model]:
+    """Models from bundle paths (loaded with the server's settings) or as given, names checked unique.
+
+    A Model given loaded keeps its own settings and pixel limit; every upload is held to
+    ``config.max_pixels`` before decoding anyway (serve/upload.py).
+    """
     runtime = runtime_config(config)
-    models = [s if isinstance(s, Model) else Model.load(s, runtime) for s in sources]
+    models = [s if isinstance(s, Model) else Model.load(s, runtime, max_pixels=config.max_pixels) for s in sources]
     seen: set[str] = set()
     for m in models:
         if m.name in seen:
             raise InputError(f"two models are named {m.name!r}; rename one bundle (its manifest's name) to serve both")
         seen.add(m.name)
-        if m.preprocessor is not None:
-            m.preprocessor.max_pixels = config.max_pixels
     return models
 
 
@@ -93,10 +71,12 @@ def create_app(models: Sequence[ModelSource], config: Union[ServeConfig, None] =
     prep_pool = HotThreadPool(config.prep_threads, "edgeship-decode")
     served = {}
     for m in loaded:
-        mm = metrics.for_model(m)
+        mm = metrics.for_model(m.name, m)
         served[m.name] = ServedModel(m, ModelWorker(m, config, mm, prep_pool), mm)
     health = HealthChecker(served, config, metrics, llm)
     state = ServerState(served, config, metrics, prep_pool, health, llm)
+    for name, s in served.items():
+        s.metrics.queue_depth.set_function(lambda name=name: state.pending(name))  # across swaps too
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -107,6 +87,7 @@ def create_app(models: Sequence[ModelSource], config: Union[ServeConfig, None] =
         try:
             yield
         finally:
+            state.closing = True  # a swap under way finishes; no new one starts
             for s in served.values():
                 s.worker.close()
             drained = await asyncio.gather(*(s.worker.drain(config.shutdown_timeout_s) for s in served.values()))

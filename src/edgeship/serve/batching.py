@@ -1,6 +1,6 @@
 """One inference thread per model, fed by a bounded queue, running dynamic micro-batches.
 
->>> worker = ModelWorker(model, config, metrics.for_model(model), prep_pool)
+>>> worker = ModelWorker(model, config, metrics.for_model(model.name, model), prep_pool)
 >>> worker.start()
 >>> with worker.admit():                       # Overloaded (503) when queue_size are in flight
 ...     output, timing = await worker.submit(prepare)
@@ -14,11 +14,12 @@ metrics.
 A lone request (the model idle, nothing queued, nothing else being decoded) runs the model on
 the decode thread that prepared it: there is nothing to batch it with, and one thread hand-off
 fewer is one wake-up fewer on its way. With ``spinning="auto"``, a lone request of a dense stream
-(see STREAM_GAP_S) runs on a twin session whose ONNX Runtime threads spin, during the run and for
-a while after it, as they would in a tight in-process loop; batches run on the model's own
-session, whose threads sleep, so under load they leave the cores to decoding and HTTP. The twin's
-threads run at the lowest CPU priority (nice 19): spinning, they give way at once to the event
-loop, the decode thread and the client that a stream wakes between two runs.
+(see STREAM_GAP_S) runs on a twin of the model (``model.derive``: a second session of the same
+bundle) whose ONNX Runtime threads spin, during the run and for a while after it, as they would
+in a tight in-process loop; batches run on the model's own session, whose threads sleep, so
+under load they leave the cores to decoding and HTTP. The twin's threads run at the lowest CPU
+priority (nice 19): spinning, they give way at once to the event loop, the decode thread and the
+client that a stream wakes between two runs.
 Everything else goes through the queue to the inference thread, which batches. The model runs
 one batch at a time either way.
 """
@@ -38,7 +39,7 @@ from typing import Any, Callable, Iterator
 
 import numpy as np
 
-from .config import Spinning, lone_runtime_config
+from .config import Spinning
 from .errors import Overloaded
 
 log = logging.getLogger("edgeship.serve")
@@ -49,6 +50,11 @@ log = logging.getLogger("edgeship.serve")
 # for the next request of the stream; a sparse stream (a camera sending 5 pictures a second) runs
 # on the sleeping session and pays no spinning.
 STREAM_GAP_S = 0.04
+
+# The twin's settings, over the model's own: its threads spin, and go on spinning after a run as
+# ONNX Runtime's default does (``runtime_config(ServeConfig(spinning="auto"))`` plus these is what
+# ``lone_runtime_config`` gives).
+TWIN_CHANGES = {"allow_spinning": True, "stop_spinning_after_run": False}
 
 Finish = Callable[[list[np.ndarray]], Any]
 Prepare = Callable[[], tuple[np.ndarray, Finish, dict]]
@@ -73,25 +79,47 @@ class _Job:
 
 @contextlib.contextmanager
 def _lowest_priority_for_new_threads() -> Iterator[None]:
-    """Threads of this process started inside the block get nice 19 (Linux; elsewhere nothing changes).
+    """Threads that this thread starts inside the block get nice 19 (Linux; elsewhere nothing changes).
 
     Measured with a single client on 2 cores (EfficientNet-Lite0, two runs of 5000-7000 requests a
     row): spinning at normal priority between two runs, the twin's threads kept the cores from the
     wake-ups a request needs. The p99 of the HTTP part (client time minus server time) was 2.2-2.5
     ms, against 0.9-1.2 ms at nice 19, and the request's p99 18.0-20.6 ms against 16.1-17.8 ms.
     Inference was not slower (median 5.78 against 5.77 ms): nothing else wants the cores then.
+
+    A live swap makes the twin while the server runs, so other threads may start meanwhile (the
+    event loop's executor, say), and they must keep their priority. A new thread inherits its
+    creator's name (``comm``), and ONNX Runtime does not rename its threads; so this thread takes
+    a name of its own for the block, and only new threads that carry it are reniced.
     """
     tasks = "/proc/self/task"
-    before = set(os.listdir(tasks)) if os.path.isdir(tasks) else None
+    me = threading.get_native_id()
+    comm = f"{tasks}/{me}/comm"
+    try:
+        with open(comm) as f:
+            own_name = f.read().rstrip("\n")
+        before = set(os.listdir(tasks))
+        mark = f"es-nice-{me}"[:15]
+        with open(comm, "w") as f:
+            f.write(mark)
+    except OSError:  # not Linux, or /proc is not mounted
+        yield
+        return
     try:
         yield
     finally:
-        if before is not None:
-            for tid in set(os.listdir(tasks)) - before:
-                try:
-                    os.setpriority(os.PRIO_PROCESS, int(tid), 19)
-                except OSError:  # the thread has ended already
-                    pass
+        with open(comm, "w") as f:
+            f.write(own_name)
+        for tid in set(os.listdir(tasks)) - before:
+            try:
+                with open(f"{tasks}/{tid}/comm") as f:
+                    if f.read().rstrip("\n") != mark:
+                        continue  # started by another thread
+                os.setpriority(os.PRIO_PROCESS, int(tid), 19)
+                with open(f"{tasks}/{tid}/comm", "w") as f:
+                    f.write("edgeship-twin")
+            except OSError:  # the thread has ended already
+                pass
 
 
 def _set(fut: asyncio.Future, result: Any, exc: BaseException | None) -> None:
@@ -106,9 +134,9 @@ def _set(fut: asyncio.Future, result: Any, exc: BaseException | None) -> None:
 class ModelWorker:
     """Admission, the queue and the inference thread of one model."""
 
-    def __init__(self, model, config, metrics, prep_pool: Executor):
+    def __init__(self, model, config, metrics, prep_pool: Executor, name: str | None = None):
         self.model = model
-        self.name = model.name
+        self.name = name or model.name
         self.config = config
         self.metrics = metrics
         self.prep_pool = prep_pool
@@ -122,13 +150,22 @@ class ModelWorker:
         self.pending = 0  # admitted and not yet answered (touched only on the event loop)
         self._closing = False
         self._stopping = False
+        self._exited = False  # the inference thread has returned (guarded by _cv)
         self._thread: threading.Thread | None = None
-        self._lone_session = None
+        self._twin = None  # the spinning twin of the model (spinning "auto")
         self._last_submit = float("-inf")  # touched only on the event loop
         if config.spinning is Spinning.AUTO:
             with _lowest_priority_for_new_threads():  # ONNX Runtime starts the twin's threads here
-                self._lone_session = model.twin_session(lone_runtime_config(config))
-        metrics.queue_depth.set_function(lambda: self.pending)
+                self._twin = model.derive(**TWIN_CHANGES)
+
+    def models(self) -> list:
+        """The sessions this worker runs on: the model, and its spinning twin when there is one."""
+        return [self.model] if self._twin is None else [self.model, self._twin]
+
+    def release_sessions(self) -> None:
+        """Free the twin this worker made (the model itself belongs to whoever loaded it)."""
+        if self._twin is not None:
+            self._twin.close()
 
     # --- event-loop side -------------------------------------------------------------------
 
@@ -207,14 +244,19 @@ class ModelWorker:
         job.t_enqueued = time.perf_counter()
         with self._cv:
             self._preparing -= 1
-            inline = not (self._running or self._queue or self._preparing or self._stopping)
+            gone = self._exited
+            inline = not (gone or self._running or self._queue or self._preparing or self._stopping)
             if inline:
                 self._running = True
-            else:
+            elif not gone:
                 self._queue.append(job)
                 self._cv.notify()
-        if inline:
-            self._execute_and_release([job], self._lone_session if job.streaming else None)
+        if gone:  # admitted before a swap, and held up (a slow upload) past its drain timeout
+            err = Overloaded(f"model {self.name!r} was replaced while this request was held up; retry",
+                             self.config.retry_after_s)
+            job.loop.call_soon_threadsafe(_set, job.fut, None, err)
+        elif inline:
+            self._execute_and_release([job], twin=job.streaming)
 
     # --- inference thread --------------------------------------------------------------------
 
@@ -225,6 +267,7 @@ class ModelWorker:
         with self._cv:
             while not self._queue or self._running:
                 if self._stopping and self._preparing == 0 and not self._queue:
+                    self._exited = True
                     return None
                 self._cv.wait()
             self._running = True
@@ -253,11 +296,11 @@ class ModelWorker:
                 return
             self._execute_and_release(batch)
 
-    def _execute_and_release(self, batch: list[_Job], session: Any = None) -> None:
+    def _execute_and_release(self, batch: list[_Job], twin: bool = False) -> None:
         """Run ``batch``, free the model, then answer: a client that hears back finds the model idle."""
         answers: list[tuple[_Job, Any, BaseException | None]] = []
         try:
-            answers = self._execute(batch, session)
+            answers = self._execute(batch, self._twin if twin and self._twin is not None else self.model)
         except BaseException as exc:  # noqa: BLE001  never let the thread die
             log.error("inference error", exc_info=exc)
             answers = [(job, None, exc) for job in batch]
@@ -269,18 +312,18 @@ class ModelWorker:
             for job, result, exc in answers:
                 job.loop.call_soon_threadsafe(_set, job.fut, result, exc)
 
-    def _execute(self, batch: list[_Job], session: Any = None) -> list[tuple[_Job, Any, BaseException | None]]:
-        """Run the model on ``batch``; returns each job's (job, answer, error)."""
+    def _execute(self, batch: list[_Job], model: Any) -> list[tuple[_Job, Any, BaseException | None]]:
+        """Run ``model`` (the model or its twin) on ``batch``; returns each job's (job, answer, error)."""
         t0 = time.perf_counter()
         rows = sum(j.rows for j in batch)
         x = batch[0].x if len(batch) == 1 else np.concatenate([j.x for j in batch])
         if self.fixed_batch and rows < self.fixed_batch:  # a fixed-batch graph: pad, then drop the padding
             x = np.concatenate([x, np.zeros((self.fixed_batch - rows, *x.shape[1:]), dtype=x.dtype)])
         try:
-            outputs = self.model.run(x, session)
+            outputs = model.run(x)
         except Exception as exc:
             if len(batch) > 1:  # one bad input must not fail its neighbours: run each alone
-                return [answer for job in batch for answer in self._execute([job], session)]
+                return [answer for job in batch for answer in self._execute([job], model)]
             return [(batch[0], None, exc)]
         t1 = time.perf_counter()
         infer_ms = (t1 - t0) * 1e3

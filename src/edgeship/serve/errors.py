@@ -17,7 +17,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from ..errors import BundleError, EdgeshipError, InputError
+from ..errors import BackendError, BundleError, EdgeshipError, InputError
 
 log = logging.getLogger("edgeship.serve")
 
@@ -55,6 +55,10 @@ def as_api_error(exc: BaseException) -> ApiError:
         return exc
     if isinstance(exc, InputError):
         return ApiError(400, str(exc))
+    if isinstance(exc, BackendError):  # its session was freed: a swap timed out waiting for it
+        log.warning("request ran into a closed model: %s", exc)
+        return ApiError(503, f"the model was replaced while this request waited; retry ({exc})", "unavailable",
+                        {"Retry-After": "1"})
     if isinstance(exc, BundleError):
         log.error("model misconfigured: %s", exc)
         return ApiError(500, f"the model cannot answer: {exc}")

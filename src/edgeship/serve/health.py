@@ -8,11 +8,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import time
-from typing import Any
-
-import numpy as np
+from typing import Any, AsyncIterator
 
 from ..monitor.alerts import evaluate, read_snapshot
 
@@ -25,8 +24,7 @@ def check_model(model) -> dict[str, Any]:
     try:
         golden = model.check_golden()
         if golden is None:
-            shape = [d if isinstance(d, int) else 1 for d in model.input_shape]
-            model.run(np.zeros(shape, dtype=model.input_dtype))
+            model.run(model.blank_input())
             result = {"ok": True, "check": "no golden input in the bundle; a zero input ran"}
         else:
             result = {
@@ -52,8 +50,20 @@ class HealthChecker:
         self._cached: tuple[float, dict] | None = None
         self._lock = asyncio.Lock()
 
-    def _run_checks(self) -> dict[str, Any]:
-        models = {name: check_model(served.model) for name, served in self.models.items()}
+    @contextlib.asynccontextmanager
+    async def paused(self) -> AsyncIterator[None]:
+        """No readiness check runs inside the block (one under way is waited for); the cache is dropped.
+
+        A swap frees the old model's sessions in here, so that no check is running them.
+        """
+        async with self._lock:
+            try:
+                yield
+            finally:
+                self._cached = None
+
+    def _run_checks(self, served: dict) -> dict[str, Any]:
+        models = {name: check_model(s.model) for name, s in served.items()}
         try:
             snapshot = read_snapshot(self.config.sensors_root, self.config.disk_path)
             alerts = [dataclasses.asdict(a) for a in evaluate(snapshot, self.config.alerts)]
@@ -65,7 +75,7 @@ class HealthChecker:
         async with self._lock:  # concurrent probes share one run of the models
             now = time.monotonic()
             if self._cached is None or now - self._cached[0] > self.config.ready_cache_s:
-                report = await asyncio.to_thread(self._run_checks)
+                report = await asyncio.to_thread(self._run_checks, dict(self.models))
                 self._cached = (time.monotonic(), report)
             report = dict(self._cached[1])
         if self.llm is not None:

@@ -34,29 +34,34 @@ DATATYPES = {
     "FP16": np.float16, "FP32": np.float32, "FP64": np.float64,
 }
 _NUMPY_TO_V2 = {np.dtype(v): k for k, v in DATATYPES.items()}
-_ORT_TO_V2 = {
-    "tensor(float)": "FP32", "tensor(float16)": "FP16", "tensor(double)": "FP64", "tensor(uint8)": "UINT8",
-    "tensor(int8)": "INT8", "tensor(int16)": "INT16", "tensor(int32)": "INT32", "tensor(int64)": "INT64",
-    "tensor(bool)": "BOOL", "tensor(uint16)": "UINT16", "tensor(uint32)": "UINT32", "tensor(uint64)": "UINT64",
-}
+# KServe's platform names (Triton's spelling) of each backend; others answer the backend's name.
+_PLATFORMS = {"onnxruntime": "onnxruntime_onnx", "tensorrt": "tensorrt_plan", "litert": "tensorflow_lite",
+              "openvino": "openvino"}
 HEADER_LENGTH = "inference-header-content-length"
 
 
-def _tensor_meta(arg) -> dict[str, Any]:
+def _v2_datatype(dtype: str) -> str:
+    try:
+        return _NUMPY_TO_V2.get(np.dtype(dtype), dtype)
+    except TypeError:  # a type numpy has no name for: say it as the backend does
+        return dtype
+
+
+def _tensor_meta(spec) -> dict[str, Any]:
     return {
-        "name": arg.name,
-        "datatype": _ORT_TO_V2.get(arg.type, arg.type),
-        "shape": [d if isinstance(d, int) else -1 for d in arg.shape],
+        "name": spec.name,
+        "datatype": _v2_datatype(spec.dtype),
+        "shape": [d if isinstance(d, int) else -1 for d in spec.shape],
     }
 
 
-def model_metadata(model) -> dict[str, Any]:
+def model_metadata(name: str, model) -> dict[str, Any]:
     return {
-        "name": model.name,
-        "versions": [model.bundle.manifest.version],
-        "platform": "onnxruntime_onnx",
-        "inputs": [_tensor_meta(a) for a in model.session.get_inputs()],
-        "outputs": [_tensor_meta(a) for a in model.session.get_outputs()],
+        "name": name,
+        "versions": [model.version],
+        "platform": _PLATFORMS.get(model.backend.value, model.backend.value),
+        "inputs": [_tensor_meta(s) for s in model.inputs],
+        "outputs": [_tensor_meta(s) for s in model.outputs],
     }
 
 
@@ -130,22 +135,23 @@ def parse_request(body: bytes, header_length: Union[str, None]) -> tuple[dict, d
     return req, arrays
 
 
-def input_tensor(model, arrays: dict[str, np.ndarray]) -> np.ndarray:
-    """The model's one input, checked against its shape and type."""
-    if model.input_name not in arrays:
-        raise ApiError(400, f"model {model.name!r} takes input {model.input_name!r}; got {', '.join(map(repr, arrays))}")
-    x = arrays[model.input_name]
-    want = model.input_shape
+def input_tensor(name: str, model, arrays: dict[str, np.ndarray]) -> np.ndarray:
+    """The model's one input, checked against its TensorSpec (shape and type)."""
+    spec = model.inputs[0]
+    if spec.name not in arrays:
+        raise ApiError(400, f"model {name!r} takes input {spec.name!r}; got {', '.join(map(repr, arrays))}")
+    x = arrays[spec.name]
+    want = spec.shape
     if x.ndim != len(want) or any(isinstance(d, int) and d != s for d, s in zip(want[1:], x.shape[1:])):
         shape = [d if isinstance(d, int) else -1 for d in want]
-        raise ApiError(400, f"input {model.input_name!r} must have shape {shape}, got {list(x.shape)}")
+        raise ApiError(400, f"input {spec.name!r} must have shape {shape}, got {list(x.shape)}")
     if x.shape[0] == 0:
         raise ApiError(400, "input has a batch of 0 rows")
     if isinstance(want[0], int) and x.shape[0] != want[0]:
-        raise ApiError(400, f"model {model.name!r} was exported with a fixed batch of {want[0]}, got {x.shape[0]}")
+        raise ApiError(400, f"model {name!r} was exported with a fixed batch of {want[0]}, got {x.shape[0]}")
     if x.dtype != model.input_dtype:
-        expected = _NUMPY_TO_V2[np.dtype(model.input_dtype)]
-        raise ApiError(400, f"input {model.input_name!r} must be {expected}, got {_NUMPY_TO_V2.get(x.dtype, x.dtype)}")
+        expected = _v2_datatype(spec.dtype)
+        raise ApiError(400, f"input {spec.name!r} must be {expected}, got {_NUMPY_TO_V2.get(x.dtype, x.dtype)}")
     return x
 
 
@@ -162,9 +168,9 @@ def _classification(arr: np.ndarray, k: int, labels: Union[list[str], None]) -> 
     return out
 
 
-def encode_response(model, req: dict, outputs: list[np.ndarray]) -> tuple[bytes, dict[str, str], str]:
+def encode_response(name: str, model, req: dict, outputs: list[np.ndarray]) -> tuple[bytes, dict[str, str], str]:
     """Body, headers and media type of an inference response (JSON, or JSON + binary tensors)."""
-    names = model.output_names
+    names = [o.name for o in model.outputs]
     by_name = dict(zip(names, outputs))
     params = req.get("parameters") if isinstance(req.get("parameters"), dict) else {}
     binary_default = bool(params.get("binary_data_output", False))
@@ -200,7 +206,7 @@ def encode_response(model, req: dict, outputs: list[np.ndarray]) -> tuple[bytes,
             else:
                 entry["data"] = arr.reshape(-1).tolist()
         meta.append(entry)
-    response: dict[str, Any] = {"model_name": model.name, "model_version": model.bundle.manifest.version, "outputs": meta}
+    response: dict[str, Any] = {"model_name": name, "model_version": model.version, "outputs": meta}
     if "id" in req:
         response["id"] = req["id"]
     head = json.dumps(response, separators=(",", ":")).encode()
@@ -212,11 +218,13 @@ def encode_response(model, req: dict, outputs: list[np.ndarray]) -> tuple[bytes,
 def create_kserve_router(state) -> APIRouter:
     router = APIRouter()
 
-    def lookup(name: str, version: Union[str, None]):
-        served = state.lookup(name)
-        if version is not None and version != served.model.bundle.manifest.version:
-            raise ApiError(404, f"model {name!r} has version {served.model.bundle.manifest.version!r}, not {version!r}")
+    def check_version(served, version: Union[str, None]):
+        if version is not None and version != served.model.version:
+            raise ApiError(404, f"model {served.name!r} has version {served.model.version!r}, not {version!r}")
         return served
+
+    def lookup(name: str, version: Union[str, None]):
+        return check_version(state.lookup(name), version)
 
     @router.get("/v2")
     async def server_metadata() -> JSONResponse:
@@ -237,7 +245,8 @@ def create_kserve_router(state) -> APIRouter:
     @router.get("/v2/models/{name}")
     @router.get("/v2/models/{name}/versions/{version}")
     async def metadata(name: str, version: Union[str, None] = None) -> JSONResponse:
-        return JSONResponse(model_metadata(lookup(name, version).model))
+        served = lookup(name, version)
+        return JSONResponse(model_metadata(served.name, served.model))
 
     @router.get("/v2/models/{name}/ready")
     @router.get("/v2/models/{name}/versions/{version}/ready")
@@ -250,10 +259,10 @@ def create_kserve_router(state) -> APIRouter:
     @router.post("/v2/models/{name}/versions/{version}/infer")
     async def infer(name: str, request: Request, version: Union[str, None] = None) -> Response:
         t0 = time.perf_counter()
-        served = lookup(name, version)
-        model = served.model
         limit = state.config.max_upload_bytes
-        with served.worker.admit():
+        with state.admit(name) as served:  # the model this request runs on, even if a swap comes
+            check_version(served, version)
+            model = served.model
             body = await read_body(request, limit)
             encoding = request.headers.get("content-encoding")
             header_length = request.headers.get(HEADER_LENGTH)
@@ -263,12 +272,13 @@ def create_kserve_router(state) -> APIRouter:
                 t = time.perf_counter()
                 req, arrays = parse_request(_decompress(body, encoding, limit), header_length)
                 parsed["req"] = req
-                return input_tensor(model, arrays), (lambda outputs: outputs), {"decode": (time.perf_counter() - t) * 1e3}
+                x = input_tensor(name, model, arrays)
+                return x, (lambda outputs: outputs), {"decode": (time.perf_counter() - t) * 1e3}
 
             outputs, _timing = await served.worker.submit(prepare)
             loop = asyncio.get_running_loop()
             content, headers, media = await loop.run_in_executor(
-                state.prep_pool, encode_response, model, parsed["req"], outputs
+                state.prep_pool, encode_response, name, model, parsed["req"], outputs
             )
         served.metrics.total.observe(time.perf_counter() - t0)
         return Response(content, headers=headers, media_type=media)

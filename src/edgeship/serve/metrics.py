@@ -1,7 +1,7 @@
 """Prometheus metrics of one app, in its own CollectorRegistry (so tests can build many apps).
 
 >>> m = ServeMetrics(config)
->>> per_model = m.for_model(model)                  # label children bound once, cheap to observe
+>>> per_model = m.for_model("mobilenet", model)      # label children bound once, cheap to observe
 >>> generate_latest(m.registry)                     # what GET /metrics answers
 """
 
@@ -128,10 +128,22 @@ class ServeMetrics:
         self.build.labels(__version__).set(1)
         self.started = time.time()
 
-    def for_model(self, model) -> ModelMetrics:
-        name = model.name
+    @staticmethod
+    def _info_labels(name: str, model) -> tuple[str, ...]:
         m = model.bundle.manifest
-        self.model_info.labels(name, m.version, m.task.value, m.format.value, m.files.get(m.model, "")).set(1)
+        return name, m.version, m.task.value, m.format.value, m.files.get(m.model, "")
+
+    def replace_model_info(self, name: str, old, new) -> None:
+        """After a swap: the info series of the model now serving ``name``, and not the old one's."""
+        try:
+            self.model_info.remove(*self._info_labels(name, old))
+        except KeyError:  # already gone (a swap back to the same version)
+            pass
+        self.model_info.labels(*self._info_labels(name, new)).set(1)
+
+    def for_model(self, name: str, model) -> ModelMetrics:
+        """The label children of the model served as ``name``."""
+        self.model_info.labels(*self._info_labels(name, model)).set(1)
         return ModelMetrics(
             self.queue_wait.labels(name), self.preprocess.labels(name), self.inference.labels(name),
             self.total.labels(name), self.batch_size.labels(name), self.queue_depth.labels(name),

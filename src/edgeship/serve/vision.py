@@ -14,21 +14,25 @@ from fastapi.responses import JSONResponse
 from starlette.routing import Route
 
 from .._config import to_dict
-from ..runtime.tasks import decoder_for
 from .errors import ApiError
 from .upload import check_image, image_bytes, read_body
 
 
-def model_card(served, created: int) -> dict[str, Any]:
-    """One entry of GET /v1/models: an OpenAI model object plus what a vision client needs."""
+def model_card(served, created: int, swaps: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """One entry of GET /v1/models: an OpenAI model object plus what a vision client needs.
+
+    ``serving`` says what answers requests now: the version and the backend as it runs (engine,
+    providers, threads), since when, and the last live swap when there was one.
+    """
     model = served.model
     m = model.bundle.manifest
     inputs = [to_dict(s) for s in m.inputs] or [
-        {"name": i.name, "shape": [d if isinstance(d, int) else None for d in i.shape], "dtype": i.type}
-        for i in model.session.get_inputs()
+        {"name": s.name, "shape": [d if isinstance(d, int) else None for d in s.shape], "dtype": s.dtype}
+        for s in model.inputs
     ]
+    swaps = swaps or []
     return {
-        "id": model.name,
+        "id": served.name,
         "object": "model",
         "created": created,
         "owned_by": "edgeship",
@@ -39,13 +43,19 @@ def model_card(served, created: int) -> dict[str, Any]:
         "inputs": inputs,
         "dynamic_batch": model.dynamic_batch,
         "labels": len(model.bundle.labels or []),
+        "serving": {
+            "version": model.version,
+            "backend": model.describe(),
+            "since": round(served.since, 3),
+            "swaps": len(swaps),
+            "last_swap": swaps[-1] if swaps else None,
+        },
     }
 
 
 def image_job(served, body: bytes, content_type: Union[str, None], top_k: Union[int, None], max_pixels: int):
     """The work of one upload, run in the decode pool: validate, decode, preprocess."""
     model = served.model
-    decode = decoder_for(model.bundle.manifest.task)
 
     def prepare():
         t0 = time.perf_counter()
@@ -56,7 +66,7 @@ def image_job(served, body: bytes, content_type: Union[str, None], top_k: Union[
         timing["decode"] = timing.get("decode", 0.0) + checked_ms
 
         def finish(outputs):
-            return decode([o[0] for o in outputs], model.bundle, meta, top_k=top_k)
+            return model.finish([o[0] for o in outputs], meta, top_k)
 
         return x[None], finish, timing
 
@@ -78,7 +88,7 @@ def create_vision_router(state) -> APIRouter:
     @router.get("/v1/models")
     async def list_models() -> JSONResponse:
         created = int(state.metrics.started)
-        data = [model_card(s, created) for s in state.models.values()]
+        data = [model_card(s, created, state.history(n)) for n, s in state.models.items()]
         if state.llm is not None:
             data.append(state.llm.model_card())
         return JSONResponse({"object": "list", "data": data})
@@ -87,29 +97,27 @@ def create_vision_router(state) -> APIRouter:
     async def get_model(name: str) -> JSONResponse:
         if state.llm is not None and name == state.llm.name:
             return JSONResponse(state.llm.model_card())
-        return JSONResponse(model_card(state.lookup(name), int(state.metrics.started)))
+        return JSONResponse(model_card(state.lookup(name), int(state.metrics.started), state.history(name)))
 
     async def predict(request: Request) -> JSONResponse:
         t0 = time.perf_counter()
         request.scope["route"] = route  # FastAPI records only its own routes there; /metrics labels by it
         name = request.path_params["name"]
         top_k = _top_k(request.query_params.get("top_k"))
-        served = state.lookup(name)
-        if served.model.preprocessor is None:
-            raise ApiError(400, f"model {name!r} takes tensors, not pictures; use POST /v2/models/{name}/infer")
-        with served.worker.admit():
+        with state.admit(name) as served:  # the model this request runs on, even if a swap comes
+            if not served.model.takes_images:
+                raise ApiError(400, f"model {name!r} takes tensors, not pictures; use POST /v2/models/{name}/infer")
             body = await read_body(request, state.config.max_upload_bytes)
             job = image_job(served, body, request.headers.get("content-type"), top_k, state.config.max_pixels)
             output, timing = await served.worker.submit(job)
         total = time.perf_counter() - t0
         served.metrics.total.observe(total)
         timing["total"] = total * 1e3
-        m = served.model.bundle.manifest
         batch = timing.pop("batch_size", 1)
         return JSONResponse({
             "model": name,
-            "version": m.version,
-            "task": m.task.value,
+            "version": served.model.version,
+            "task": served.model.task.value,
             **output,
             "batch_size": batch,
             "timing_ms": {k: round(v, 3) for k, v in timing.items()},

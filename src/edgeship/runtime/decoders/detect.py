@@ -29,9 +29,9 @@ from typing import Any, Callable
 
 import numpy as np
 
-from ..bundle import Bundle, Task
-from ..errors import BundleError, InputError
-from .tasks import register, softmax
+from ...bundle import BoxDecoder, Bundle, Task
+from ...errors import BundleError, InputError
+from .registry import register, softmax
 
 # torchvision's BoxCoder clamps dw/dh so exp() cannot overflow on garbage deltas.
 _BBOX_XFORM_CLIP = math.log(1000.0 / 16)
@@ -40,15 +40,17 @@ _SSD_VARIANCES = (0.1, 0.2)
 MAX_NMS_CANDIDATES = 4096
 _BACKGROUND = {"background", "__background__", "bg", "???"}
 
+
+
 Decoder = Callable[[list[np.ndarray], Bundle], tuple[np.ndarray, np.ndarray, np.ndarray]]
-_BOX_DECODERS: dict[str, Decoder] = {}
+_BOX_DECODERS: dict[BoxDecoder, Decoder] = {}
 
 
-def register_box_decoder(name: str) -> Callable[[Decoder], Decoder]:
-    """Register a function ``(outputs, bundle) -> (boxes_xyxy, scores, classes)`` under ``name``."""
+def register_box_decoder(kind: BoxDecoder) -> Callable[[Decoder], Decoder]:
+    """Register a function ``(outputs, bundle) -> (boxes_xyxy, scores, classes)`` for ``kind``."""
 
     def deco(fn: Decoder) -> Decoder:
-        _BOX_DECODERS[name] = fn
+        _BOX_DECODERS[kind] = fn
         return fn
 
     return deco
@@ -101,7 +103,7 @@ def _n_labels(bundle: Bundle) -> int | None:
     return len(labels) if labels else None
 
 
-@register_box_decoder("yolov8")
+@register_box_decoder(BoxDecoder.YOLOV8)
 def decode_yolov8(outputs: list[np.ndarray], bundle: Bundle) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     out = np.asarray(outputs[0], dtype=np.float32)
     if out.ndim == 3 and out.shape[0] == 1:
@@ -158,7 +160,7 @@ def _input_hw(bundle: Bundle) -> tuple[int, int]:
     raise BundleError(f"{bundle.name}: cannot tell the model input size to scale SSD anchors; add preprocessing.size")
 
 
-@register_box_decoder("ssd")
+@register_box_decoder(BoxDecoder.SSD)
 def decode_ssd(outputs: list[np.ndarray], bundle: Bundle) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     arrays = [np.asarray(o, dtype=np.float32) for o in outputs[:2]]
     arrays = [a[0] if a.ndim == 3 and a.shape[0] == 1 else a for a in arrays]
@@ -200,11 +202,8 @@ def decode_ssd(outputs: list[np.ndarray], bundle: Bundle) -> tuple[np.ndarray, n
 def detect_boxes(outputs: list[np.ndarray], bundle: Bundle) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Decoded, thresholded, NMS-ed boxes in model-input pixels: (boxes [K, 4], scores [K], classes [K])."""
     post = bundle.manifest.postprocessing
-    name = post.decoder or "yolov8"
-    try:
-        decoder = _BOX_DECODERS[name]
-    except KeyError:
-        raise BundleError(f"{bundle.name}: unknown detection decoder {name!r} (known: {', '.join(sorted(_BOX_DECODERS))})") from None
+    kind = post.decoder or BoxDecoder.YOLOV8  # the manifest only admits BoxDecoder members
+    decoder = _BOX_DECODERS[kind]
     boxes, scores, classes = decoder(outputs, bundle)
     mask = scores > post.score_threshold
     boxes, scores, classes = boxes[mask], scores[mask], classes[mask]

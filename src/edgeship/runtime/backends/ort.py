@@ -1,0 +1,154 @@
+"""The ONNX Runtime backend: one ``InferenceSession``, its options from a RuntimeConfig.
+
+>>> backend = OrtBackend("model.onnx", RuntimeConfig(intra_op_threads=2))
+>>> backend.describe()
+{'backend': 'onnxruntime', 'version': '1.22.0', 'providers': ['CPUExecutionProvider'], 'intra_op_threads': 2, ...}
+>>> session = create_session("model.onnx", cfg)     # the bare session, for code that times ORT itself
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Union
+
+import numpy as np
+
+from ...errors import BackendError, BundleError, InputError
+from .base import Backend, BackendKind, register_backend
+
+if TYPE_CHECKING:
+    from ...bundle import TensorSpec
+    from ..config import RuntimeConfig
+
+# ONNX element types as numpy dtype names (TensorSpec.dtype); others keep ORT's own spelling.
+_DTYPES = {
+    "tensor(float)": "float32", "tensor(float16)": "float16", "tensor(double)": "float64",
+    "tensor(uint8)": "uint8", "tensor(int8)": "int8", "tensor(uint16)": "uint16", "tensor(int16)": "int16",
+    "tensor(uint32)": "uint32", "tensor(int32)": "int32", "tensor(uint64)": "uint64", "tensor(int64)": "int64",
+    "tensor(bool)": "bool",
+}
+
+
+def available_providers() -> list[str]:
+    import onnxruntime as ort
+
+    return list(ort.get_available_providers())
+
+
+def resolve_providers(wanted: tuple[str, ...]) -> list[str]:
+    have = set(available_providers())
+    chosen = [p for p in wanted if p in have and p != "CPUExecutionProvider"]
+    return [*chosen, "CPUExecutionProvider"]
+
+
+def session_options(cfg: "RuntimeConfig"):
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    if cfg.intra_op_threads is not None:
+        opts.intra_op_num_threads = cfg.intra_op_threads
+    if cfg.inter_op_threads is not None:
+        opts.inter_op_num_threads = cfg.inter_op_threads
+    opts.execution_mode = (
+        ort.ExecutionMode.ORT_PARALLEL if cfg.execution_mode == "parallel" else ort.ExecutionMode.ORT_SEQUENTIAL
+    )
+    opts.graph_optimization_level = {
+        "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
+        "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+        "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+        "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+    }[cfg.graph_optimization]
+    if cfg.allow_spinning is not None:
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "1" if cfg.allow_spinning else "0")
+    if cfg.stop_spinning_after_run:
+        opts.add_session_config_entry("session.force_spinning_stop", "1")
+    opts.log_severity_level = cfg.log_severity
+    return opts
+
+
+def create_session(model_path: Union[str, os.PathLike], cfg: "RuntimeConfig | None" = None):
+    """An onnxruntime.InferenceSession for ``model_path``; load failures become BundleError."""
+    import onnxruntime as ort
+
+    from ..config import RuntimeConfig
+
+    cfg = cfg or RuntimeConfig()
+    path = Path(model_path)
+    if not path.is_file():
+        raise BundleError(f"{path}: model file not found")
+    try:
+        return ort.InferenceSession(str(path), session_options(cfg), providers=resolve_providers(cfg.providers))
+    except Exception as exc:  # ORT raises Fail / InvalidProtobuf / RuntimeException
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise BundleError(
+            f"{path}: ONNX Runtime cannot load this model ({first[:240]}); "
+            "check the file is complete and was exported with a supported opset"
+        ) from exc
+
+
+def _spec(arg) -> "TensorSpec":
+    from ...bundle import TensorSpec
+
+    return TensorSpec(arg.name, [d if isinstance(d, int) else (d or None) for d in arg.shape], _DTYPES.get(arg.type, arg.type))
+
+
+@register_backend(BackendKind.ONNXRUNTIME)
+class OrtBackend(Backend):
+    """ONNX Runtime on the providers the config asks for (those the host lacks are skipped)."""
+
+    def __init__(self, model_path: Union[str, os.PathLike], config: "RuntimeConfig"):
+        super().__init__(model_path, config)
+        self._session = create_session(model_path, config)
+        self._inputs = [_spec(a) for a in self._session.get_inputs()]
+        self._outputs = [_spec(a) for a in self._session.get_outputs()]
+        self._input_name = self._inputs[0].name
+        self._output_names = [o.name for o in self._outputs]
+
+    @property
+    def inputs(self) -> list["TensorSpec"]:
+        return self._inputs
+
+    @property
+    def outputs(self) -> list["TensorSpec"]:
+        return self._outputs
+
+    @property
+    def session(self):
+        """The InferenceSession itself, for code that measures ONNX Runtime as such (fit, bench)."""
+        session = self._session
+        if session is None:
+            raise BackendError(f"{self.model_path}: this ONNX Runtime session was closed")
+        return session
+
+    def run(self, batch: np.ndarray) -> list[np.ndarray]:
+        session = self.session  # a local: a close() during the run does not pull it away
+        try:
+            return session.run(self._output_names, {self._input_name: batch})
+        except Exception as exc:  # ORT InvalidArgument / RuntimeException
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            want = self._inputs[0]
+            raise InputError(
+                f"the model rejected an input of shape {list(batch.shape)} {batch.dtype} "
+                f"(it expects {want.shape} {want.dtype}): {first[:200]}"
+            ) from exc
+
+    def describe(self) -> dict[str, Any]:
+        import onnxruntime as ort
+
+        c = self.config
+        session = self._session
+        return {
+            "backend": self.kind.value,
+            "version": ort.__version__,
+            "providers": session.get_providers() if session is not None else [],
+            "intra_op_threads": c.intra_op_threads,  # None: ONNX Runtime's default, one per physical core
+            "inter_op_threads": c.inter_op_threads,
+            "execution_mode": c.execution_mode,
+            "graph_optimization": c.graph_optimization,
+            "allow_spinning": c.allow_spinning,
+            "stop_spinning_after_run": c.stop_spinning_after_run,
+        }
+
+    def close(self) -> None:
+        self._session = None

@@ -1,0 +1,65 @@
+"""How a model runs: which backend, how many threads, and the engine's own options.
+
+>>> cfg = RuntimeConfig(intra_op_threads=4)        # or targets' preset("rpi5").runtime
+>>> model = Model.load("bundle/", cfg)
+>>> model.derive(intra_op_threads=1)               # the same model, fewer threads (a new session)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Union
+
+from ..errors import InputError
+from .backends.kinds import BackendKind
+
+_OPT_LEVELS = ("disable", "basic", "extended", "all")
+
+
+@dataclass(frozen=True)
+class RuntimeConfig:
+    """How a model runs. ``None`` threads means the engine's default (one per physical core).
+
+    backend: the engine (``BackendKind`` or its value, e.g. "onnxruntime").
+    providers: ONNX Runtime execution providers in order of preference; those the host lacks are
+      skipped, and the CPU provider is always last.
+    allow_spinning: intra-op threads busy-wait between ops. Faster in a tight loop, but in a server
+      the spinning competes with request handling (measured: ~2x server CPU per request).
+    stop_spinning_after_run: with spinning on, the threads stop spinning as soon as a run returns
+      (ONNX Runtime's ``session.force_spinning_stop``): hot between the ops of a run, asleep
+      between runs, so that a server's other threads get the cores back.
+    """
+
+    backend: BackendKind = BackendKind.ONNXRUNTIME
+    intra_op_threads: Union[int, None] = None
+    inter_op_threads: Union[int, None] = None
+    execution_mode: str = "sequential"
+    graph_optimization: str = "all"
+    providers: tuple[str, ...] = ("CPUExecutionProvider",)
+    allow_spinning: Union[bool, None] = None
+    stop_spinning_after_run: bool = False
+    log_severity: int = 3
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "backend", BackendKind.parse(self.backend))
+        for name in ("intra_op_threads", "inter_op_threads"):
+            v = getattr(self, name)
+            if v is not None and (not isinstance(v, int) or isinstance(v, bool) or v < 1):
+                raise InputError(f"{name}: must be a positive integer, got {v!r}")
+        if self.execution_mode not in ("sequential", "parallel"):
+            raise InputError(f"execution_mode: expected 'sequential' or 'parallel', got {self.execution_mode!r}")
+        if self.graph_optimization not in _OPT_LEVELS:
+            raise InputError(f"graph_optimization: expected one of {', '.join(_OPT_LEVELS)}, got {self.graph_optimization!r}")
+
+    def replace(self, **changes) -> "RuntimeConfig":
+        """A copy with the changes that are not None (None keeps the current value)."""
+        return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+    def with_changes(self, **changes) -> "RuntimeConfig":
+        """A copy with every change applied, None included (``intra_op_threads=None``: the default)."""
+        unknown = set(changes) - {f.name for f in dataclasses.fields(self)}
+        if unknown:
+            known = ", ".join(f.name for f in dataclasses.fields(self))
+            raise InputError(f"unknown runtime setting(s) {', '.join(sorted(unknown))}; known: {known}")
+        return dataclasses.replace(self, **changes)
