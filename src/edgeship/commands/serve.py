@@ -18,7 +18,10 @@ def register(sub) -> None:
         ),
     )
     p.add_argument("bundles", metavar="BUNDLE", nargs="*", help="bundle folders, .tar files or bare .onnx")
-    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1; 0.0.0.0 for all)")
+    p.add_argument("--host", default="127.0.0.1", help=(
+        "address to listen on (default 127.0.0.1: this machine only). 0.0.0.0 opens every route to the network: "
+        "inference, the LLM, model listings, /metrics and /health (and /docs with --docs); set --api-key-file "
+        "to require a key for all but health and metrics (docs/security.md)"))
     p.add_argument("--port", type=positive_int, default=8000, help="TCP port to listen on")
     p.add_argument("--llm", metavar="MODEL", help="also serve this GGUF model or LLM bundle (needs edgeship[llm])")
     p.add_argument("--llm-ctx", type=positive_int, default=4096, help="LLM context length in tokens")
@@ -41,7 +44,7 @@ def build_config(args):
     return config_from_args(ServeConfig, args, alerts=dataclasses.replace(AlertThresholds(), max_cpu_temp_c=args.max_temp))
 
 
-def make_llm(args, registry):
+def make_llm(args, registry, config=None):
     from ..errors import MissingDependencyError
 
     try:
@@ -52,8 +55,12 @@ def make_llm(args, registry):
         raise MissingDependencyError(
             f"--llm needs the LLM server ({exc}); pip install 'edgeship[llm]'"
         ) from exc
+    from ..llm.openai_protocol import RequestLimits
+
+    config = config or build_config(args)
+    limits = RequestLimits(max_messages=config.llm_max_messages, max_json_depth=config.max_json_depth)
     return LLMService(args.llm, n_ctx=args.llm_ctx, n_threads=args.threads, queue_size=args.llm_queue_size,
-                      registry=registry)
+                      registry=registry, limits=limits)
 
 
 def run(args) -> int:
@@ -62,7 +69,7 @@ def run(args) -> int:
 
     if not args.bundles and not args.llm:
         raise InputError("give at least one BUNDLE to serve, or --llm MODEL")
-    uvicorn = require("uvicorn", "serve", "the REST server")
+    require("uvicorn", "serve", "the REST server")
     from prometheus_client import CollectorRegistry
     from rich.console import Console
 
@@ -71,7 +78,7 @@ def run(args) -> int:
     console = Console(stderr=True)
     config = build_config(args)
     registry = CollectorRegistry(auto_describe=True)
-    llm = make_llm(args, registry) if args.llm else None
+    llm = make_llm(args, registry, config) if args.llm else None
     app = create_app(args.bundles, config, llm=llm, registry=registry)
     state = app.state.edgeship
     for name, served in state.models.items():
@@ -81,8 +88,10 @@ def run(args) -> int:
                       f"-> POST /v1/models/{name}/predict", highlight=False)
     if llm is not None:
         console.print(f"llm [bold]{llm.name}[/bold] -> POST /v1/chat/completions", highlight=False)
-    uvicorn.run(
-        app, host=args.host, port=args.port, log_level=args.log_level, access_log=args.access_log,
-        timeout_graceful_shutdown=int(config.shutdown_timeout_s),
-    )
+    if args.host not in ("127.0.0.1", "localhost", "::1") and not config.api_key_file:
+        console.print(f"[yellow]listening on {args.host} without --api-key-file: anyone who reaches this port can "
+                      "run the models[/yellow] (docs/security.md)", highlight=False)
+    from ..serve.server import run_server
+
+    run_server(app, config, args.host, args.port, log_level=args.log_level, access_log=args.access_log)
     return 0

@@ -28,6 +28,7 @@ from ..runtime.model import Model
 from .batching import ModelWorker
 from .config import ServeConfig, runtime_config
 from .errors import install_handlers
+from .guard import Guard, load_api_keys
 from .health import READY, HealthChecker
 from .kserve import create_kserve_router
 from .metrics import RequestCounter, ServeMetrics
@@ -43,11 +44,13 @@ ModelSource = Union[str, os.PathLike, Bundle, Model]
 def load_models(sources: Sequence[ModelSource], config: ServeConfig) -> list[Model]:
     """Models from bundle paths (loaded with the server's settings) or as given, names checked unique.
 
-    A Model given loaded keeps its own settings and pixel limit; every upload is held to
+    A Model given loaded keeps its own settings and picture limits; every upload is held to
     ``config.max_pixels`` before decoding anyway (serve/upload.py).
     """
     runtime = runtime_config(config)
-    models = [s if isinstance(s, Model) else Model.load(s, runtime, max_pixels=config.max_pixels) for s in sources]
+    models = [s if isinstance(s, Model) else
+              Model.load(s, runtime, max_pixels=config.max_pixels, max_decode_bytes=config.max_decode_bytes)
+              for s in sources]
     seen: set[str] = set()
     for m in models:
         if m.name in seen:
@@ -99,10 +102,17 @@ def create_app(models: Sequence[ModelSource], config: Union[ServeConfig, None] =
                 await llm.stop()
             prep_pool.shutdown(wait=False, cancel_futures=True)
 
-    app = FastAPI(title="edgeship", version=__version__, lifespan=lifespan)
+    # /docs only when asked for, with Swagger UI's files from the swagger-ui-bundle package: an
+    # offline device cannot reach a CDN, and a device's API needs no browser UI to be exposed.
+    app = FastAPI(title="edgeship", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None,
+                  openapi_url="/docs/openapi.json" if config.docs else None)
     app.state.edgeship = state
     install_handlers(app)
+    keys = load_api_keys(config.api_key_file) if config.api_key_file else ()
+    app.add_middleware(Guard, config=config, keys=keys)  # inside the counter: its refusals are counted too
     app.add_middleware(RequestCounter, metrics=metrics)
+    if config.docs:
+        mount_docs(app)
 
     @app.get("/health/live")
     async def live() -> JSONResponse:
@@ -128,3 +138,22 @@ def create_app(models: Sequence[ModelSource], config: Union[ServeConfig, None] =
 
         app.include_router(create_llm_router(llm))
     return app
+
+
+def mount_docs(app: FastAPI) -> None:
+    """Swagger UI at /docs, its JavaScript and CSS served from the installed swagger-ui-bundle package."""
+    from .._deps import require
+
+    bundle = require("swagger_ui_bundle", "serve", "--docs (Swagger UI served from the device)")
+    from fastapi.openapi.docs import get_swagger_ui_html
+    from starlette.staticfiles import StaticFiles
+
+    app.mount("/docs/assets", StaticFiles(directory=bundle.swagger_ui_path), name="docs-assets")
+
+    @app.get("/docs", include_in_schema=False)
+    async def docs():
+        return get_swagger_ui_html(
+            openapi_url="/docs/openapi.json", title="edgeship API",
+            swagger_js_url="/docs/assets/swagger-ui-bundle.js", swagger_css_url="/docs/assets/swagger-ui.css",
+            swagger_favicon_url="/docs/assets/favicon-32x32.png",
+        )
