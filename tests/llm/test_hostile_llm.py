@@ -172,3 +172,54 @@ def test_prompts_being_tokenised_count_against_the_queue(tiny_gguf):
 
     resp = asyncio.run(main())
     assert resp.status_code == 503 and resp.json()["error"]["code"] == "queue_full"
+
+
+# --- against a real `edgeship serve --llm` ------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def llm_server(tiny_gguf, tmp_path_factory):
+    import subprocess
+    import sys
+    import time
+
+    from tests.serve.support import free_port
+
+    key_file = tmp_path_factory.mktemp("llmkey") / "key"
+    key_file.write_text("llm-key-0123456789abcdef\n")
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "edgeship.cli", "serve", "--llm", str(tiny_gguf), "--port", str(port), "--threads", "1",
+         "--llm-ctx", "256", "--llm-max-body-kb", "64", "--api-key-file", str(key_file)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    while True:
+        assert proc.poll() is None, "server exited"
+        try:
+            if httpx.get(f"{base}/health/ready", timeout=2).status_code == 200:
+                break
+        except httpx.TransportError:
+            pass
+        assert time.monotonic() < deadline, "server did not become ready"
+        time.sleep(0.2)
+    yield base
+    proc.terminate()
+    proc.wait(30)
+
+
+@pytest.mark.slow
+def test_the_llm_routes_have_a_body_limit_and_take_the_openai_clients_key(llm_server):
+    openai = pytest.importorskip("openai")
+    headers = {"Authorization": "Bearer llm-key-0123456789abcdef"}
+    big = json.dumps({"messages": [{"role": "user", "content": "x" * (200 << 10)}]})
+    r = httpx.post(f"{llm_server}{CHAT_PATH}", content=big, headers=headers, timeout=30)
+    assert r.status_code == 413 and "over the limit of 65,536 bytes" in r.json()["error"]["message"]
+    anonymous = httpx.post(f"{llm_server}{CHAT_PATH}", json={"messages": [{"role": "user", "content": "hi"}]}, timeout=30)
+    assert anonymous.status_code == 401
+    client = openai.OpenAI(base_url=f"{llm_server}/v1", api_key="llm-key-0123456789abcdef", max_retries=0, timeout=60)
+    reply = client.chat.completions.create(model="tiny-random-llama", messages=[{"role": "user", "content": "hi"}],
+                                           max_tokens=2)
+    assert reply.choices[0].finish_reason in ("stop", "length")
+    with pytest.raises(openai.AuthenticationError):
+        openai.OpenAI(base_url=f"{llm_server}/v1", api_key="wrong-key-0123456789", max_retries=0).models.list()
