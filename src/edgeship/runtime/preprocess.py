@@ -222,6 +222,7 @@ def _decode(im, max_pixels: int | None, draft_to: tuple[int, int] | None, max_de
     """Load an opened image within the budgets, EXIF-rotated, as RGB or L."""
     from PIL import Image, ImageOps
 
+    error: Exception | None = None
     try:
         if draft_to is not None and im.format == "JPEG":
             im.draft("RGB", draft_to)
@@ -231,11 +232,18 @@ def _decode(im, max_pixels: int | None, draft_to: tuple[int, int] | None, max_de
         ImageOps.exif_transpose(im, in_place=True)
         return _to_rgb_or_l(im)
     except Image.DecompressionBombError as exc:
-        raise LimitError(str(exc)) from exc
+        error = LimitError(str(exc))
     except (OSError, ValueError, SyntaxError) as exc:
         if isinstance(exc, InputError):
             raise
-        raise InputError(f"image data is truncated or corrupt ({exc}); send the complete file") from exc
+        error = InputError(f"image data is truncated or corrupt ({exc}); send the complete file")
+    finally:
+        if error is not None:
+            im.close()
+    # Raised here, outside the except block, so that it does not chain Pillow's exception: that
+    # one's traceback holds the decoder, which holds the pixels (a truncated 16-bit PNG: 32 MB)
+    # for as long as anything holds this error.
+    raise error
 
 
 def _array_to_image(arr: np.ndarray):
