@@ -223,8 +223,27 @@ def run_requests(port: int, make, duration: float, workers: int) -> dict[int, in
     return counts
 
 
+def _wait_closed(socks: list, until: float) -> None:
+    """Wait (to ``until``) for the server to answer or close every socket (its deadlines)."""
+    import selectors
+
+    sel = selectors.DefaultSelector()
+    for s in socks:
+        sel.register(s, selectors.EVENT_READ)
+    pending = len(socks)
+    while pending and time.monotonic() < until:
+        for key, _ in sel.select(timeout=max(0.0, until - time.monotonic())):
+            sel.unregister(key.fileobj)
+            pending -= 1
+    sel.close()
+
+
 def slow_headers(srv, duration: float) -> dict[int, int]:
-    """200 connections sending a request's headers a byte every 0.5 s (slowloris), plus 50 silent ones."""
+    """200 connections sending a request's headers a byte every 0.5 s (slowloris), plus 50 silent ones.
+
+    Runs ``duration`` seconds, then waits for the server's header deadline (``--header-timeout-s``,
+    10 s) to close them: the answers are what each connection got (-1: closed without an answer).
+    """
     socks = []
     for i in range(250):
         s = socket.create_connection(("127.0.0.1", srv.port), timeout=5)
@@ -239,6 +258,7 @@ def slow_headers(srv, duration: float) -> dict[int, int]:
             except OSError:
                 pass
         time.sleep(0.5)
+    _wait_closed(socks, time.monotonic() + srv.header_timeout_s + 2)
     counts: dict[int, int] = {}
     for s in socks:
         s.settimeout(0.01)
@@ -255,7 +275,7 @@ def slow_headers(srv, duration: float) -> dict[int, int]:
 
 
 def stalled_bodies(srv, duration: float, jpeg: bytes) -> dict[int, int]:
-    """100 uploads that send their headers and 10 bytes of a picture, then stop."""
+    """100 uploads that send their headers and 10 bytes of a picture, then stop (then the body deadline, 15 s)."""
     socks = []
     for _ in range(100):
         s = socket.create_connection(("127.0.0.1", srv.port), timeout=5)
@@ -263,6 +283,7 @@ def stalled_bodies(srv, duration: float, jpeg: bytes) -> dict[int, int]:
                   f"Content-Length: {len(jpeg)}\r\n\r\n".encode() + jpeg[:10])
         socks.append(s)
     time.sleep(duration)
+    _wait_closed(socks, time.monotonic() + srv.body_timeout_s + 2)
     counts: dict[int, int] = {}
     for s in socks:
         s.settimeout(0.01)
@@ -293,9 +314,10 @@ def classes(srv, jpeg: bytes, llm: str | None) -> dict:
     nan_input = json.dumps({"inputs": [{"name": srv.input_name, "shape": srv.input_shape, "datatype": "FP32",
                                         "data": [float("nan")] * int(np.prod(srv.input_shape))}]}).encode()
     out = {
-        "slow_headers": ("250 connections: 200 send headers a byte per 0.5 s, 50 say nothing",
+        "slow_headers": ("250 connections: 200 send headers a byte per 0.5 s, 50 say nothing, until closed",
                          lambda d: slow_headers(srv, d)),
-        "stalled_bodies": ("100 uploads stop after 10 bytes (queue size 64)", lambda d: stalled_bodies(srv, d, jpeg)),
+        "stalled_bodies": ("100 uploads stop after 10 bytes (queue size 64), until closed",
+                           lambda d: stalled_bodies(srv, d, jpeg)),
         "huge_headers": ("1 MB header, 4 clients in a loop",
                          lambda d: run_requests(port, lambda: big_header, d, 4)),
         "big_bodies": ("10 MB of noise to predict, 8 clients in a loop",
@@ -422,6 +444,9 @@ def main() -> int:
             llm = None
     jpeg = test_jpeg()
     srv = Server(bundle, llm, work / "server.log", ["--log-level", "info"])
+    from edgeship.serve.config import ServeConfig
+
+    srv.header_timeout_s, srv.body_timeout_s = ServeConfig().header_timeout_s, ServeConfig().body_timeout_s
     srv.model = manifest["name"]
     srv.input_name = manifest["inputs"][0]["name"]
     srv.input_shape = [1 if not isinstance(d, int) else d for d in manifest["inputs"][0]["shape"]]
