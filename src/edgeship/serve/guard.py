@@ -37,7 +37,7 @@ log = logging.getLogger("edgeship.serve")
 
 # Routes anyone may call when an API key is set: a load balancer or Prometheus has no key.
 OPEN_PATHS = ("/health/live", "/health/ready", "/metrics", "/v2/health/live", "/v2/health/ready")
-OPEN_PREFIXES = ("/docs",)
+OPEN_PREFIXES = ("/docs/",)  # with /docs itself: only there when --docs is on
 LLM_PATHS = ("/v1/chat/completions", "/v1/completions")
 MIN_KEY_CHARS = 16
 
@@ -80,7 +80,7 @@ class Guard:
 
     def _authorised(self, scope: dict) -> bool:
         path = scope.get("path", "")
-        if not self.keys or path in OPEN_PATHS or path.startswith(OPEN_PREFIXES):
+        if not self.keys or path in OPEN_PATHS or path == "/docs" or path.startswith(OPEN_PREFIXES):
             return True
         given = b""
         for name, value in scope.get("headers", ()):
