@@ -276,3 +276,20 @@ def test_a_gzipped_bundle_still_unpacks(tiny_bundle, tmp_path):
     gz.write_bytes(gzip.compress(tar.read_bytes()))
     out = unpack(gz, tmp_path / "out")
     assert open_bundle(out).manifest == tiny_bundle.manifest
+
+
+def test_anchors_declaring_a_billion_rows_are_refused_before_loading(tiny_bundle):
+    import numpy as np
+
+    from edgeship.runtime.decoders.detect import load_anchors
+
+    path = tiny_bundle.root / "anchors.npy"
+    with open(path, "wb") as f:  # 100 bytes whose header declares 16 GB of float32
+        np.lib.format.write_array_header_1_0(f, {"descr": "<f4", "fortran_order": False, "shape": (10 ** 9, 4)})
+        f.write(b"\0" * 16)
+    data = _manifest(tiny_bundle.root)
+    data["postprocessing"].update(anchors="anchors.npy", decoder="ssd")
+    data["files"]["anchors.npy"] = _sha(path)
+    _write(tiny_bundle.root, data)
+    with pytest.raises(BundleError, match=r"anchors declare shape \[1000000000, 4\]"):
+        load_anchors(open_bundle(tiny_bundle.root))
