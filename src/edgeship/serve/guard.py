@@ -2,6 +2,8 @@
 
 >>> app.add_middleware(Guard, config=config, keys=load_api_keys("key.txt"))
 
+The deadlines (headers, body chunks) are the server's: serve/server.py.
+
 An ASGI middleware, so it sees every request, whatever route it is for:
 
 - API key: when keys are set, every route but health, metrics and the docs needs
@@ -10,8 +12,6 @@ An ASGI middleware, so it sees every request, whatever route it is for:
 - Body size: a declared ``Content-Length`` over the route's limit is a 413 before a byte is read;
   a chunked body is counted as it arrives and cut off at the limit. The LLM routes have their own,
   smaller limit (``llm_max_body_bytes``); the rest ``max_upload_bytes``.
-- Body deadline: each ``receive`` of a body chunk waits at most ``body_timeout_s``; a client that
-  stops sending gets 408 and its connection is closed.
 - Buffered bytes: the bytes of bodies received and not yet answered, all requests together, stay
   under ``max_body_buffer_bytes`` (503 with Retry-After past it): routes read bodies whole before
   taking a queue place, so without this a thousand slow uploads would each hold their bytes.
@@ -21,7 +21,6 @@ Each refusal closes the connection (``Connection: close``), so an unread body is
 
 from __future__ import annotations
 
-import asyncio
 import hmac
 import json
 import logging
@@ -113,18 +112,12 @@ class Guard:
             return
         has_body = (declared or 0) > 0 or any(name == b"transfer-encoding" for name, _ in scope.get("headers", ()))
         state = {"size": 0, "held": 0, "more": has_body, "refused": None, "started": False}
-        timeout = self.config.body_timeout_s
         budget = self.config.max_body_buffer_bytes
 
         async def guarded_receive() -> dict:
+            message = await receive()
             if not state["more"]:
-                return await receive()
-            try:
-                message = await asyncio.wait_for(receive(), timeout)
-            except asyncio.TimeoutError:
-                state["refused"] = Refused(408, f"no request body bytes for {timeout:g} s; send the body "
-                                                 "without pauses", "request_timeout")
-                raise state["refused"] from None
+                return message
             if message["type"] != "http.request":
                 state["more"] = False
                 return message

@@ -10,12 +10,16 @@ minute, takes memory or every connection. ``protocol_for(config)`` is a small su
   ``max_header_bytes`` (a connection holds at most that plus one read, 256 KB, of header bytes);
 - gives a request ``header_timeout_s`` from its first byte (a new connection: from connecting) to
   complete its headers, then answers 408 and closes (a silent connection is just closed);
+- gives a request body ``body_timeout_s`` between two chunks (only while the server is reading:
+  a pause the app causes does not count), then answers 408 and closes, and the route waiting for
+  the body sees the client gone;
 - closes a connection whose response went out before its request body was read whole, instead of
   reading and dropping the rest (a slow client would hold it open while it trickles).
 
 uvicorn itself caps open connections (``limit_concurrency``: 503 past it) and closes idle
-keep-alive connections (``timeout_keep_alive``). Body deadlines and sizes are the Guard's
-(serve/guard.py), which sees the routes.
+keep-alive connections (``timeout_keep_alive``). Body sizes are the Guard's (serve/guard.py),
+which sees the routes. The deadlines are kept with one timer per request that re-arms itself
+from the time of the last bytes, so a request costs no timer operation per chunk.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ def protocol_for(config: Any) -> type:
 
     max_header_bytes = config.max_header_bytes
     header_timeout_s = config.header_timeout_s
+    body_timeout_s = config.body_timeout_s
 
     class GuardedHttpToolsProtocol(HttpToolsProtocol):
         def __init__(self, *args: Any, **kwargs: Any):
@@ -41,6 +46,9 @@ def protocol_for(config: Any) -> type:
             self._header_bytes = 0
             self._received_any = False
             self._header_timer = None
+            self._body_timer = None
+            self._body_pending = False
+            self._last_body = 0.0
 
         # -- the header deadline --------------------------------------------------------------
 
@@ -62,9 +70,32 @@ def protocol_for(config: Any) -> type:
             else:  # connected and said nothing: no request to answer
                 self.transport.close()
 
-        def _refuse(self, status: int, message: str) -> None:
+        # -- the body deadline ----------------------------------------------------------------
+
+        def _body_timeout(self) -> None:
+            self._body_timer = None
+            if not self._body_pending or self.transport.is_closing():
+                return
+            now = self.loop.time()
+            if self.flow.read_paused:  # the app has not read what came: waiting on us, not the client
+                self._last_body = now
+            idle = now - self._last_body
+            if idle < body_timeout_s:
+                self._body_timer = self.loop.call_later(body_timeout_s - idle, self._body_timeout)
+                return
+            cycle = self.cycle
+            if cycle is not None and not cycle.response_started:
+                self._refuse(408, f"no request body bytes for {body_timeout_s:g} s; send the body without pauses",
+                             force=True)
+            else:
+                self.transport.close()
+            if cycle is not None:  # the route waiting in receive() sees the client gone
+                cycle.disconnected = True
+                cycle.message_event.set()
+
+        def _refuse(self, status: int, message: str, force: bool = False) -> None:
             log.info("refused a connection from %s: %d %s", self.client[0] if self.client else "?", status, message)
-            if self.cycle is not None and not self.cycle.response_complete:
+            if self.cycle is not None and not self.cycle.response_complete and not force:
                 self.transport.close()  # an earlier request's answer is under way: do not interleave
                 return
             body = json.dumps({"error": {"message": message, "type": "bad_request", "code": status}}).encode()
@@ -82,6 +113,10 @@ def protocol_for(config: Any) -> type:
 
         def connection_lost(self, exc: Exception | None) -> None:
             self._disarm()
+            self._body_pending = False
+            if self._body_timer is not None:
+                self._body_timer.cancel()
+                self._body_timer = None
             super().connection_lost(exc)
 
         def data_received(self, data: bytes) -> None:
@@ -104,6 +139,18 @@ def protocol_for(config: Any) -> type:
             self._awaiting_headers = False
             self._disarm()
             super().on_headers_complete()
+            self._body_pending = True  # until on_message_complete (at once for a request without a body)
+            self._last_body = self.loop.time()
+            if self._body_timer is None:
+                self._body_timer = self.loop.call_later(body_timeout_s, self._body_timeout)
+
+        def on_body(self, body: bytes) -> None:
+            self._last_body = self.loop.time()
+            super().on_body(body)
+
+        def on_message_complete(self) -> None:
+            self._body_pending = False
+            super().on_message_complete()
 
         def on_response_complete(self) -> None:
             cycle = self.cycle
