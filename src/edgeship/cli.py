@@ -26,6 +26,7 @@ VERB_MODULES = [
     "edgeship.commands.serve",
     "edgeship.commands.llm",
     "edgeship.commands.demo",
+    "edgeship.commands.monitor",
 ]
 
 USAGE_ERRORS = (InputError, SchemaError, ModelNotFoundError)

@@ -29,6 +29,21 @@ def register(sub) -> None:
                    help="LLM requests waiting for the model; one more gets 503 (generation takes seconds)")
     add_config_flags(p, ServeConfig)
     p.add_argument("--max-temp", type=positive_float, default=80.0, help="CPU temperature (C) above which readiness is degraded")
+    p.add_argument("--target", default=None,
+                   help="device preset whose thermal limits apply (rpi5: the firmware throttles from 80 C; jetson-*: "
+                        "the kernel's trip points); default: this host's trip points")
+    p.add_argument("--governor", choices=("on", "off"), default="off",
+                   help="thermal governor in the server (default off): fewer threads, then the lighter variant, then "
+                        "503 for low-priority requests, then stop, as the device heats (docs/health.md)")
+    p.add_argument("--governor-config", metavar="FILE.json", default=None,
+                   help='the ladder and polling, e.g. {"steps": [{"action": "threads", "set_c": 70}, ...], '
+                        '"poll_s": 1} (default: set points under the --target\'s throttling point)')
+    p.add_argument("--variant", action="append", default=None, metavar="NAME=BUNDLE",
+                   help="the lighter variant (INT8, pruned) of model NAME that the governor serves when hot; repeat")
+    p.add_argument("--low-priority-rps", type=positive_float, default=1.0,
+                   help="while the governor rate-limits, low-priority requests (header 'Priority: u=5' to 'u=7') "
+                        "allowed per second (default 1)")
+    p.add_argument("--sensors-root", default="/", help=argparse.SUPPRESS)  # tests and demos: a simulated sysfs tree
     p.add_argument("--access-log", action=argparse.BooleanOptionalAction, default=False,
                    help="log every request (off by default: /metrics counts them)")
     p.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"],
@@ -41,7 +56,67 @@ def build_config(args):
 
     from ..monitor.alerts import AlertThresholds
 
-    return config_from_args(ServeConfig, args, alerts=dataclasses.replace(AlertThresholds(), max_cpu_temp_c=args.max_temp))
+    if args.target:
+        from ..targets import preset
+
+        preset(args.target)  # an unknown target is a usage error naming the known ones
+    config = config_from_args(ServeConfig, args, sensors_root=args.sensors_root, target=args.target,
+                              variants=_variants(args.variant or []), low_priority_rps=args.low_priority_rps,
+                              alerts=dataclasses.replace(AlertThresholds(), max_cpu_temp_c=args.max_temp))
+    if args.governor == "off":
+        if args.governor_config or args.variant:
+            from ..errors import InputError
+
+            raise InputError("--governor-config and --variant need --governor on")
+        return config
+    return dataclasses.replace(config, governor=governor_config(args.governor_config, config))
+
+
+def _variants(items: list[str]) -> dict[str, str]:
+    from ..errors import InputError
+
+    out = {}
+    for item in items:
+        name, sep, path = item.partition("=")
+        if not sep or not name or not path:
+            raise InputError(f"--variant: expected NAME=BUNDLE, got {item!r}")
+        if name in out:
+            raise InputError(f"--variant: model {name!r} has two variants")
+        out[name] = path
+    return out
+
+
+def governor_config(path, config):
+    """The ladder from a JSON file, or the default one under the target's throttling point."""
+    import json
+
+    from ..errors import InputError
+    from ..monitor.governor import Action, GovernorConfig
+    from ..serve.config import thermal_limits
+
+    if path is None:
+        actions = [a for a in Action if a is not Action.VARIANT or config.variants]
+        return GovernorConfig.for_limits(thermal_limits(config), actions=actions)
+    try:
+        data = json.loads(open(path, encoding="utf-8").read())
+    except OSError as exc:
+        raise InputError(f"--governor-config {path}: {exc.strerror or exc}") from None
+    except ValueError as exc:
+        raise InputError(f"--governor-config {path}: not JSON ({exc})") from None
+    return GovernorConfig.from_dict(data)
+
+
+def _log_to_stderr(level: str) -> None:
+    """edgeship's own log lines (governor decisions, swaps) go to stderr beside uvicorn's."""
+    import logging
+    import sys
+
+    logger = logging.getLogger("edgeship")
+    if not logger.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
+        logger.addHandler(handler)
+        logger.setLevel(level.upper())
 
 
 def make_llm(args, registry, config=None):
@@ -88,6 +163,12 @@ def run(args) -> int:
                       f"-> POST /v1/models/{name}/predict", highlight=False)
     if llm is not None:
         console.print(f"llm [bold]{llm.name}[/bold] -> POST /v1/chat/completions", highlight=False)
+    _log_to_stderr(args.log_level)
+    governor = app.state.governor
+    if governor is not None:
+        ladder = ", ".join(f"{s.action.value} at {s.set_c:g} C" for s in config.governor.steps)
+        console.print(f"thermal governor on ({governor.governor.limits.source}): {ladder}", highlight=False)
+    console.print(f"dashboard: http://{args.host}:{args.port}/", highlight=False)
     if args.host not in ("127.0.0.1", "localhost", "::1") and not config.api_key_file:
         console.print(f"[yellow]listening on {args.host} without --api-key-file: anyone who reaches this port can "
                       "run the models[/yellow] (docs/security.md)", highlight=False)

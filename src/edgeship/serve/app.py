@@ -26,9 +26,11 @@ from ..bundle import Bundle
 from ..errors import InputError
 from ..runtime.model import Model
 from .batching import ModelWorker
-from .config import ServeConfig, runtime_config
+from .config import ServeConfig, runtime_config, thermal_limits
+from .dashboard import create_dashboard_router
 from .errors import install_handlers
 from .guard import Guard, load_api_keys
+from .live import LiveStats
 from .health import READY, HealthChecker
 from .kserve import create_kserve_router
 from .metrics import RequestCounter, ServeMetrics
@@ -59,6 +61,20 @@ def load_models(sources: Sequence[ModelSource], config: ServeConfig) -> list[Mod
     return models
 
 
+def check_variants(config: ServeConfig, served: dict) -> None:
+    """Each declared variant names a served model and is a bundle that opens (files checked)."""
+    from ..bundle import open_bundle
+
+    for name, source in config.variants.items():
+        if name not in served:
+            known = ", ".join(sorted(served)) or "none"
+            raise InputError(f"--variant {name}=...: no model named {name!r} is served (serving: {known})")
+        try:
+            open_bundle(source)
+        except Exception as exc:
+            raise InputError(f"--variant {name}={source}: not a usable bundle: {exc}") from exc
+
+
 def create_app(models: Sequence[ModelSource], config: Union[ServeConfig, None] = None, llm: Any = None,
                registry: Any = None) -> FastAPI:
     """A FastAPI app serving ``models`` (bundle paths, Bundles or loaded Models) and, optionally, an LLMService.
@@ -70,7 +86,8 @@ def create_app(models: Sequence[ModelSource], config: Union[ServeConfig, None] =
     loaded = load_models(models, config)
     if llm is not None and llm.name in {m.name for m in loaded}:
         raise InputError(f"the LLM and a vision model are both named {llm.name!r}; rename one")
-    metrics = ServeMetrics(config.sensors_root, config.disk_path, registry)
+    limits = thermal_limits(config)
+    metrics = ServeMetrics(config.sensors_root, config.disk_path, registry, limits=limits)
     prep_pool = HotThreadPool(config.prep_threads, "edgeship-decode")
     served = {}
     for m in loaded:
@@ -80,6 +97,20 @@ def create_app(models: Sequence[ModelSource], config: Union[ServeConfig, None] =
     state = ServerState(served, config, metrics, prep_pool, health, llm)
     for name, s in served.items():
         s.metrics.queue_depth.set_function(lambda name=name: state.pending(name))  # across swaps too
+    from ..monitor.thermal import read_sample
+
+    live_stats = LiveStats(lambda: state.models, heat=lambda: read_sample(config.sensors_root),
+                           llm=(lambda: llm.model_card()) if llm is not None else (lambda: None),
+                           started=metrics.started, limits=limits)
+    governor = None
+    if config.governor is not None:
+        from .governor import GovernorService
+
+        check_variants(config, served)
+        governor = GovernorService(state, config, limits, metrics, live_stats)
+        # The live view shows what the governor read, instead of reading the sensors a second time.
+        live_stats.heat = lambda: governor.governor.last_sample
+        live_stats.governor = governor.snapshot
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -87,9 +118,15 @@ def create_app(models: Sequence[ModelSource], config: Union[ServeConfig, None] =
             s.worker.start()
         if llm is not None:
             await llm.start()
+        live_stats.start()
+        if governor is not None:
+            governor.start(asyncio.get_running_loop())
         try:
             yield
         finally:
+            if governor is not None:
+                governor.stop()
+            live_stats.stop()
             state.closing = True  # a swap under way finishes; no new one starts
             for s in served.values():
                 s.worker.close()
@@ -107,10 +144,19 @@ def create_app(models: Sequence[ModelSource], config: Union[ServeConfig, None] =
     app = FastAPI(title="edgeship", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None,
                   openapi_url="/docs/openapi.json" if config.docs else None)
     app.state.edgeship = state
+    app.state.live = live_stats
+    app.state.governor = governor
     install_handlers(app)
+    known = lambda: (*served, *([llm.name] if llm is not None else []))  # noqa: E731
+    if governor is not None:
+        from .governor import GovernorGate
+
+        app.add_middleware(GovernorGate, service=governor)  # inside the counter: its 503s are counted
     keys = load_api_keys(config.api_key_file) if config.api_key_file else ()
-    app.add_middleware(Guard, config=config, keys=keys)  # inside the counter: its refusals are counted too
-    app.add_middleware(RequestCounter, metrics=metrics)
+    # Outside the governor's gate, inside the counter: a request without the key is refused before
+    # anything else looks at it, and the refusal is counted.
+    app.add_middleware(Guard, config=config, keys=keys)
+    app.add_middleware(RequestCounter, metrics=metrics, known=known, live=live_stats)
     if config.docs:
         mount_docs(app)
 
@@ -131,6 +177,7 @@ def create_app(models: Sequence[ModelSource], config: Union[ServeConfig, None] =
         body = await asyncio.to_thread(generate_latest, metrics.registry)
         return Response(body, media_type=CONTENT_TYPE_LATEST)
 
+    app.include_router(create_dashboard_router(live_stats))
     app.include_router(create_vision_router(state))
     app.include_router(create_kserve_router(state))
     if llm is not None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import enum
 import os
 from dataclasses import dataclass, field
-from typing import Union
+from typing import Any, Union
 
 from .._config import cli, non_negative_float, positive_float, positive_int
 from ..errors import InputError
@@ -61,6 +61,13 @@ class ServeConfig:
       ``decode_cost``, checked from the header): 80 MiB takes any 4K picture but WebP, a 16 MP
       RGB PNG, and any JPEG up to max_pixels (decoded at reduced scale); at most ``prep_threads``
       decodes run at once.
+    target: the device preset whose thermal limits apply (``rpi5``: the firmware throttles from
+      80 C); None: this host's kernel trip points, else generic limits. ``thermal`` overrides them.
+    governor: a ``monitor.governor.GovernorConfig`` to run the thermal governor in the server; None
+      (default) leaves it off. ``variants``: per model name, the bundle of its lighter variant (its
+      INT8 or pruned form), which the governor's "variant" step serves in its place.
+    low_priority_rps: while the governor rate-limits, low-priority requests (RFC 9218 ``Priority:
+      u=5`` to ``u=7``) beyond this rate are answered 503 with Retry-After.
 
     The HTTP limits (docs/security.md) are enforced by the server (serve/server.py,
     serve/guard.py) before a request reaches a model: header bytes and the time to send them,
@@ -126,6 +133,11 @@ class ServeConfig:
     sensors_root: str = "/"
     disk_path: str = "/"
     alerts: AlertThresholds = field(default_factory=AlertThresholds)
+    target: Union[str, None] = None
+    thermal: Any = None  # monitor.thermal.ThermalLimits
+    governor: Any = None  # monitor.governor.GovernorConfig; None: off
+    variants: dict = field(default_factory=dict)  # model name -> bundle of its lighter variant
+    low_priority_rps: float = 1.0
 
     def __post_init__(self) -> None:
         for name in ("max_upload_bytes", "max_pixels", "queue_size", "max_batch", "prep_threads", "retry_after_s",
@@ -141,7 +153,14 @@ class ServeConfig:
             raise InputError(f"spinning: expected one of {choices}, got {self.spinning!r}") from None
         if self.threads is not None and (not isinstance(self.threads, int) or self.threads < 1):
             raise InputError(f"threads: expected a positive integer or None, got {self.threads!r}")
-        for name in ("max_wait_ms", "ready_cache_s", "shutdown_timeout_s"):
+        if self.governor is not None:
+            from ..monitor.governor import GovernorConfig
+
+            if not isinstance(self.governor, GovernorConfig):
+                raise InputError(f"governor: expected a GovernorConfig or None, got {self.governor!r}")
+        if not isinstance(self.variants, dict) or not all(isinstance(k, str) for k in self.variants):
+            raise InputError(f"variants: expected a mapping of model name to bundle, got {self.variants!r}")
+        for name in ("max_wait_ms", "ready_cache_s", "shutdown_timeout_s", "low_priority_rps"):
             v = getattr(self, name)
             if not isinstance(v, (int, float)) or v < 0:
                 raise InputError(f"{name}: expected a non-negative number, got {v!r}")
@@ -152,6 +171,13 @@ class ServeConfig:
         if self.max_body_buffer_bytes < max(self.max_upload_bytes, self.llm_max_body_bytes):
             raise InputError(f"max_body_buffer_bytes: {self.max_body_buffer_bytes:,} is less than one request body "
                              f"may be ({max(self.max_upload_bytes, self.llm_max_body_bytes):,}); raise it")
+
+
+def thermal_limits(config: ServeConfig):
+    """The thermal limits the server reports status and headroom against (and the governor acts on)."""
+    from ..monitor.thermal import limits_for
+
+    return config.thermal if config.thermal is not None else limits_for(config.target, config.sensors_root)
 
 
 def runtime_config(config: ServeConfig):

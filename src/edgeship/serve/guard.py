@@ -6,7 +6,7 @@ The deadlines (headers, body chunks) are the server's: serve/server.py.
 
 An ASGI middleware, so it sees every request, whatever route it is for:
 
-- API key: when keys are set, every route but health, metrics and the docs needs
+- API key: when keys are set, every route but health, metrics, the dashboard and the docs needs
   ``Authorization: Bearer KEY`` (what the OpenAI client sends as its api_key); the comparison is
   constant-time (``hmac.compare_digest``). 401 with a JSON error otherwise.
 - Body size: a declared ``Content-Length`` over the route's limit is a 413 before a byte is read;
@@ -34,9 +34,10 @@ from .errors import ApiError, error_body
 
 log = logging.getLogger("edgeship.serve")
 
-# Routes anyone may call when an API key is set: a load balancer or Prometheus has no key.
-OPEN_PATHS = ("/health/live", "/health/ready", "/metrics", "/v2/health/live", "/v2/health/ready")
-OPEN_PREFIXES = ("/docs/",)  # with /docs itself: only there when --docs is on
+# Routes anyone may call when an API key is set: a load balancer, Prometheus or a browser showing
+# the dashboard (which polls /status) has no key. They read state; none runs a model.
+OPEN_PATHS = ("/health/live", "/health/ready", "/metrics", "/v2/health/live", "/v2/health/ready", "/", "/status")
+OPEN_PREFIXES = ("/docs/", "/static/")  # with /docs itself: only there when --docs is on
 LLM_PATHS = ("/v1/chat/completions", "/v1/completions")
 MIN_KEY_CHARS = 16
 

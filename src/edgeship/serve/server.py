@@ -161,17 +161,6 @@ def protocol_for(config: Any) -> type:
     return GuardedHttpToolsProtocol
 
 
-def log_config(level: str = "info") -> dict:
-    """uvicorn's logging setup, with edgeship's own loggers (refusals, swaps, errors) printed the same way."""
-    import copy
-
-    from uvicorn.config import LOGGING_CONFIG
-
-    cfg = copy.deepcopy(LOGGING_CONFIG)
-    cfg["loggers"]["edgeship"] = {"handlers": ["default"], "level": level.upper(), "propagate": False}
-    return cfg
-
-
 def server_config(app: Any, config: Any, host: str, port: int, log_level: str = "info", **uvicorn_kw: Any):
     """The uvicorn.Config of ``edgeship serve``: the guarded protocol, the connection cap, the idle timeout."""
     import uvicorn
@@ -179,7 +168,7 @@ def server_config(app: Any, config: Any, host: str, port: int, log_level: str = 
     return uvicorn.Config(
         app, host=host, port=port, http=protocol_for(config), limit_concurrency=config.max_connections,
         timeout_keep_alive=config.keep_alive_s, timeout_graceful_shutdown=int(config.shutdown_timeout_s),
-        log_level=log_level, log_config=log_config(log_level), **uvicorn_kw,
+        log_level=log_level, **uvicorn_kw,
     )
 
 
