@@ -30,6 +30,11 @@ from typing import Any
 
 log = logging.getLogger("edgeship.serve")
 
+# After answering 408/431 the server reads and drops what the client still sends, up to this long
+# and this much, before it closes (see _linger).
+LINGER_S = 2.0
+LINGER_BYTES = 4 << 20
+
 
 def protocol_for(config: Any) -> type:
     """uvicorn's HttpToolsProtocol with ``config``'s header limits (a class, as uvicorn's ``http`` takes)."""
@@ -49,6 +54,8 @@ def protocol_for(config: Any) -> type:
             self._body_timer = None
             self._body_pending = False
             self._last_body = 0.0
+            self._lingering = False
+            self._lingered = 0
 
         # -- the header deadline --------------------------------------------------------------
 
@@ -103,7 +110,19 @@ def protocol_for(config: Any) -> type:
                 STATUS_LINE[status], b"content-type: application/json\r\n",
                 b"content-length: ", str(len(body)).encode(), b"\r\n", b"connection: close\r\n\r\n", body,
             ]))
-            self.transport.close()
+            self._linger()
+
+        def _linger(self) -> None:
+            """Close after the answer, but read and drop what the client still sends for a moment first.
+
+            Closing a socket with unread bytes in it sends a reset, and a reset makes the client's
+            system drop our answer before the client reads it: a client sending a 1 MB header would
+            see "connection reset" instead of 431 (nginx's lingering_close does the same).
+            """
+            self._lingering = True
+            if self.transport.can_write_eof():
+                self.transport.write_eof()
+            self.loop.call_later(LINGER_S, self.transport.close)
 
         # -- asyncio.Protocol ---------------------------------------------------------------
 
@@ -120,6 +139,11 @@ def protocol_for(config: Any) -> type:
             super().connection_lost(exc)
 
         def data_received(self, data: bytes) -> None:
+            if self._lingering:
+                self._lingered += len(data)
+                if self._lingered > LINGER_BYTES:
+                    self.transport.close()
+                return
             self._received_any = True
             if self._awaiting_headers:
                 self._header_bytes += len(data)
