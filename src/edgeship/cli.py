@@ -27,6 +27,7 @@ VERB_MODULES = [
     "edgeship.commands.llm",
     "edgeship.commands.demo",
     "edgeship.commands.monitor",
+    "edgeship.commands.ota",
 ]
 
 USAGE_ERRORS = (InputError, SchemaError, ModelNotFoundError)

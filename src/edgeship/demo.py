@@ -124,6 +124,10 @@ def _optional_sections() -> None:
         SECTIONS.setdefault("optimize", optimize_section)
     if importlib.util.find_spec("llama_cpp") is not None:
         SECTIONS.setdefault("llm", llm_section)
+    if importlib.util.find_spec("tuf") is not None:
+        from .ota.demo import ota_section
+
+        SECTIONS.setdefault("ota", ota_section)
     if importlib.util.find_spec("torch") is not None:
         from .demo_thermal import health_section
 

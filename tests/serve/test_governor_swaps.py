@@ -76,3 +76,40 @@ def test_threads_then_variant_then_back_under_load(classifier_bundle, lighter_va
     assert "intra-op threads 2 -> 1" in seen[1][2][0] and "version 3 -> 3-lite" in seen[2][2][0]
     assert answers and all(code == 200 for code, _ in answers)  # no request failed across four swaps
     assert {v for _, v in answers} == {"3", "3-lite"}
+
+
+def test_an_update_committed_while_the_variant_serves_waits_for_the_step_back(
+        classifier_bundle, classifier_bundle_v4, lighter_variant, tmp_path):
+    # The update and the governor share one rule (ServerState.primary/held): an update that commits while
+    # the governor holds its lighter variant moves what the name returns to, and does not undo the variant.
+    from edgeship.runtime.model import Model
+    from edgeship.serve.ota import ServerGate
+
+    steps = (Step(Action.VARIANT, 74.0, min_dwell_s=0), Step(Action.STOP, 85.0, min_dwell_s=0))
+    cfg = ServeConfig(sensors_root=str(tmp_path), spinning="off", governor=GovernorConfig(steps=steps, poll_s=3600.0),
+                      variants={"tiny": str(lighter_variant)})
+    app = create_app([classifier_bundle], cfg)
+    state = app.state.edgeship
+
+    class _OTA:  # what ServerGate uses of the server's updater
+        def __init__(self, state, loop):
+            self.state, self.loop = state, loop
+
+        def call_soon(self, coro):
+            return asyncio.run_coroutine_threadsafe(coro, self.loop).result(60)
+
+    async def go():
+        async with app.router.lifespan_context(app):
+            actuator = app.state.governor.actuator
+            await asyncio.to_thread(actuator.engage, Action.VARIANT)
+            assert state.models["tiny"].model.version == "3-lite" and "tiny" in state.held
+            gate = ServerGate(_OTA(state, asyncio.get_running_loop()))
+            gate.candidates["tiny"] = Model.load(classifier_bundle_v4)
+            await asyncio.to_thread(gate.commit, "tiny", classifier_bundle_v4)
+            during = state.models["tiny"].model.version
+            await asyncio.to_thread(actuator.release, Action.VARIANT)
+            return during, state.models["tiny"].model.version, dict(state.held)
+
+    during, after, held = asyncio.run(go())
+    assert during == "3-lite"  # the commit did not undo the variant
+    assert after == "4" and held == {}  # stepping back serves the committed update, not the start bundle

@@ -48,6 +48,18 @@ def register(sub) -> None:
                    help="log every request (off by default: /metrics counts them)")
     p.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"],
                    help="server log level")
+    p.add_argument("--ota", metavar="URL", help="keep the models up to date from this TUF repository (docs/ota.md)")
+    p.add_argument("--ota-store", metavar="DIR", default="edgeship-store",
+                   help="device store of model versions (default ./edgeship-store); BUNDLEs not in it are installed")
+    p.add_argument("--ota-root", metavar="ROOT.json", help="the repository's root.json (needed the first time)")
+    p.add_argument("--ota-channel", choices=("stable", "canary"), default="stable")
+    p.add_argument("--ota-interval", type=positive_float, default=300.0, help="seconds between polls (+-10%%)")
+    p.add_argument("--canary-seconds", type=positive_float, default=45.0,
+                   help="longest canary on live traffic before a decision (default 45)")
+    p.add_argument("--canary-samples", type=positive_int, default=100,
+                   help="shadowed requests a canary compares (default 100)")
+    p.add_argument("--admin-token-file", metavar="FILE",
+                   help="enable /admin/models/NAME/{versions,check,rollback,pin} with this bearer token (mode 600)")
     p.set_defaults(run=lazy("edgeship.commands.serve:run"))
 
 
@@ -138,12 +150,49 @@ def make_llm(args, registry, config=None):
                       registry=registry, limits=limits)
 
 
+def ota_setup(args, bundles):
+    """Install BUNDLEs missing from the store, serve the store's committed versions, and the agent factory."""
+    import logging
+
+    from ..bundle import open_bundle
+    from ..errors import InputError
+    from ..ota.agent import Agent, AgentConfig
+    from ..ota.client import read_root
+    from ..ota.gate import CanaryConfig
+    from ..ota.store import Store
+
+    logging.getLogger("edgeship.ota").setLevel(logging.INFO)
+    if not logging.getLogger().handlers:
+        logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(message)s")
+    store = Store(args.ota_store)
+    store.lock().__enter__()  # held for the life of the server process: one updater per store
+    for b in bundles:
+        name = open_bundle(b).manifest.name
+        if store.record(name).committed is None:
+            store.install_local(b)
+    names = store.models()
+    if not names:
+        raise InputError(f"{store.root}: the store has no model yet; give a BUNDLE to install first")
+    for name in names:  # before serving: finish a commit or rollback, drop a candidate that crashed 3 times
+        Agent(store, None).recover(name, resume=False)
+    cfg = AgentConfig(args.ota, tuple(names), args.ota_channel, args.ota_interval,
+                      canary=CanaryConfig(max_duration_s=args.canary_seconds, min_samples=args.canary_samples))
+    root = read_root(args.ota_root)
+
+    def factory(state):
+        from ..serve.ota import ServerOTA
+
+        return ServerOTA(state, store, cfg, root)
+
+    return [store.current(n) for n in names], factory
+
+
 def run(args) -> int:
     from .._deps import require
     from ..errors import InputError
 
-    if not args.bundles and not args.llm:
-        raise InputError("give at least one BUNDLE to serve, or --llm MODEL")
+    if not args.bundles and not args.llm and not args.ota:
+        raise InputError("give at least one BUNDLE to serve, --llm MODEL, or --ota URL with a store that has models")
     require("uvicorn", "serve", "the REST server")
     from prometheus_client import CollectorRegistry
     from rich.console import Console
@@ -154,7 +203,13 @@ def run(args) -> int:
     config = build_config(args)
     registry = CollectorRegistry(auto_describe=True)
     llm = make_llm(args, registry, config) if args.llm else None
-    app = create_app(args.bundles, config, llm=llm, registry=registry)
+    bundles, ota = list(args.bundles), None
+    if args.ota:
+        bundles, ota = ota_setup(args, bundles)
+    from ..serve.admin import read_token
+
+    token = read_token(args.admin_token_file) if args.admin_token_file else None
+    app = create_app(bundles, config, llm=llm, registry=registry, ota=ota, admin_token=token)
     state = app.state.edgeship
     for name, served in state.models.items():
         m = served.model.bundle.manifest

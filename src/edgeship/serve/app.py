@@ -76,11 +76,12 @@ def check_variants(config: ServeConfig, served: dict) -> None:
 
 
 def create_app(models: Sequence[ModelSource], config: Union[ServeConfig, None] = None, llm: Any = None,
-               registry: Any = None) -> FastAPI:
+               registry: Any = None, ota: Any = None, admin_token: Union[str, None] = None) -> FastAPI:
     """A FastAPI app serving ``models`` (bundle paths, Bundles or loaded Models) and, optionally, an LLMService.
 
     ``registry``: the prometheus CollectorRegistry to fill (one is made when None); give the same
-    one to the LLMService so /metrics shows both.
+    one to the LLMService so /metrics shows both. ``ota``: a factory ``state -> ServerOTA``
+    (serve/ota.py, ``--ota``); ``admin_token``: turns the admin API on (serve/admin.py).
     """
     config = config or ServeConfig()
     loaded = load_models(models, config)
@@ -95,6 +96,8 @@ def create_app(models: Sequence[ModelSource], config: Union[ServeConfig, None] =
         served[m.name] = ServedModel(m, ModelWorker(m, config, mm, prep_pool), mm)
     health = HealthChecker(served, config, metrics, llm)
     state = ServerState(served, config, metrics, prep_pool, health, llm)
+    state.primary.update({name: s.model.bundle for name, s in served.items()})
+    state.ota = ota(state) if ota is not None else None  # the updater of serve/ota.py, or none
     for name, s in served.items():
         s.metrics.queue_depth.set_function(lambda name=name: state.pending(name))  # across swaps too
     from ..monitor.thermal import read_sample
@@ -118,12 +121,16 @@ def create_app(models: Sequence[ModelSource], config: Union[ServeConfig, None] =
             s.worker.start()
         if llm is not None:
             await llm.start()
+        if state.ota is not None:
+            state.ota.start(asyncio.get_running_loop())
         live_stats.start()
         if governor is not None:
             governor.start(asyncio.get_running_loop())
         try:
             yield
         finally:
+            if state.ota is not None:
+                state.ota.stop()
             if governor is not None:
                 governor.stop()
             live_stats.stop()
@@ -177,6 +184,9 @@ def create_app(models: Sequence[ModelSource], config: Union[ServeConfig, None] =
         body = await asyncio.to_thread(generate_latest, metrics.registry)
         return Response(body, media_type=CONTENT_TYPE_LATEST)
 
+    from .admin import create_admin_router
+
+    app.include_router(create_admin_router(state, admin_token))
     app.include_router(create_dashboard_router(live_stats))
     app.include_router(create_vision_router(state))
     app.include_router(create_kserve_router(state))

@@ -95,7 +95,6 @@ class ServerActuator:
         self.on_variant: set[str] = set()
         self.bucket = TokenBucket(config.low_priority_rps)
         self._lock = threading.Lock()
-        self.primary = {name: served.model.bundle for name, served in state.models.items()}
         self.variants = dict(config.variants)
 
     # --- the steps ---------------------------------------------------------------------------
@@ -129,7 +128,7 @@ class ServerActuator:
             names = sorted(self.on_variant)
             if not names:
                 return "no model was on its variant"
-            return "; ".join(self._swap_to(n, self.primary[n], variant=False) for n in names)
+            return "; ".join(self._swap_to(n, self.state.primary[n], variant=False) for n in names)
         if action is Action.RATE_LIMIT:
             self.rate_limited = False
             return "low-priority requests pass again"
@@ -170,6 +169,10 @@ class ServerActuator:
             model.close()  # a refused swap leaves the new model to its caller
             raise
         (self.on_variant.add if variant else self.on_variant.discard)(name)
+        if variant:  # an update that commits meanwhile waits for the step back (ServerState.held)
+            self.state.held[name] = "the thermal governor serves its lighter variant"
+        else:
+            self.state.held.pop(name, None)
         return f"{name}: version {result.old_version} -> {result.new_version}"
 
     # --- admission ---------------------------------------------------------------------------

@@ -38,6 +38,8 @@ log = logging.getLogger("edgeship.serve")
 # the dashboard (which polls /status) has no key. They read state; none runs a model.
 OPEN_PATHS = ("/health/live", "/health/ready", "/metrics", "/v2/health/live", "/v2/health/ready", "/", "/status")
 OPEN_PREFIXES = ("/docs/", "/static/")  # with /docs itself: only there when --docs is on
+# Routes with a key of their own: the admin API checks its token (--admin-token-file) itself.
+OWN_KEY_PREFIXES = ("/admin/",)
 LLM_PATHS = ("/v1/chat/completions", "/v1/completions")
 MIN_KEY_CHARS = 16
 
@@ -80,7 +82,8 @@ class Guard:
 
     def _authorised(self, scope: dict) -> bool:
         path = scope.get("path", "")
-        if not self.keys or path in OPEN_PATHS or path == "/docs" or path.startswith(OPEN_PREFIXES):
+        if (not self.keys or path in OPEN_PATHS or path == "/docs" or path.startswith(OPEN_PREFIXES)
+                or path.startswith(OWN_KEY_PREFIXES)):
             return True
         given = b""
         for name, value in scope.get("headers", ()):
