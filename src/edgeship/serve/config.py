@@ -102,7 +102,7 @@ class ServeConfig:
         "largest request body of the LLM routes, in KiB", flag="--llm-max-body-kb", type=positive_float, unit=_KB))
     llm_max_messages: int = field(default=1024, metadata=cli(
         "most messages in one chat request", type=positive_int))
-    max_body_buffer_bytes: int = field(default=64 * _MB, metadata=cli(
+    max_body_buffer_bytes: int = field(default=48 * _MB, metadata=cli(
         "request bodies held in memory at once, all requests together, in MiB; past it a request gets 503",
         flag="--max-body-buffer-mb", type=positive_float, unit=_MB))
     max_header_bytes: int = field(default=32 * _KB, metadata=cli(
