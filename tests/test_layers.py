@@ -25,10 +25,11 @@ ALLOWED: dict[str, set[str]] = {
     "targets": {"runtime", "bundle", "monitor"},
     "bench": {"runtime", "bundle", "targets", "monitor"},
     "ota": {"runtime", "bundle", "monitor"},
-    "serve": {"runtime", "bundle", "monitor", "llm", "ota", "targets", "bench"},
+    "pipeline": {"runtime", "bundle", "llm"},
+    "serve": {"runtime", "bundle", "monitor", "llm", "ota", "targets", "bench", "pipeline"},
     "optimize": {"runtime", "bundle", "bench", "targets"},
 }
-FRONT = {"cli", "commands", "demo", "demo_thermal", "__main__"}  # the CLI and demos: import anything, lazily
+FRONT = {"cli", "commands", "demo", "demo_describe", "demo_thermal", "__main__"}  # the CLI and demos: import anything, lazily
 HOST_ONLY = {"optimize"}  # torch lives here, behind the `optimize` extra
 TORCH = {"torch", "torchvision", "torch_pruning"}
 # Lazy host-side imports that a device never reaches: each behind an option that needs the

@@ -171,3 +171,15 @@ def _number(kind: type, ok: Callable[[float], bool], what: str) -> Callable[[str
 positive_int = _number(int, lambda v: v >= 1, "a positive integer")
 positive_float = _number(float, lambda v: v > 0, "a positive number")
 non_negative_float = _number(float, lambda v: v >= 0, "a number >= 0")
+
+
+def text_or_file(text: str) -> str:
+    """argparse type for a text that may be long: ``--prompt-template @prompt.txt`` reads the file."""
+    if not text.startswith("@"):
+        return text
+    path = text[1:]
+    try:
+        with open(path, encoding="utf-8") as f:
+            return f.read().rstrip("\n")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise argparse.ArgumentTypeError(f"cannot read {path!r}: {exc}") from None

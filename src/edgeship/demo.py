@@ -123,7 +123,14 @@ def _optional_sections() -> None:
     if importlib.util.find_spec("torch_pruning") is not None:
         SECTIONS.setdefault("optimize", optimize_section)
     if importlib.util.find_spec("llama_cpp") is not None:
+        from .demo_describe import describe_section
+
         SECTIONS.setdefault("llm", llm_section)
+        SECTIONS.setdefault("describe", describe_section)
+    if importlib.util.find_spec("openvino") or importlib.util.find_spec("ai_edge_litert"):
+        from .commands.demo_backends import backends_section
+
+        SECTIONS.setdefault("backends", backends_section)
     if importlib.util.find_spec("tuf") is not None:
         from .ota.demo import ota_section
 

@@ -7,7 +7,8 @@ import os
 import platform
 from importlib import metadata
 
-_PACKAGES = ["edgeship", "numpy", "onnxruntime", "onnx", "torch", "torchvision", "pillow", "llama-cpp-python"]
+_PACKAGES = ["edgeship", "numpy", "onnxruntime", "onnxruntime-gpu", "onnx", "openvino", "nncf", "ai-edge-litert",
+             "tensorrt", "torch", "torchvision", "pillow", "llama-cpp-python"]
 
 
 def cpu_model(cpuinfo: str = "/proc/cpuinfo") -> str:

@@ -22,7 +22,7 @@ def rows(report: dict[str, Any]) -> dict[int, list[dict[str, Any]]]:
     out: dict[int, list[dict[str, Any]]] = {}
     for r in report["results"]:
         for b, s in r["batches"].items():
-            row = {"name": r["name"], "backend": "onnxruntime", **s}
+            row = {"name": r["name"], "backend": r.get("runtime", {}).get("backend", "onnxruntime"), **s}
             if "skipped" not in s:
                 row.update(load_ms=r["load_ms"], first_ms=r["first_inference_ms"], rss_added=r["rss_added_bytes"])
             out.setdefault(int(b), []).append(row)
@@ -113,6 +113,8 @@ def print_report(report: dict[str, Any], console) -> None:
     for line in fps_lines(report):
         console.print(line, highlight=False)
     for r in report["results"]:
+        if r.get("runtime_line"):
+            console.print(f"{r['name']}: {r['runtime_line']}", highlight=False)
         for note in r.get("assumed", []):
             console.print(f"{r['name']}: assumed {note}", style="yellow", highlight=False)
 
@@ -126,6 +128,7 @@ def markdown(report: dict[str, Any]) -> str:
         lines.append("")
     lines += ["| " + " | ".join(BUNDLE_COLUMNS) + " |", "|" + "---|" * len(BUNDLE_COLUMNS)]
     lines += ["| " + " | ".join(bundle_cells(r)) + " |" for r in report["results"]]
+    lines += ["", *[f"{r['name']}: {r['runtime_line']}  " for r in report["results"] if r.get("runtime_line")]]
     fps = fps_lines(report)
     if fps:
         lines += ["", *fps]

@@ -108,7 +108,7 @@ def _throttling(status) -> str | None:
 
 def _input_for(model: Model, batch: int) -> np.ndarray:
     """The bundle's golden input when it has one (real data), else seeded random data."""
-    golden = model.bundle.golden()
+    golden = model.golden()
     if golden is not None:
         x = golden[0][:1]
     else:
@@ -184,6 +184,8 @@ def bench_bundle(path: str | Path, cfg: BenchConfig, progress: Callable[[int], N
         "throttling": throttling,
         "heat": heat.summary(),
         "batches": batches,
+        "runtime": model.describe(),  # engine, version, providers, threads, options actually used
+        "runtime_line": model.describe_short(),
     }
     if cfg.vs_torch:
         result["torch"] = bench_torch(bundle, model, cfg, progress)

@@ -23,17 +23,20 @@ from .manifest import (
     Postprocessing,
     Preprocessing,
     Resize,
+    RuntimeChoice,
     Stage,
     StageName,
     Task,
     TensorSpec,
+    Variant,
     now_iso,
 )
 from .store import Bundle, open_bundle, pack, read_manifest, sha256_file, unpack, update_manifest, write_bundle
 
 __all__ = [
     "GOLDEN_FILE", "IMAGENET_MEAN", "IMAGENET_STD", "LABELS_FILE", "MANIFEST", "SCHEMA_VERSION",
-    "BoxDecoder", "Bundle", "Format", "Golden", "Manifest", "Postprocessing", "Preprocessing", "Resize", "Stage", "StageName", "Task",
-    "TensorSpec", "now_iso", "open_bundle", "pack", "read_manifest", "sha256_file", "unpack",
+    "BoxDecoder", "Bundle", "Format", "Golden", "Manifest", "Postprocessing", "Preprocessing", "Resize", "RuntimeChoice",
+    "Stage", "StageName", "Task", "TensorSpec", "Variant", "now_iso", "open_bundle", "pack", "read_manifest", "sha256_file",
+    "unpack",
     "update_manifest", "write_bundle",
 ]

@@ -23,6 +23,11 @@ from ..errors import NotABundleError, SchemaError
 from ..util import json_depth
 
 SCHEMA_VERSION = 1
+# Version 2 adds ``variants`` and ``runtimes``. A manifest without them is still written as version
+# 1, byte for byte what older edgeship reads; one with them says 2, so an older edgeship says
+# "upgrade" instead of tripping over an unknown field.
+SCHEMA_VARIANTS = 2
+READABLE_SCHEMAS = (1, 2)
 MANIFEST = "edgeship.json"
 GOLDEN_FILE = "golden.npz"
 LABELS_FILE = "labels.txt"
@@ -150,6 +155,7 @@ class BoxDecoder(str, enum.Enum):
 
     YOLOV8 = "yolov8"
     SSD = "ssd"
+    BLAZEFACE = "blazeface"  # MediaPipe's anchor offsets + sigmoid scores (BlazeFace, palm detection)
 
 
 @dataclass(frozen=True)
@@ -162,7 +168,7 @@ class Postprocessing:
     score_threshold: float = 0.25
     iou_threshold: float = 0.45
     max_detections: int = 100
-    anchors: Union[str, None] = None  # SSD: file in the bundle with [N, 4] anchors (cx, cy, w, h)
+    anchors: Union[str, None] = None  # SSD, BlazeFace: file in the bundle with [N, 4] anchors (cx, cy, w, h)
 
     def __post_init__(self) -> None:
         if not 1 <= self.top_k <= MAX_TOP_K:
@@ -199,6 +205,53 @@ class StageName(str, enum.Enum):
     PRUNE = "prune"
     EXPORT = "export"
     QUANTIZE = "quantize"
+
+
+@dataclass(frozen=True)
+class Variant:
+    """Another form of the model for one engine, admitted by the same accuracy gate as INT8.
+
+    A reduced precision (OpenVINO bf16 or its NNCF INT8, a uint8 .tflite) is never a silent
+    default: it runs only when asked for by name (``RuntimeConfig(variant=...)``) or recorded as
+    this host's choice by ``edgeship tune``. ``golden`` is its own tolerance against the bundle's
+    golden output; ``gate`` what the accuracy gate measured when it was admitted.
+    """
+
+    name: str
+    backend: str  # a runtime BackendKind value ("openvino", "litert", ...)
+    model: str  # the file it runs (bf16 is a hint on the main model.onnx)
+    precision: str = "fp32"
+    options: dict[str, str] = field(default_factory=dict)  # engine options it needs
+    preprocessing: Union[Preprocessing, None] = None  # when the file wants other input than the main model
+    postprocessing: Union[Postprocessing, None] = None  # when its outputs differ (a .tflite ending in softmax)
+    golden: Union[Golden, None] = None
+    gate: dict[str, Any] = field(default_factory=dict)
+    created: str = ""
+
+    def __post_init__(self) -> None:
+        check_member_name(self.model, f"variant {self.name!r} model")
+        if not self.name or not all(c.isalnum() or c in "-_." for c in self.name):
+            raise ValueError(f"variant name {self.name!r}: letters, digits, '-', '_' and '.' only")
+
+
+@dataclass(frozen=True)
+class RuntimeChoice:
+    """The fastest way found to run the bundle on one class of host (``edgeship tune``).
+
+    ``host`` is the class it was measured on (CPU model and ISA, or GPU name); a choice for
+    another class is not applied silently.
+    """
+
+    host: str
+    backend: str
+    variant: Union[str, None] = None
+    provider: Union[str, None] = None
+    threads: Union[int, None] = None
+    spinning: Union[str, None] = None  # the server's --spinning setting for CPU engines
+    options: dict[str, str] = field(default_factory=dict)
+    p50_ms: Union[float, None] = None
+    measured: dict[str, Any] = field(default_factory=dict)  # every candidate's figures, same run
+    created: str = ""
 
 
 @dataclass(frozen=True)
@@ -239,12 +292,14 @@ class Manifest:
     provenance: list[Stage] = field(default_factory=list)
     golden: Union[Golden, None] = None
     metadata: dict[str, Any] = field(default_factory=dict)
+    variants: list[Variant] = field(default_factory=list)
+    runtimes: dict[str, RuntimeChoice] = field(default_factory=dict)  # host class -> choice
 
     def __post_init__(self) -> None:
-        if self.schema_version != SCHEMA_VERSION:
+        if self.schema_version not in READABLE_SCHEMAS:
             raise ValueError(
-                f"schema_version: this edgeship reads version {SCHEMA_VERSION}, the bundle has "
-                f"{self.schema_version}; upgrade edgeship or re-export the bundle"
+                f"schema_version: this edgeship reads version {' or '.join(map(str, READABLE_SCHEMAS))}, "
+                f"the bundle has {self.schema_version}; upgrade edgeship or re-export the bundle"
             )
         if not (len(self.name) <= MAX_NAME and _NAME.fullmatch(self.name)):
             raise ValueError(f"name: expected 1-{MAX_NAME} letters, digits, '.', '_' or '-' (starting with a letter "
@@ -262,6 +317,19 @@ class Manifest:
                 raise ValueError(f"files: {MANIFEST} cannot list itself")
             if not (isinstance(digest, str) and _SHA256.fullmatch(digest)):
                 raise ValueError(f"files.{name}: expected a sha256 (64 lowercase hex digits), got {_shown(digest)}")
+        names = [v.name for v in self.variants]
+        if len(set(names)) != len(names):
+            raise ValueError(f"variants: two variants share a name ({', '.join(names)})")
+        wanted = SCHEMA_VARIANTS if (self.variants or self.runtimes) else SCHEMA_VERSION
+        object.__setattr__(self, "schema_version", max(self.schema_version, wanted))
+
+    def variant(self, name: str) -> Variant:
+        """The declared variant ``name``; a SchemaError naming the ones there are otherwise."""
+        for v in self.variants:
+            if v.name == name:
+                return v
+        have = ", ".join(v.name for v in self.variants) or "none"
+        raise SchemaError(f"{self.name}: no variant {name!r} (declared: {have}); add one with `edgeship variant add`")
 
     def references(self) -> dict[str, str]:
         """Every bundle file this manifest makes edgeship read, by the field that names it.
@@ -275,10 +343,21 @@ class Manifest:
             refs["golden.file"] = self.golden.file
         if self.postprocessing.anchors is not None:
             refs["postprocessing.anchors"] = self.postprocessing.anchors
+        for v in self.variants:
+            where = f"variants[{v.name}]"
+            refs[f"{where}.model"] = v.model
+            if v.golden is not None:
+                refs[f"{where}.golden.file"] = v.golden.file
+            if v.postprocessing is not None and v.postprocessing.anchors is not None:
+                refs[f"{where}.postprocessing.anchors"] = v.postprocessing.anchors
         return refs
 
     def to_json(self) -> str:
-        return json.dumps(to_dict(self), indent=2) + "\n"
+        data = to_dict(self)
+        for key in ("variants", "runtimes"):  # absent when empty: a version-1 reader reads the rest
+            if not data[key]:
+                del data[key]
+        return json.dumps(data, indent=2) + "\n"
 
     @classmethod
     def from_json(cls, text: str, source: str = MANIFEST) -> "Manifest":

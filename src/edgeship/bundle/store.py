@@ -117,15 +117,16 @@ class Bundle:
             self._labels = labels
         return self._labels
 
-    def golden(self):
-        """(input, output) arrays stored with the bundle, or None."""
-        if self.manifest.golden is None:
+    def golden(self, spec: Golden | None = None):
+        """(input, output) arrays stored with the bundle (or in ``spec``'s file, a variant's), or None."""
+        spec = spec or self.manifest.golden
+        if spec is None:
             return None
         import numpy as np
 
         import zipfile
 
-        path = self.root / self.manifest.golden.file
+        path = self.root / spec.file
         try:
             # np.load inflates each member whole: check what the archive declares first (zipfile
             # never inflates past a member's declared size).
@@ -229,14 +230,57 @@ def open_bundle(path: PathLike, verify: bool = True) -> Bundle:
     elif path.suffix.lower() not in (".onnx", ".tflite", ".gguf") and tarfile.is_tarfile(path):
         root = unpacked(path)
         bundle = Bundle(root, read_manifest(root), source=path)
+    elif (path.parent / MANIFEST).is_file() and _describes(path):
+        # a model file inside a bundle folder: that folder's edgeship.json says how to run it
+        bundle = Bundle(path.parent, read_manifest(path.parent))
     else:
-        from .bare import bare_manifest
-
-        manifest, assumed = bare_manifest(path)
-        return Bundle(path.parent, manifest, assumed=assumed, source=path)
+        return _bare_bundle(path)
     if verify:
         bundle.verify()
     return bundle
+
+
+def _bare_bundle(path: Path) -> "Bundle":
+    """A Bundle for a bare model file. When the file brings labels or needs anchors, they are written
+    beside a hard link of it in edgeship's cache (a folder per file digest), as a bundle would hold them."""
+    import numpy as np
+
+    from .bare import _inferred
+
+    found, assumed = _inferred(path)
+    if not found.labels and not found.extra_files:
+        return Bundle(path.parent, found.manifest, assumed=assumed, source=path)
+    root = cache_dir() / "bare" / file_sha256(path)[:32]
+    manifest = found.manifest
+    if found.labels:
+        manifest = dataclasses.replace(manifest, labels=LABELS_FILE)
+    if not (root / MANIFEST).is_file() or (root / MANIFEST).read_text(encoding="utf-8") != manifest.to_json():
+        root.mkdir(parents=True, exist_ok=True)
+        target = root / path.name
+        if not target.exists():
+            tmp = root / f".{path.name}.tmp"
+            tmp.unlink(missing_ok=True)
+            try:
+                os.link(path, tmp)
+            except OSError:  # another file system: copy
+                shutil.copyfile(path, tmp)
+            os.replace(tmp, target)
+        if found.labels:
+            write_text_atomic(root / LABELS_FILE, "\n".join(found.labels) + "\n")
+        for name, arr in found.extra_files.items():
+            tmp = root / f".{name}.tmp.npy"
+            np.save(tmp, arr)
+            os.replace(tmp, root / name)
+        write_text_atomic(root / MANIFEST, manifest.to_json())
+    return Bundle(root, manifest, assumed=assumed, source=path)
+
+
+def _describes(model: Path) -> bool:
+    try:
+        manifest = read_manifest(model.parent)
+    except BundleError:
+        return False
+    return manifest.model == model.name
 
 
 def write_bundle(
@@ -307,6 +351,33 @@ def write_bundle(
 def update_manifest(bundle_dir: PathLike, manifest: Manifest) -> None:
     """Rewrite edgeship.json in place (atomically), e.g. to add a provenance row."""
     write_text_atomic(Path(bundle_dir) / MANIFEST, manifest.to_json())
+
+
+def add_files(bundle_dir: PathLike, files: dict[str, PathLike], change=None) -> Bundle:
+    """Copy ``files`` (member name -> source) into a bundle folder and record their sha256.
+
+    Each file is written to a temporary name, fsynced and renamed; the manifest (with ``change``,
+    a function Manifest -> Manifest, applied) is written last, atomically. A crash in between leaves
+    files the manifest does not list, never a manifest naming a missing or half-written file.
+    """
+    bundle = open_bundle(bundle_dir)
+    if bundle.is_bare or bundle.source != bundle.root:
+        raise BundleError(f"{bundle_dir}: give a bundle folder (not a .tar or a bare model file) to add files to")
+    digests = {}
+    for name, src in files.items():
+        check_member_name(name, "file")
+        dest = bundle.root / name
+        tmp = bundle.root / f".{name}.tmp"
+        shutil.copyfile(src, tmp)
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, dest)
+        digests[name] = sha256_file(dest)
+    manifest = dataclasses.replace(bundle.manifest, files={**bundle.manifest.files, **digests})
+    if change is not None:
+        manifest = change(manifest)
+    update_manifest(bundle.root, manifest)
+    return Bundle(bundle.root, manifest)
 
 
 def pack(bundle_dir: PathLike, tar_path: PathLike) -> Path:

@@ -14,8 +14,8 @@ from typing import Any, Callable
 
 from .._config import csv_ints, non_negative_float, positive_float, positive_int
 
-__all__ = ["add_config_flags", "config_from_args", "csv_ints", "lazy", "non_negative_float", "positive_float",
-           "positive_int"]
+__all__ = ["add_config_flags", "add_runtime_flags", "config_from_args", "csv_ints", "lazy", "load_model",
+           "non_negative_float", "positive_float", "positive_int", "runtime_from_args", "runtime_given"]
 
 
 def lazy(target: str) -> Callable[[argparse.Namespace], int]:
@@ -73,3 +73,59 @@ def config_from_args(cls: type, args: argparse.Namespace, **fixed: Any):
             value = int(value * spec["unit"]) if isinstance(f.default, int) else value * spec["unit"]
         values[f.name] = value
     return cls(**values)
+
+
+# --- how a model runs: the same flags on predict, bench and serve -----------------------------
+
+RUNTIME_FLAGS = ("backend", "provider", "provider_option", "bundle_variant")
+
+
+def add_runtime_flags(parser: argparse.ArgumentParser, threads: bool = False) -> None:
+    """--backend, --provider, --provider-option key=value (repeatable), --bundle-variant (and --threads)."""
+    parser.add_argument("--backend", choices=["onnxruntime", "openvino", "litert", "tensorrt"], default=None,
+                        help="engine (default: this host's recorded choice from `edgeship tune`, else the model "
+                             "file's: ONNX Runtime for .onnx, LiteRT for .tflite)")
+    parser.add_argument("--provider", choices=["cpu", "cuda", "tensorrt", "openvino"], default=None,
+                        help="ONNX Runtime execution provider; one this host lacks is an error, never a silent CPU run")
+    parser.add_argument("--provider-option", action="append", default=None, metavar="KEY=VALUE",
+                        help="engine option, repeatable (ORT provider options, OpenVINO properties, TensorRT "
+                             "max_batch/workspace_mb/...)")
+    parser.add_argument("--bundle-variant", default=None, metavar="NAME",
+                        help="run a variant declared inside the bundle (see `edgeship variant list`)")
+    if threads:
+        parser.add_argument("--threads", type=positive_int, default=None, help="intra-op threads")
+
+
+def runtime_given(args: argparse.Namespace) -> bool:
+    """Whether any runtime flag was given on the command line (then no recorded choice applies)."""
+    return any(getattr(args, f, None) for f in RUNTIME_FLAGS)
+
+
+def runtime_from_args(args: argparse.Namespace, base: Any = None):
+    """A RuntimeConfig from the runtime flags over ``base`` (threads from --threads when given)."""
+    from ..runtime.config import RuntimeConfig, parse_options
+
+    base = base or RuntimeConfig()
+    changes = {"backend": args.backend, "provider": args.provider, "variant": args.bundle_variant,
+               "intra_op_threads": getattr(args, "threads", None)}
+    if args.provider_option:
+        changes["options"] = parse_options(args.provider_option)
+    return base.replace(**changes)
+
+
+def load_model(path: str, args: argparse.Namespace, base: Any = None, say: Callable[[str], None] = print, **kwargs):
+    """Open the bundle and load it as the flags say; without runtime flags, as ``edgeship tune`` recorded
+    for this host (a choice made for another host is not applied, and ``say`` is told so)."""
+    from ..bundle import open_bundle
+    from ..runtime import Model
+    from ..targets.choice import recorded_runtime
+
+    bundle = open_bundle(path)
+    config = runtime_from_args(args, base)
+    if not runtime_given(args):
+        recorded = recorded_runtime(bundle, config)
+        if recorded.note:
+            say(recorded.note)
+        if recorded.config is not None:
+            config = recorded.config
+    return Model(bundle, config, **kwargs)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .args import csv_ints, lazy, positive_float, positive_int
+from .args import add_runtime_flags, csv_ints, lazy, positive_float, positive_int
 
 
 def register(sub) -> None:
@@ -28,6 +28,10 @@ def register(sub) -> None:
     p.add_argument("--window", type=positive_float, default=1.0, metavar="SECONDS",
                    help="throughput windows of a sustained run (default 1 s)")
     p.add_argument("--vs-torch", action="store_true", help="time the source PyTorch model beside it")
+    p.add_argument("--backends", default=None, metavar="all|LIST",
+                   help="time every backend and declared variant this host can run (all), or those listed "
+                        "(onnxruntime,openvino,litert,tensorrt), interleaved on the same input, and show the pick")
+    add_runtime_flags(p)
     p.add_argument("--sensors-root", default="/", help=_hidden())
     p.add_argument("--json", metavar="OUT", help="write the full report as JSON")
     p.set_defaults(run=lazy("edgeship.commands.bench:run"))
@@ -40,6 +44,8 @@ def _hidden() -> str:  # a flag for tests that point the sensors at a fake sysfs
 
 
 def run(args) -> int:
+    if args.backends:
+        return _compare(args)
     from ..util import console as make_console
 
     from ..bench.report import print_report
@@ -51,6 +57,10 @@ def run(args) -> int:
         from ..targets import preset
 
         runtime = preset(args.target).runtime
+    from .args import runtime_from_args, runtime_given
+
+    if runtime_given(args):
+        runtime = runtime_from_args(args, runtime)
     cfg = BenchConfig(batches=tuple(args.batch), threads=args.threads, warmup=args.warmup, runs=args.runs,
                       vs_torch=args.vs_torch, sensors_root=args.sensors_root, runtime=runtime,
                       duration_s=args.duration, window_s=args.window)
@@ -59,5 +69,31 @@ def run(args) -> int:
     print_report(report, console)
     if args.json:
         write_json(args.json, report)
+        console.print(f"wrote {args.json}")
+    return 0
+
+
+def _compare(args) -> int:
+    from ..bench.compare import CompareConfig, compare_backends, print_comparison
+    from ..errors import InputError
+    from ..runtime.config import parse_options
+    from ..util import console as make_console
+    from ..util import write_json
+
+    if args.backend or args.provider or args.bundle_variant or args.vs_torch or args.target:
+        raise InputError("--backends compares every way this host runs the bundle; it does not take --backend, "
+                         "--provider, --bundle-variant, --target or --vs-torch")
+    console = make_console()
+    reports = []
+    for path in args.bundles:
+        for batch in args.batch:
+            cfg = CompareConfig(backends=args.backends, threads=args.threads, batch=batch, warmup=args.warmup,
+                                runs=max(args.runs, 5), rounds=max(1, min(20, args.runs // 10)), options=parse_options(args.provider_option))
+            with console.status(f"{path}: loading every backend and timing them interleaved ..."):
+                report = compare_backends(path, cfg)
+            print_comparison(report, console)
+            reports.append(report)
+    if args.json:
+        write_json(args.json, {"comparisons": reports})
         console.print(f"wrote {args.json}")
     return 0

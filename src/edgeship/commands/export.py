@@ -34,8 +34,12 @@ def register(sub) -> None:
     p.add_argument("-o", "--out", required=True, metavar="BUNDLE_DIR", help="bundle folder to create")
     p.add_argument("--opset", type=int, default=17, help="ONNX opset (default 17; 13 for older ARM builds)")
     p.add_argument("--input-size", type=_size, default=None, metavar="HxW", help="input size (default: the model's)")
-    p.add_argument("--batch", type=positive_int, default=1, help="batch size baked into the graph (default 1)")
-    p.add_argument("--dynamic-batch", action="store_true", help="make the batch axis dynamic")
+    p.add_argument("--batch", type=positive_int, default=1,
+                   help="batch size of the validation inputs, and of the graph with --static-batch (default 1)")
+    p.add_argument("--static-batch", action="store_true",
+                   help="bake --batch into the graph (default: a dynamic batch axis, for bench --batch 1,8 and "
+                        "serve --max-batch)")
+    p.add_argument("--dynamic-batch", action="store_true", help=argparse.SUPPRESS)  # the default now; kept for scripts
     p.add_argument("--no-simplify", action="store_true", help="skip onnxslim simplification")
     p.add_argument("--weights", metavar="FILE", help="state-dict file to load into the architecture")
     p.add_argument("--name", help="bundle name (default: the model's)")
@@ -54,7 +58,7 @@ def run(args) -> int:
     console = make_console()
     try:
         spec = ExportSpec(opset=args.opset, input_size=args.input_size, batch=args.batch,
-                          dynamic_batch=args.dynamic_batch, simplify=not args.no_simplify, atol=args.atol, rtol=args.rtol)
+                          dynamic_batch=not args.static_batch, simplify=not args.no_simplify, atol=args.atol, rtol=args.rtol)
     except ValueError as exc:
         raise InputError(str(exc)) from exc
     with console.status(f"exporting {args.model} ..."):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .args import lazy, positive_int
+from .args import add_runtime_flags, lazy, positive_int
 
 
 def register(sub) -> None:
@@ -13,7 +13,7 @@ def register(sub) -> None:
     p.add_argument("bundle", metavar="BUNDLE", help="bundle folder, .tar, or bare .onnx")
     p.add_argument("images", metavar="IMAGE", nargs="+")
     p.add_argument("--top-k", type=positive_int, default=None, help="classes to show (default: the bundle's)")
-    p.add_argument("--threads", type=positive_int, default=None, help="intra-op threads")
+    add_runtime_flags(p, threads=True)
     p.add_argument("--json", metavar="OUT", help="write the results as JSON")
     p.set_defaults(run=lazy("edgeship.commands.predict:run"))
 
@@ -22,11 +22,11 @@ def run(args) -> int:
     from ..util import console as make_console
     from rich.table import Table
 
-    from ..runtime import Model, RuntimeConfig
     from ..util import write_json
+    from .args import load_model
 
     console = make_console()
-    model = Model.load(args.bundle, RuntimeConfig(intra_op_threads=args.threads))
+    model = load_model(args.bundle, args, say=lambda line: console.print(line, style="cyan", highlight=False))
     for note in model.bundle.assumed:
         console.print(f"assumed: {note}", style="yellow", highlight=False)
     results = []
@@ -51,8 +51,10 @@ def run(args) -> int:
             t.add_row(str([len(o) for o in pred.output.get("outputs", [])]))
         console.print(t)
     backend = model.describe()
-    console.print(f"model load {model.load_ms:.0f} ms ({model.bundle.name}, {backend['backend']} "
-                  f"{backend.get('version', '')}, {', '.join(backend.get('providers', []))})", highlight=False)
+    check = model.golden_at_load
+    golden = "" if check is None else f"; golden check max error {check.max_abs_error:.2e} ({check.tolerance})"
+    console.print(f"model load {model.load_ms:.0f} ms ({model.bundle.name}: {model.describe_short()}{golden})",
+                  highlight=False)
     if args.json:
         write_json(args.json, {"bundle": args.bundle, "load_ms": model.load_ms, "backend": backend, "results": results})
     return 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from ..pipeline.config import DescribeConfig
 from ..serve.config import ServeConfig
 from .args import add_config_flags, config_from_args, lazy, positive_float, positive_int
 
@@ -14,7 +15,8 @@ def register(sub) -> None:
         description=(
             "Serve vision bundles: POST /v1/models/NAME/predict (multipart 'file' or a raw image body), "
             "GET /v1/models, the KServe v2 protocol under /v2, /health/live, /health/ready and /metrics. "
-            "With --llm, also an OpenAI-compatible /v1/chat/completions."
+            "With --llm, also an OpenAI-compatible /v1/chat/completions, and POST /v1/pipelines/describe: "
+            "a picture in, the vision answer at once, then the LLM's description of it, streamed."
         ),
     )
     p.add_argument("bundles", metavar="BUNDLE", nargs="*", help="bundle folders, .tar files or bare .onnx")
@@ -27,7 +29,12 @@ def register(sub) -> None:
     p.add_argument("--llm-ctx", type=positive_int, default=4096, help="LLM context length in tokens")
     p.add_argument("--llm-queue-size", type=positive_int, default=8,
                    help="LLM requests waiting for the model; one more gets 503 (generation takes seconds)")
+    p.add_argument("--llm-max-tokens", type=positive_int, default=1024,
+                   help="most tokens one LLM request may ask for; more is a 400")
     add_config_flags(p, ServeConfig)
+    add_config_flags(p, DescribeConfig)
+    p.add_argument("--provider-option", action="append", default=None, metavar="KEY=VALUE",
+                   help="engine option, repeatable (ORT provider options, OpenVINO properties, TensorRT max_batch/...)")
     p.add_argument("--max-temp", type=positive_float, default=80.0, help="CPU temperature (C) above which readiness is degraded")
     p.add_argument("--target", default=None,
                    help="device preset whose thermal limits apply (rpi5: the firmware throttles from 80 C; jetson-*: "
@@ -68,12 +75,15 @@ def build_config(args):
 
     from ..monitor.alerts import AlertThresholds
 
+    from ..runtime.config import parse_options
+
     if args.target:
         from ..targets import preset
 
         preset(args.target)  # an unknown target is a usage error naming the known ones
     config = config_from_args(ServeConfig, args, sensors_root=args.sensors_root, target=args.target,
                               variants=_variants(args.variant or []), low_priority_rps=args.low_priority_rps,
+                              provider_options=parse_options(args.provider_option),
                               alerts=dataclasses.replace(AlertThresholds(), max_cpu_temp_c=args.max_temp))
     if args.governor == "off":
         if args.governor_config or args.variant:
@@ -147,7 +157,7 @@ def make_llm(args, registry, config=None):
     config = config or build_config(args)
     limits = RequestLimits(max_messages=config.llm_max_messages, max_json_depth=config.max_json_depth)
     return LLMService(args.llm, n_ctx=args.llm_ctx, n_threads=args.threads, queue_size=args.llm_queue_size,
-                      registry=registry, limits=limits)
+                      registry=registry, max_tokens=args.llm_max_tokens, limits=limits)
 
 
 def ota_setup(args, bundles):
@@ -201,6 +211,7 @@ def run(args) -> int:
 
     console = Console(stderr=True)
     config = build_config(args)
+    describe = config_from_args(DescribeConfig, args)  # a bad prompt template fails here, before any load
     registry = CollectorRegistry(auto_describe=True)
     llm = make_llm(args, registry, config) if args.llm else None
     bundles, ota = list(args.bundles), None
@@ -209,15 +220,20 @@ def run(args) -> int:
     from ..serve.admin import read_token
 
     token = read_token(args.admin_token_file) if args.admin_token_file else None
-    app = create_app(bundles, config, llm=llm, registry=registry, ota=ota, admin_token=token)
+    app = create_app(bundles, config, llm=llm, registry=registry, ota=ota, admin_token=token,
+                     describe=describe)
     state = app.state.edgeship
     for name, served in state.models.items():
         m = served.model.bundle.manifest
         batching = f"batches up to {served.worker.capacity}" if served.model.dynamic_batch else "fixed batch"
         console.print(f"model [bold]{name}[/bold] v{m.version} ({m.task.value}, {batching}) "
                       f"-> POST /v1/models/{name}/predict", highlight=False)
+        console.print(f"  runs on {served.model.describe_short()}", highlight=False)
     if llm is not None:
         console.print(f"llm [bold]{llm.name}[/bold] -> POST /v1/chat/completions", highlight=False)
+    if state.models:
+        console.print(f"describe -> POST /v1/pipelines/describe{'' if len(state.models) == 1 else '?model=NAME'} "
+                      f"({'with ' + llm.name if llm is not None else 'no LLM: vision answers only'})", highlight=False)
     _log_to_stderr(args.log_level)
     governor = app.state.governor
     if governor is not None:

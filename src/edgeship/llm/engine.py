@@ -24,7 +24,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 from .._deps import require
 from ..errors import InputError
@@ -181,6 +181,9 @@ class Engine:
         self._vocab = llama._model.vocab
         self._formatter = None
         self._max_piece: int | None = None
+        # Called before each token is evaluated (before the prompt, then between two tokens); a
+        # server sets it to let other work on the same cores go first (serve/sharing.py).
+        self.pace: Callable[[], object] | None = None
         self.info = self._read_info()
 
     @classmethod
@@ -375,7 +378,7 @@ class Generation:
         decoder = codecs.getincrementaldecoder("utf-8")("replace")
         stops, held = s.stop, ""
         longest_stop = max((len(x) for x in stops), default=0)
-        cancel, is_eog, detok = self.cancel, lib.llama_vocab_is_eog, llm._model.detokenize
+        cancel, is_eog, detok, pace = self.cancel, lib.llama_vocab_is_eog, llm._model.detokenize, engine.pace
         self.t_start = time.perf_counter()
         self.finish_reason = "length"
         if budget <= 0:
@@ -386,6 +389,8 @@ class Generation:
             repeat_penalty=s.repeat_penalty,
         )
         stopped_by_string = False
+        if pace is not None:
+            pace()
         try:
             for token in tokens:
                 if not self.t_first:
@@ -413,6 +418,8 @@ class Generation:
                     yield text
                 if self.completion_tokens >= budget:
                     break
+                if pace is not None:  # before the next token's evaluation, which the loop's next step runs
+                    pace()
             if not stopped_by_string and self.finish_reason != "cancelled":
                 tail = held + decoder.decode(b"", final=True)
                 if tail:

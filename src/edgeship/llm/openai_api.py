@@ -43,8 +43,7 @@ from .openai_protocol import (
     response,
     usage,
 )
-
-_END = object()
+from .queueing import _END, _Failed, acquire_or_gone
 
 
 class ServiceState(str, enum.Enum):
@@ -67,11 +66,6 @@ _TRANSITIONS = {
 }
 
 
-class _Failed:
-    def __init__(self, exc: BaseException):
-        self.exc = exc
-
-
 def _emit_quietly(emit, item: Any) -> None:
     try:
         emit(item)
@@ -92,12 +86,20 @@ class LLMService:
     """One GGUF model behind the OpenAI endpoints: its lifecycle, its queue, its worker thread, its metrics."""
 
     def __init__(self, model_path: str | os.PathLike, *, n_ctx: int = 2048, n_threads: int | None = None,
-                 queue_size: int = 8, registry: Any = None, limits: RequestLimits = RequestLimits()):
+                 queue_size: int = 8, registry: Any = None, max_tokens: int | None = None,
+                 limits: RequestLimits = RequestLimits()):
+        """``max_tokens``: the most a request may ask for (400 beyond; a request that does not say gets
+        it, or what the context leaves); None: no limit but the context. ``limits``: what one request
+        may hold, checked before any tokenizer work (its prompt bytes default to the context length
+        times the vocabulary's longest token)."""
         from .engine import LoadConfig
         from .metrics import LLMMetrics
 
         if queue_size < 0:
             raise ValueError(f"queue_size: expected 0 or more, got {queue_size}")
+        if max_tokens is not None and max_tokens < 1:
+            raise ValueError(f"max_tokens: expected a positive integer or None, got {max_tokens}")
+        self.max_tokens = max_tokens
         from .model_file import locate
 
         self.model_path = locate(model_path)
@@ -255,13 +257,14 @@ class LLMService:
         n_prompt = len(prompt)
         if n_prompt == 0:
             raise OpenAIError(400, "The prompt is empty.", param="prompt", code="invalid_value")
+        max_tokens = self.capped_max_tokens(req.max_tokens, n_prompt)
         try:
-            check_fits(n_prompt, req.max_tokens, engine.n_ctx)
+            check_fits(n_prompt, max_tokens, engine.n_ctx)
         except ContextLengthError as exc:
             raise OpenAIError(400, str(exc), param="messages" if req.endpoint is CHAT else "prompt",
                               code="context_length_exceeded") from None
         sampling = SamplingConfig(
-            max_tokens=req.max_tokens, temperature=req.temperature, top_p=max(req.top_p, 1e-6),
+            max_tokens=max_tokens, temperature=req.temperature, top_p=max(req.top_p, 1e-6),
             # Server-side guards kept from llama.cpp's defaults; the API has no names for them.
             top_k=40, min_p=0.05, stop=req.stop, seed=req.seed,
         )
@@ -271,6 +274,19 @@ class LLMService:
         """The prompt thread: parse the body (bounded by ``limits``), render and tokenise the prompt."""
         req = parse_request(raw, endpoint, self.limits)
         return req, self.prepare(req)
+
+    def capped_max_tokens(self, asked: int | None, n_prompt: int = 0) -> int | None:
+        """``asked`` checked against the server's limit (OpenAIError 400 beyond it); None: the limit,
+        or what the context leaves after ``n_prompt`` when that is less."""
+        limit = self.max_tokens
+        if limit is None:
+            return asked
+        if asked is not None and asked > limit:
+            raise OpenAIError(400, f"Invalid 'max_tokens': {asked} is over this server's limit of {limit} tokens "
+                                   "per request; ask for fewer.", param="max_tokens", code="max_tokens_over_limit")
+        if asked is None and self.engine is not None:
+            return max(1, min(limit, self.engine.n_ctx - n_prompt))
+        return asked or limit
 
     async def _acquire(self) -> None:
         """Wait for the model (FIFO); the lock is released by the generation's done-callback."""
@@ -343,7 +359,9 @@ class LLMService:
             return StreamingResponse(self._stream(gen, enc, req.include_usage), media_type="text/event-stream",
                                      headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
         try:
-            await self._acquire()
+            if not await acquire_or_gone(self, request):  # the client left while waiting: its place is free
+                self.metrics.request(endpoint.value, "client_gone")
+                return JSONResponse({}, status_code=499)
             fut = self._submit(gen)
         except OpenAIError as exc:
             return self._refuse(endpoint, exc)

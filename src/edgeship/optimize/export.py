@@ -38,7 +38,9 @@ class ExportSpec:
     opset: int = 17
     input_size: Union[tuple[int, int], None] = None  # (height, width); None: the preprocessing's size
     batch: int = 1
-    dynamic_batch: bool = False
+    # A dynamic batch axis by default: `bench --batch 1,8` and `serve --max-batch` work out of the box;
+    # a static batch (ExportSpec(dynamic_batch=False), `--static-batch`) only for engines that need one.
+    dynamic_batch: bool = True
     simplify: bool = True  # onnxslim: folds constants, fuses, removes dead nodes
     atol: float = 1e-4
     rtol: float = 1e-3

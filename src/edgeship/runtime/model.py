@@ -16,6 +16,7 @@ The same, one stage at a time (what the server does, batching the middle step):
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 from dataclasses import dataclass, field
@@ -23,15 +24,15 @@ from typing import Any, NamedTuple, Sequence, Union
 
 import numpy as np
 
-from ..bundle import Bundle, Format, Task, TensorSpec, open_bundle
-from ..errors import BundleError, InputError
+from ..bundle import Bundle, Format, Task, TensorSpec, Variant, open_bundle
+from ..errors import BackendError, BundleError, InputError
 from .backends import BackendKind, backend_class
 from .config import RuntimeConfig
 from .decoders import decoder_for
 from .preprocess import DEFAULT_MAX_DECODE_BYTES, DEFAULT_MAX_PIXELS, ImageMeta, ImageSource, Preprocessor
 
-# The model file formats each backend reads. A later backend adds its row with its module.
-_FORMATS = {BackendKind.ONNXRUNTIME: (Format.ONNX,)}
+# The engine a model file calls for when the config names none.
+_DEFAULT_BACKEND = {Format.ONNX: BackendKind.ONNXRUNTIME, Format.TFLITE: BackendKind.LITERT}
 
 
 @dataclass
@@ -71,26 +72,35 @@ class Model:
     def __init__(self, bundle: Bundle, config: RuntimeConfig | None = None, *,
                  max_pixels: int | None = DEFAULT_MAX_PIXELS, max_decode_bytes: int | None = DEFAULT_MAX_DECODE_BYTES):
         config = config or RuntimeConfig()
-        fmt = bundle.manifest.format
-        backend_cls = backend_class(config.backend)
-        readable = _FORMATS.get(config.backend, ())
-        if readable and fmt not in readable:
-            hint = "; use `edgeship llm` for .gguf models" if fmt is Format.GGUF else ""
-            raise BundleError(
-                f"{bundle.source}: format '{fmt.value}' is not run by the {config.backend.value} backend "
-                f"(it reads {', '.join(f.value for f in readable)}){hint}"
-            )
         if max_pixels is not None and (not isinstance(max_pixels, int) or isinstance(max_pixels, bool) or max_pixels < 1):
             raise InputError(f"max_pixels: expected a positive integer or None, got {max_pixels!r}")
+        variant = bundle.manifest.variant(config.variant) if config.variant else None
+        config = _resolve(bundle, config, variant)
+        model_path = bundle.root / variant.model if variant else bundle.model_path
+        backend_cls = backend_class(config.backend)
+        if backend_cls.suffixes and model_path.suffix.lower() not in backend_cls.suffixes:
+            fmt = bundle.manifest.format
+            hint = "; use `edgeship llm` for .gguf models" if fmt is Format.GGUF else ""
+            raise BundleError(
+                f"{bundle.source}: {model_path.name} is not run by the {config.backend.value} backend "
+                f"(it reads {', '.join(backend_cls.suffixes)} files){hint}"
+            )
+        if variant is not None and (variant.preprocessing is not None or variant.postprocessing is not None):
+            # the bundle as this variant sees it: its own input preparation and output decoding
+            m = bundle.manifest
+            view = dataclasses.replace(m, preprocessing=variant.preprocessing or m.preprocessing,
+                                       postprocessing=variant.postprocessing or m.postprocessing)
+            bundle = Bundle(bundle.root, view, assumed=bundle.assumed, source=bundle.source)
         self.bundle = bundle
         self.config = config
         if max_decode_bytes is not None and (not isinstance(max_decode_bytes, int) or isinstance(max_decode_bytes, bool)
                                              or max_decode_bytes < 1):
             raise InputError(f"max_decode_bytes: expected a positive integer or None, got {max_decode_bytes!r}")
+        self.variant: Variant | None = variant
         self._max_pixels = max_pixels
         self._max_decode_bytes = max_decode_bytes
         t0 = time.perf_counter()
-        self._backend = backend_cls(bundle.model_path, config)
+        self._backend = backend_cls(model_path, config)
         self.load_ms = _ms(t0)
         spec = self._backend.inputs[0]
         try:
@@ -101,6 +111,26 @@ class Model:
         pre = bundle.manifest.preprocessing
         self._preprocessor = Preprocessor(pre, max_pixels, max_decode_bytes) if pre is not None else None
         self._decode = decoder_for(bundle.manifest.task)
+        self.golden_at_load: GoldenCheck | None = None
+        if _check_at_load(config, variant):
+            self._refuse_unless_golden()
+
+    def _refuse_unless_golden(self) -> None:
+        """The golden check at load: a backend that disagrees beyond the tolerance is closed and refused."""
+        try:
+            check = self.check_golden()
+        except Exception:
+            self._backend.close()
+            raise
+        self.golden_at_load = check
+        if check is not None and not check.ok:
+            self._backend.close()
+            what = self.describe_short()
+            raise BackendError(
+                f"{self.bundle.name}: {what} is refused: its output on the golden input differs from the "
+                f"bundle's by up to {check.max_abs_error:.3g} ({check.tolerance})"
+                + ("" if self.variant is None else "; the variant's gate admitted it within this tolerance")
+            )
 
     @classmethod
     def load(cls, path: Union[str, os.PathLike, Bundle], config: RuntimeConfig | None = None, verify: bool = True, *,
@@ -188,7 +218,29 @@ class Model:
 
     def describe(self) -> dict[str, Any]:
         """What actually runs this model: backend, version, providers, threads, options (JSON-safe)."""
-        return self._backend.describe()
+        info = dict(self._backend.describe())
+        info.setdefault("options", dict(self.config.options))
+        info["variant"] = self.variant.name if self.variant else None
+        if self.variant is not None:
+            info.setdefault("precision", self.variant.precision)
+        return info
+
+    def describe_short(self) -> str:
+        """One line: engine, version, where it runs, precision, threads (for table footers)."""
+        d = self.describe()
+        where = ", ".join(d.get("providers") or [d.get("device") or ""]).strip(", ")
+        parts = [f"{d['backend']} {d.get('version', '')}".strip()]
+        if where:
+            parts.append(where)
+        if d.get("variant"):
+            parts.append(f"variant {d['variant']}")
+        if d.get("precision"):
+            parts.append(str(d["precision"]))
+        threads = d.get("intra_op_threads", d.get("threads"))
+        parts.append(f"{threads if threads is not None else 'default'} threads")
+        if d.get("options"):
+            parts.append(", ".join(f"{k}={v}" for k, v in d["options"].items()))
+        return " · ".join(parts)
 
     def blank_input(self, batch: int = 1) -> np.ndarray:
         """Zeros of the input's shape (dynamic dims as 1, the batch as ``batch``) and dtype."""
@@ -259,14 +311,19 @@ class Model:
                 results.append(Prediction(out, timing, meta))
         return results
 
+    def golden(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """The golden (input, output) this model is checked against: its variant's own pair, else the bundle's."""
+        g = self.variant.golden if self.variant is not None and self.variant.golden else None
+        return self.bundle.golden(g)
+
     def check_golden(self) -> GoldenCheck | None:
         """Run the bundle's golden input and compare with its stored output (None when it has none)."""
-        golden = self.bundle.golden()
+        g = self.variant.golden if self.variant is not None and self.variant.golden else self.bundle.manifest.golden
+        golden = self.golden()
         if golden is None:
             return None
         x, expected = golden
         got = self.run(x)[0]
-        g = self.bundle.manifest.golden
         if got.shape != expected.shape:  # a model that answers another shape is off by any measure
             return GoldenCheck(False, float("inf"), f"atol={g.atol} rtol={g.rtol}")
         err = float(np.max(np.abs(got.astype(np.float64) - expected.astype(np.float64)))) if got.size else 0.0
@@ -284,4 +341,37 @@ class Model:
         self.close()
 
     def __repr__(self) -> str:
-        return f"Model({self.name!r}, version={self.version!r}, backend={self.backend.value!r})"
+        variant = f", variant={self.variant.name!r}" if self.variant else ""
+        return f"Model({self.name!r}, version={self.version!r}, backend={self.backend.value!r}{variant})"
+
+
+def _resolve(bundle: Bundle, config: RuntimeConfig, variant: Variant | None) -> RuntimeConfig:
+    """The config with its engine settled: asked for, the variant's, or the one the model file calls for."""
+    if variant is not None:
+        try:
+            kind = BackendKind.parse(variant.backend)
+        except InputError as exc:
+            raise BundleError(f"{bundle.source}: variant {variant.name!r}: {exc}") from None
+        if config.backend is not None and config.backend is not kind:
+            raise InputError(f"variant {variant.name!r} runs on {kind.value}, not on {config.backend.value}; "
+                             "drop --backend or pick another variant")
+        if config.precision is not None and config.precision != variant.precision:
+            raise InputError(f"variant {variant.name!r} is {variant.precision}; it cannot run as {config.precision}")
+        options = {**variant.options, **config.option_dict}
+        return config.with_changes(backend=kind, precision=variant.precision, options=tuple(sorted(options.items())))
+    if config.backend is not None:
+        return config
+    fmt = bundle.manifest.format
+    if fmt not in _DEFAULT_BACKEND:
+        hint = "; use `edgeship llm` for .gguf models" if fmt is Format.GGUF else ""
+        raise BundleError(f"{bundle.source}: no backend runs '{fmt.value}' models{hint}")
+    return config.with_changes(backend=_DEFAULT_BACKEND[fmt])
+
+
+def _check_at_load(config: RuntimeConfig, variant: Variant | None) -> bool:
+    if config.golden_check is not None:
+        return config.golden_check
+    # The golden pair was made by ONNX Runtime on the CPU: anything else must show it agrees.
+    reference = (config.backend is BackendKind.ONNXRUNTIME and config.provider in (None, "cpu")
+                 and config.precision in (None, "fp32"))
+    return variant is not None or not reference

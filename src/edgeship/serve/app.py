@@ -26,7 +26,7 @@ from ..bundle import Bundle
 from ..errors import InputError
 from ..runtime.model import Model
 from .batching import ModelWorker
-from .config import ServeConfig, runtime_config, thermal_limits
+from .config import ServeConfig, runtime_config, runtime_given, thermal_limits
 from .dashboard import create_dashboard_router
 from .errors import install_handlers
 from .guard import Guard, load_api_keys
@@ -50,15 +50,45 @@ def load_models(sources: Sequence[ModelSource], config: ServeConfig) -> list[Mod
     ``config.max_pixels`` before decoding anyway (serve/upload.py).
     """
     runtime = runtime_config(config)
-    models = [s if isinstance(s, Model) else
-              Model.load(s, runtime, max_pixels=config.max_pixels, max_decode_bytes=config.max_decode_bytes)
-              for s in sources]
+    models = [s if isinstance(s, Model) else _load(s, runtime, config) for s in sources]
     seen: set[str] = set()
     for m in models:
         if m.name in seen:
             raise InputError(f"two models are named {m.name!r}; rename one bundle (its manifest's name) to serve both")
         seen.add(m.name)
     return models
+
+
+async def share_cores(llm, activity, sharing) -> None:
+    """Set up how the loaded LLM leaves the cores to vision requests (serve/sharing.py)."""
+    from .config import LLMSharing
+    from .sharing import lower_llm_threads
+
+    engine = getattr(llm, "engine", None)
+    if engine is None:  # not loaded (or not an LLMService)
+        return
+    if sharing is not LLMSharing.OFF:
+        from ..llm.queueing import on_model_thread
+
+        reniced = await on_model_thread(llm, lambda: lower_llm_threads(engine))
+        log.info("llm: its thread and %d compute threads at nice 19 (--llm-sharing %s)", len(reniced), sharing.value)
+    engine.pace = activity.pacer(sharing)
+
+
+def _load(source, runtime, config: ServeConfig) -> Model:
+    """A bundle loaded with the server's settings; without engine flags, as ``edgeship tune`` recorded
+    for this host (a choice for another host is logged and not applied)."""
+    from ..bundle import open_bundle
+    from ..targets.choice import recorded_runtime
+
+    bundle = source if isinstance(source, Bundle) else open_bundle(source)
+    if not runtime_given(config):
+        recorded = recorded_runtime(bundle, runtime)
+        if recorded.note:
+            log.warning("%s: %s", bundle.name, recorded.note)
+        if recorded.config is not None:
+            runtime = recorded.config
+    return Model(bundle, runtime, max_pixels=config.max_pixels, max_decode_bytes=config.max_decode_bytes)
 
 
 def check_variants(config: ServeConfig, served: dict) -> None:
@@ -76,13 +106,22 @@ def check_variants(config: ServeConfig, served: dict) -> None:
 
 
 def create_app(models: Sequence[ModelSource], config: Union[ServeConfig, None] = None, llm: Any = None,
-               registry: Any = None, ota: Any = None, admin_token: Union[str, None] = None) -> FastAPI:
+               registry: Any = None, ota: Any = None, admin_token: Union[str, None] = None,
+               describe: Any = None, hot: Any = None) -> FastAPI:
     """A FastAPI app serving ``models`` (bundle paths, Bundles or loaded Models) and, optionally, an LLMService.
 
     ``registry``: the prometheus CollectorRegistry to fill (one is made when None); give the same
     one to the LLMService so /metrics shows both. ``ota``: a factory ``state -> ServerOTA``
     (serve/ota.py, ``--ota``); ``admin_token``: turns the admin API on (serve/admin.py).
+    ``describe``: the pipeline.DescribeConfig of ``POST /v1/pipelines/describe`` (None: the
+    defaults). ``hot``: a callable returning why the device is too hot to start a description, or
+    None (default: serve/heat.ThermalHeat, the thermal status).
     """
+    from ..pipeline.config import DescribeConfig
+    from .describe import DescribeService, create_describe_router
+    from .heat import ThermalHeat
+    from .sharing import VisionActivity
+
     config = config or ServeConfig()
     loaded = load_models(models, config)
     if llm is not None and llm.name in {m.name for m in loaded}:
@@ -90,10 +129,11 @@ def create_app(models: Sequence[ModelSource], config: Union[ServeConfig, None] =
     limits = thermal_limits(config)
     metrics = ServeMetrics(config.sensors_root, config.disk_path, registry, limits=limits)
     prep_pool = HotThreadPool(config.prep_threads, "edgeship-decode")
+    activity = VisionActivity()  # what the LLM yields to (serve/sharing.py)
     served = {}
     for m in loaded:
         mm = metrics.for_model(m.name, m)
-        served[m.name] = ServedModel(m, ModelWorker(m, config, mm, prep_pool), mm)
+        served[m.name] = ServedModel(m, ModelWorker(m, config, mm, prep_pool, activity=activity), mm)
     health = HealthChecker(served, config, metrics, llm)
     state = ServerState(served, config, metrics, prep_pool, health, llm)
     state.primary.update({name: s.model.bundle for name, s in served.items()})
@@ -114,6 +154,8 @@ def create_app(models: Sequence[ModelSource], config: Union[ServeConfig, None] =
         # The live view shows what the governor read, instead of reading the sensors a second time.
         live_stats.heat = lambda: governor.governor.last_sample
         live_stats.governor = governor.snapshot
+    hot = hot if hot is not None else ThermalHeat(config.sensors_root, limits)
+    describer = DescribeService(state, describe or DescribeConfig(), llm, hot, metrics.registry)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -121,6 +163,8 @@ def create_app(models: Sequence[ModelSource], config: Union[ServeConfig, None] =
             s.worker.start()
         if llm is not None:
             await llm.start()
+            await share_cores(llm, activity, config.llm_sharing)
+            await describer.start()
         if state.ota is not None:
             state.ota.start(asyncio.get_running_loop())
         live_stats.start()
@@ -151,6 +195,7 @@ def create_app(models: Sequence[ModelSource], config: Union[ServeConfig, None] =
     app = FastAPI(title="edgeship", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None,
                   openapi_url="/docs/openapi.json" if config.docs else None)
     app.state.edgeship = state
+    app.state.describe = describer
     app.state.live = live_stats
     app.state.governor = governor
     install_handlers(app)
@@ -190,6 +235,7 @@ def create_app(models: Sequence[ModelSource], config: Union[ServeConfig, None] =
     app.include_router(create_dashboard_router(live_stats))
     app.include_router(create_vision_router(state))
     app.include_router(create_kserve_router(state))
+    app.include_router(create_describe_router(describer))
     if llm is not None:
         from ..llm.openai_api import create_llm_router
 

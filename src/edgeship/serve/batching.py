@@ -79,8 +79,10 @@ class _Job:
 
 
 @contextlib.contextmanager
-def _lowest_priority_for_new_threads() -> Iterator[None]:
+def _lowest_priority_for_new_threads(label: str = "edgeship-twin", reniced: list | None = None) -> Iterator[None]:
     """Threads that this thread starts inside the block get nice 19 (Linux; elsewhere nothing changes).
+
+    They are renamed ``label``; their thread ids are appended to ``reniced`` when it is given.
 
     Measured with a single client on 2 cores (EfficientNet-Lite0, two runs of 5000-7000 requests a
     row): spinning at normal priority between two runs, the twin's threads kept the cores from the
@@ -118,7 +120,9 @@ def _lowest_priority_for_new_threads() -> Iterator[None]:
                         continue  # started by another thread
                 os.setpriority(os.PRIO_PROCESS, int(tid), 19)
                 with open(f"{tasks}/{tid}/comm", "w") as f:
-                    f.write("edgeship-twin")
+                    f.write(label)
+                if reniced is not None:
+                    reniced.append(int(tid))
             except OSError:  # the thread has ended already
                 pass
 
@@ -135,8 +139,9 @@ def _set(fut: asyncio.Future, result: Any, exc: BaseException | None) -> None:
 class ModelWorker:
     """Admission, the queue and the inference thread of one model."""
 
-    def __init__(self, model, config, metrics, prep_pool: Executor, name: str | None = None):
+    def __init__(self, model, config, metrics, prep_pool: Executor, name: str | None = None, activity=None):
         self.model = model
+        self.activity = activity  # serve/sharing.VisionActivity: an LLM yields to requests in flight here
         self.name = name or model.name
         self.config = config
         self.metrics = metrics
@@ -156,7 +161,8 @@ class ModelWorker:
         self._twin = None  # the spinning twin of the model (spinning "auto")
         self._last_submit = float("-inf")  # touched only on the event loop
         self.shadow = None  # an OTA canary (serve/ota.py) offered each batch's input; None: off
-        if config.spinning is Spinning.AUTO:
+        # Spinning is ONNX Runtime's setting; another engine's twin would be a second copy for nothing.
+        if config.spinning is Spinning.AUTO and getattr(getattr(model, "backend", None), "value", "onnxruntime") == "onnxruntime":
             with _lowest_priority_for_new_threads():  # ONNX Runtime starts the twin's threads here
                 self._twin = model.derive(**TWIN_CHANGES)
 
@@ -199,6 +205,9 @@ class ModelWorker:
             self.start()
         loop = asyncio.get_running_loop()
         job = _Job(prepare, loop.create_future(), loop, time.perf_counter())
+        if self.activity is not None:  # from now until the answer, this request has work on the cores
+            self.activity.enter()
+            job.fut.add_done_callback(lambda _: self.activity.leave())
         job.streaming = job.t_submit - self._last_submit < STREAM_GAP_S
         self._last_submit = job.t_submit
         with self._cv:
@@ -208,6 +217,7 @@ class ModelWorker:
         except RuntimeError:  # the pool is shut down
             with self._cv:
                 self._preparing -= 1
+            job.fut.cancel()
             raise Overloaded("the server is shutting down", self.config.retry_after_s) from None
         return await job.fut
 

@@ -28,6 +28,14 @@ class Spinning(str, enum.Enum):
     ON = "on"
 
 
+class LLMSharing(str, enum.Enum):
+    """How the LLM shares the cores with the vision models (serve/sharing.py)."""
+
+    OFF = "off"
+    PRIORITY = "priority"
+    PAUSE = "pause"
+
+
 def _default_prep_threads() -> int:
     # Decode and resize release the GIL. One decode thread per core, up to 4: with one thread on a
     # 2-core board, decoding was the bottleneck under load (bench/serve_load.py: MobileNetV3-Small
@@ -61,6 +69,9 @@ class ServeConfig:
       ``decode_cost``, checked from the header): 80 MiB takes any 4K picture but WebP, a 16 MP
       RGB PNG, and any JPEG up to max_pixels (decoded at reduced scale); at most ``prep_threads``
       decodes run at once.
+    llm_sharing: with an LLM, how it leaves the cores to vision requests (serve/sharing.py):
+      "priority" (default: the LLM's threads at nice 19), "pause" (also, a generation waits
+      between two tokens while a vision request is in flight) or "off".
     target: the device preset whose thermal limits apply (``rpi5``: the firmware throttles from
       80 C); None: this host's kernel trip points, else generic limits. ``thermal`` overrides them.
     governor: a ``monitor.governor.GovernorConfig`` to run the thermal governor in the server; None
@@ -93,6 +104,15 @@ class ServeConfig:
         "before runs on a second session of the model whose threads spin, at the lowest priority; batches "
         "and sparse requests on one that sleeps; a second copy of the model in memory), off (never), run "
         "(only while a run is in progress) or on (ONNX Runtime's default)"))
+    backend: Union[str, None] = field(default=None, metadata=cli(
+        "engine for every bundle: onnxruntime, openvino, litert or tensorrt (default: each bundle's recorded "
+        "choice for this host from `edgeship tune`, else what its model file calls for)"))
+    provider: Union[str, None] = field(default=None, metadata=cli(
+        "ONNX Runtime execution provider: cpu, cuda, tensorrt or openvino (one this host lacks is an error)"))
+    bundle_variant: Union[str, None] = field(default=None, metadata=cli(
+        "a variant declared inside the bundle (`edgeship variant list`) to serve instead of its main model",
+        metavar="NAME"))
+    provider_options: tuple[tuple[str, str], ...] = ()  # --provider-option key=value
     prep_threads: int = field(default_factory=_default_prep_threads, metadata=cli(
         "image decode threads (default: one per core, at most 4)", type=positive_int))
     max_decode_bytes: int = field(default=80 * _MB, metadata=cli(
@@ -127,6 +147,9 @@ class ServeConfig:
     docs: bool = field(default=False, metadata=cli(
         "serve the API's OpenAPI description and Swagger UI at /docs (assets from the swagger-ui-bundle "
         "package, no CDN)"))
+    llm_sharing: LLMSharing = field(default=LLMSharing.PRIORITY, metadata=cli(
+        "how the LLM leaves the cores to vision requests: priority (its threads at the lowest priority), "
+        "pause (also, it waits between two tokens while a vision request is in flight) or off"))
     retry_after_s: int = 1
     ready_cache_s: float = 1.0
     shutdown_timeout_s: float = 30.0
@@ -151,6 +174,11 @@ class ServeConfig:
         except ValueError:
             choices = ", ".join(m.value for m in Spinning)
             raise InputError(f"spinning: expected one of {choices}, got {self.spinning!r}") from None
+        try:
+            object.__setattr__(self, "llm_sharing", LLMSharing(self.llm_sharing))
+        except ValueError:
+            choices = ", ".join(m.value for m in LLMSharing)
+            raise InputError(f"llm_sharing: expected one of {choices}, got {self.llm_sharing!r}") from None
         if self.threads is not None and (not isinstance(self.threads, int) or self.threads < 1):
             raise InputError(f"threads: expected a positive integer or None, got {self.threads!r}")
         if self.governor is not None:
@@ -181,11 +209,17 @@ def thermal_limits(config: ServeConfig):
 
 
 def runtime_config(config: ServeConfig):
-    """The ONNX Runtime settings of a served model."""
+    """The runtime settings of a served model (engine flags, threads, ONNX Runtime's spinning)."""
     from ..runtime.session import RuntimeConfig
 
     return RuntimeConfig(intra_op_threads=config.threads, allow_spinning=config.spinning in (Spinning.RUN, Spinning.ON),
-                         stop_spinning_after_run=config.spinning is Spinning.RUN)
+                         stop_spinning_after_run=config.spinning is Spinning.RUN, backend=config.backend,
+                         provider=config.provider, variant=config.bundle_variant, options=config.provider_options)
+
+
+def runtime_given(config: ServeConfig) -> bool:
+    """Whether the engine was set on the command line (then no recorded choice applies)."""
+    return bool(config.backend or config.provider or config.bundle_variant or config.provider_options)
 
 
 def lone_runtime_config(config: ServeConfig):

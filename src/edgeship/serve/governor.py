@@ -45,6 +45,7 @@ INFERENCE = [
     (re.compile(r"^/v2/models/(?P<name>[^/]+)(?:/versions/[^/]+)?/infer$"), "/v2/models/{name}/infer"),
     (re.compile(r"^/v1/chat/completions$"), "/v1/chat/completions"),
     (re.compile(r"^/v1/completions$"), "/v1/completions"),
+    (re.compile(r"^/v1/pipelines/describe$"), "/v1/pipelines/describe"),
 ]
 READINESS = ("/health/ready", "/v2/health/ready")
 _URGENCY = re.compile(r"(?:^|,)\s*u\s*=\s*(\d)\s*(?:[;,]|$)")

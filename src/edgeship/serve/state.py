@@ -193,7 +193,8 @@ class ServerState:
         """The new worker, its sessions checked and warm; runs off the event loop."""
         what = f"swap of {name!r} from version {old.model.version} to {model.version} refused"
         try:
-            worker = ModelWorker(model, self.config, old.metrics, self.prep_pool, name=name)
+            worker = ModelWorker(model, self.config, old.metrics, self.prep_pool, name=name,
+                                 activity=old.worker.activity)
         except Exception as exc:  # the twin session could not be made (memory, a bad file)
             raise SwapError(f"{what}: {exc}; version {old.model.version} keeps serving") from exc
         try:

@@ -62,6 +62,30 @@ class _TooMany(Exception):
 
 def _multipart_field(body: bytes, boundary: bytes, field: str, max_parts: int = MAX_PARTS) -> tuple[bytes | None, list[str]]:
     """The data of part ``field`` and the names of the parts, refusing (413) more than ``max_parts`` parts."""
+    parts = _multipart_parts(body, boundary, max_parts, hint=f"send the image as the one part {field!r}")
+    names = [n for n, _ in parts]
+    for name, data in parts:
+        if name == field:
+            return data, names
+    return None, names
+
+
+def multipart_fields(body: bytes, content_type: str, max_parts: int = MAX_PARTS) -> dict[str, bytes]:
+    """Every field of a multipart/form-data body by name (the first of a repeated name)."""
+    from python_multipart.multipart import parse_options_header
+
+    _, params = parse_options_header(content_type)
+    boundary = params.get(b"boundary")
+    if not boundary:
+        raise UploadError(400, "multipart/form-data without a boundary parameter")
+    out: dict[str, bytes] = {}
+    for name, data in _multipart_parts(body, boundary, max_parts):
+        out.setdefault(name, data)
+    return out
+
+
+def _multipart_parts(body: bytes, boundary: bytes, max_parts: int = MAX_PARTS, hint: str = "") -> list[tuple[str, bytes]]:
+    """(name, data) of each part, refusing (413) more than ``max_parts`` parts or oversized part headers."""
     from python_multipart.multipart import MultipartParser, parse_options_header
 
     parts: list[tuple[str, list[bytes]]] = []
@@ -107,20 +131,15 @@ def _multipart_field(body: bytes, boundary: bytes, field: str, max_parts: int = 
         parser.write(body)
         parser.finalize()
     except _TooMany:
-        raise UploadError(413, f"multipart upload has more than {max_parts} parts; send the image as the one "
-                               f"part {field!r}") from None
+        raise UploadError(413, f"multipart upload has more than {max_parts} parts" + (f"; {hint}" if hint else "")) from None
     except UploadError:
         raise
     except Exception as exc:  # python_multipart raises MultipartParseError / its own ValueErrors
         raise UploadError(400, f"malformed multipart body ({str(exc)[:200]})") from exc
-    names = [n for n, _ in parts]
-    for name, data in parts:
-        if name == field:
-            return b"".join(data), names
-    return None, names
+    return [(name, b"".join(data)) for name, data in parts]
 
 
-def _names(names: list[str], shown: int = 5) -> str:
+def part_names(names: list[str], shown: int = 5) -> str:
     """Part names for a message: a few, each cut short (a client chose them; the message is echoed and logged)."""
     if not names:
         return "none"
@@ -142,7 +161,7 @@ def image_bytes(body: bytes, content_type: str | None, field: str = FIELD, max_p
         data, names = _multipart_field(body, boundary, field, max_parts)
         if data is None:
             raise UploadError(
-                422, f"multipart upload has no {field!r} field (fields received: {_names(names)}); "
+                422, f"multipart upload has no {field!r} field (fields received: {part_names(names)}); "
                 f"send the image as -F {field}=@photo.jpg", "missing_field",
             )
         return data

@@ -34,6 +34,8 @@ FEATURES: dict[str, tuple[str, ...]] = {
     "avx512_vnni": ("avx512_vnni",),
     "avx_vnni": ("avx_vnni",),
     "amx": ("amx_int8",),
+    "avx512_bf16": ("avx512_bf16",),
+    "amx_bf16": ("amx_bf16",),
 }
 
 # First rule whose arch matches and whose feature is present (None: always) picks the INT8 kernel family.

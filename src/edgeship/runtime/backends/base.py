@@ -49,6 +49,7 @@ class Backend(abc.ABC):
     """
 
     kind: ClassVar[BackendKind]
+    suffixes: ClassVar[tuple[str, ...]] = ()  # the model files it reads (".onnx", ".tflite", ...)
 
     def __init__(self, model_path: Union[str, os.PathLike], config: "RuntimeConfig"):
         self.model_path = model_path

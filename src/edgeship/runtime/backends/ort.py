@@ -42,6 +42,34 @@ def resolve_providers(wanted: tuple[str, ...]) -> list[str]:
     return [*chosen, "CPUExecutionProvider"]
 
 
+_INSTALL = {
+    "CUDAExecutionProvider": "pip install onnxruntime-gpu (in place of onnxruntime) on a host with an NVIDIA GPU",
+    "TensorrtExecutionProvider": "pip install onnxruntime-gpu and TensorRT's libraries (pip install tensorrt)",
+    "OpenVINOExecutionProvider": "pip install onnxruntime-openvino (in place of onnxruntime), or use --backend openvino",
+}
+
+
+def explicit_providers(cfg: "RuntimeConfig") -> list:
+    """The providers list for ``cfg.provider``: that provider (with ``cfg.options``) and the CPU after it.
+
+    A provider this onnxruntime does not have is a BackendError naming what to install: asking for
+    a GPU and silently getting the CPU would make every figure that follows a lie.
+    """
+    import onnxruntime as ort
+
+    from ..config import PROVIDERS
+
+    name = PROVIDERS[cfg.provider]
+    have = available_providers()
+    if name not in have:
+        raise BackendError(
+            f"the {cfg.provider} provider ({name}) is not in this onnxruntime {ort.__version__} "
+            f"(it has {', '.join(have)}); {_INSTALL.get(name, 'install an onnxruntime build with it')}"
+        )
+    first = (name, cfg.option_dict) if cfg.options else name
+    return [first] if name == "CPUExecutionProvider" else [first, "CPUExecutionProvider"]
+
+
 def session_options(cfg: "RuntimeConfig"):
     import onnxruntime as ort
 
@@ -77,14 +105,24 @@ def create_session(model_path: Union[str, os.PathLike], cfg: "RuntimeConfig | No
     path = Path(model_path)
     if not path.is_file():
         raise BundleError(f"{path}: model file not found")
+    providers = explicit_providers(cfg) if cfg.provider else resolve_providers(cfg.providers)
     try:
-        return ort.InferenceSession(str(path), session_options(cfg), providers=resolve_providers(cfg.providers))
+        session = ort.InferenceSession(str(path), session_options(cfg), providers=providers)
     except Exception as exc:  # ORT raises Fail / InvalidProtobuf / RuntimeException
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        if cfg.provider and cfg.provider != "cpu":
+            raise BackendError(f"{path}: ONNX Runtime could not start the {cfg.provider} provider with options "
+                               f"{cfg.option_dict or '{}'} ({first[:240]})") from exc
         raise BundleError(
             f"{path}: ONNX Runtime cannot load this model ({first[:240]}); "
             "check the file is complete and was exported with a supported opset"
         ) from exc
+    if cfg.provider:
+        wanted = providers[0][0] if isinstance(providers[0], tuple) else providers[0]
+        if wanted not in session.get_providers():  # ORT falls back to the CPU when a provider fails to start
+            raise BackendError(f"{path}: ONNX Runtime did not start {wanted} (the session runs on "
+                               f"{', '.join(session.get_providers())}); check the GPU driver and libraries")
+    return session
 
 
 def _spec(arg) -> "TensorSpec":
@@ -95,7 +133,10 @@ def _spec(arg) -> "TensorSpec":
 
 @register_backend(BackendKind.ONNXRUNTIME)
 class OrtBackend(Backend):
-    """ONNX Runtime on the providers the config asks for (those the host lacks are skipped)."""
+    """ONNX Runtime on the providers the config asks for: an explicit ``provider`` or an error; a
+    preference list (a preset's ``providers``) skips those the host lacks."""
+
+    suffixes = (".onnx",)
 
     def __init__(self, model_path: Union[str, os.PathLike], config: "RuntimeConfig"):
         super().__init__(model_path, config)
@@ -142,6 +183,8 @@ class OrtBackend(Backend):
             "backend": self.kind.value,
             "version": ort.__version__,
             "providers": session.get_providers() if session is not None else [],
+            "provider_options": ({k: v for k, v in session.get_provider_options().items() if v}
+                                 if session is not None and c.options else {}),
             "intra_op_threads": c.intra_op_threads,  # None: ONNX Runtime's default, one per physical core
             "inter_op_threads": c.inter_op_threads,
             "execution_mode": c.execution_mode,

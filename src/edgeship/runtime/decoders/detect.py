@@ -18,6 +18,10 @@ Decoders (``postprocessing.decoder``):
   ``[anchors, classes]``; anchors ``[anchors, 4]`` as ``(cx, cy, w, h)`` normalised to the model
   input, in a ``.npy`` or text file named by ``postprocessing.anchors``. A first score column for
   the background (more columns than labels, or a label called "background") is dropped.
+- ``blazeface``: MediaPipe's detection layout (BlazeFace, palm detection): raw boxes
+  ``[anchors, 4 + 2 * keypoints]`` as centre x, centre y, width, height offsets in model-input
+  pixels relative to fixed-size anchors, and score logits ``[anchors, classes]`` (a sigmoid each,
+  clipped at +-100 as MediaPipe does). Anchors as for ``ssd`` (``bundle create`` writes them).
 """
 
 from __future__ import annotations
@@ -223,6 +227,34 @@ def decode_ssd(outputs: list[np.ndarray], bundle: Bundle) -> tuple[np.ndarray, n
     classes = probs.argmax(axis=1)
     scores = probs[np.arange(probs.shape[0]), classes]
     return boxes, scores, classes + class_offset
+
+
+_SCORE_CLIP = 100.0  # MediaPipe's score_clipping_thresh
+
+
+@register_box_decoder(BoxDecoder.BLAZEFACE)
+def decode_blazeface(outputs: list[np.ndarray], bundle: Bundle) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    arrays = [np.asarray(o, dtype=np.float32) for o in outputs[:2]]
+    arrays = [a[0] if a.ndim == 3 and a.shape[0] == 1 else a for a in arrays]
+    if len(arrays) != 2 or any(a.ndim != 2 for a in arrays):
+        raise BundleError(f"{bundle.name}: blazeface decoder expects two outputs, boxes [anchors, 4+] and scores [anchors, classes]")
+    if arrays[0].shape[1] < arrays[1].shape[1]:
+        arrays.reverse()
+    raw, logits = arrays
+    anchors = load_anchors(bundle)
+    if not anchors.shape[0] == raw.shape[0] == logits.shape[0] or raw.shape[1] < 4:
+        raise BundleError(f"{bundle.name}: {anchors.shape[0]} anchors, {raw.shape[0]} boxes of {raw.shape[1]} values "
+                          f"and {logits.shape[0]} score rows must match (4 box values at least)")
+    h, w = _input_hw(bundle)
+    # offsets are in input pixels; anchors are normalised, so scale by the input size and back
+    cx = raw[:, 0] / w * anchors[:, 2] + anchors[:, 0]
+    cy = raw[:, 1] / h * anchors[:, 3] + anchors[:, 1]
+    bw = raw[:, 2] / w * anchors[:, 2]
+    bh = raw[:, 3] / h * anchors[:, 3]
+    boxes = cxcywh_to_xyxy(np.stack([cx * w, cy * h, bw * w, bh * h], axis=1))
+    probs = (1.0 / (1.0 + np.exp(-np.clip(logits.astype(np.float64), -_SCORE_CLIP, _SCORE_CLIP)))).astype(np.float32)
+    classes = probs.argmax(axis=1)
+    return boxes, probs[np.arange(probs.shape[0]), classes], classes
 
 
 def detect_boxes(outputs: list[np.ndarray], bundle: Bundle) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
