@@ -210,7 +210,8 @@ def test_written_and_unpacked_bundles_are_readable_by_other_users(tiny_bundle, t
     # mkdtemp staging folders are 0700; a service running as another user must still read the bundle
     old = os.umask(0o022)
     try:
-        b = write_bundle(tmp_path / "w", tiny_bundle.manifest, tiny_bundle.model_path)
+        b = write_bundle(tmp_path / "w", tiny_bundle.manifest, tiny_bundle.model_path, labels=tiny_bundle.labels,
+                         golden=tiny_bundle.golden())
         tar = pack(b.root, tmp_path / "w.tar")
         out = unpack(tar, tmp_path / "u")
     finally:

@@ -8,6 +8,7 @@
      │    ├── IntegrityError      a file's sha256 does not match the manifest
      │    └── UnsafeArchiveError  a .tar holds an absolute path, '..', a link or a device
      ├── InputError               an input (image, array, argument) is malformed
+     │    └── LimitError          an input is over a stated limit (pixels, decode memory): 413 when served
      ├── ExportError              export failed or the exported model disagrees with torch
      ├── QuantizeError            quantization cannot be carried out on this model or data
      ├── ModelNotFoundError       an architecture name or import path does not resolve
@@ -37,6 +38,10 @@ class BundleError(EdgeshipError):
 
 class InputError(EdgeshipError, ValueError):
     """An input given by the user (image, array, option) is malformed."""
+
+
+class LimitError(InputError):
+    """An input is over a limit edgeship states (pixels, bytes to decode, ...); the message names the limit."""
 
 
 class NotABundleError(BundleError, InputError):

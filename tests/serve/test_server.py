@@ -198,14 +198,15 @@ def _content_length(data: bytes) -> int:
     return 0
 
 
-def test_full_queue_is_503_and_shutdown_finishes_in_flight(classifier_bundle, jpeg):
+def test_a_stalled_upload_holds_no_queue_place_and_shutdown_finishes_in_flight(classifier_bundle, jpeg):
     srv = ServerProcess([classifier_bundle], "--queue-size", "1").wait_live()
     try:
+        # A body is read whole before its request takes a queue place: a client stalled mid-upload
+        # holds a connection, not the model (it used to take the only place: every predict got 503).
         held = _partial_request(srv.port, jpeg, 10)
         time.sleep(0.3)
         r = predict(srv.url, jpeg)
-        assert r.status_code == 503, r.text
-        assert int(r.headers["retry-after"]) >= 1 and r.json()["error"]["type"] == "overloaded"
+        assert r.status_code == 200, r.text
         assert httpx.get(f"{srv.url}/health/live").status_code == 200  # the loop is not blocked
         assert _finish(held, jpeg, 10).startswith(b"HTTP/1.1 200")
         assert predict(srv.url, jpeg).status_code == 200

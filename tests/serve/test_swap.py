@@ -122,15 +122,12 @@ def test_in_flight_requests_finish_on_the_old_model(classifier_bundle, classifie
             await asyncio.sleep(0.005)
 
     async def fn(client):
-        gate = asyncio.Event()
-
-        async def slow_upload():
-            yield photo[:10]
-            await gate.wait()
-            yield photo[10:]
-
-        held = asyncio.create_task(client.post(PREDICT, content=slow_upload(), headers={"content-type": "image/jpeg"}))
-        await until(lambda: state.pending("tiny") == 1)  # admitted on version 3, its body half sent
+        gate = threading.Event()  # holds the request in its decode, admitted on version 3
+        old = state.lookup("tiny").model
+        real = old.prepare
+        old.prepare = lambda data: gate.wait(10) and real(data)
+        held = asyncio.create_task(client.post(PREDICT, content=photo, headers={"content-type": "image/jpeg"}))
+        await until(lambda: state.pending("tiny") == 1)
         before = state.models["tiny"]
         swap = asyncio.create_task(state.swap("tiny", new))
         await until(lambda: state.models["tiny"] is not before)
@@ -211,14 +208,13 @@ def test_a_request_held_past_the_drain_timeout_gets_503_not_a_hang(classifier_bu
     new = load(classifier_bundle_v4, config)
 
     async def fn(client):
-        gate = asyncio.Event()
-
-        async def stuck_upload():
-            yield photo[:10]
-            await gate.wait()
-            yield photo[10:]
-
-        held = asyncio.create_task(client.post(PREDICT, content=stuck_upload(), headers={"content-type": "image/jpeg"}))
+        # Held in its decode (an upload is read whole before the request is admitted, so only
+        # an admitted request can hold the old model).
+        gate = threading.Event()
+        old = state.lookup("tiny").model
+        real = old.prepare
+        old.prepare = lambda data: gate.wait(10) and real(data)
+        held = asyncio.create_task(client.post(PREDICT, content=photo, headers={"content-type": "image/jpeg"}))
         while state.pending("tiny") != 1:
             await asyncio.sleep(0.005)
         result = await state.swap("tiny", new, drain_timeout_s=0.05)

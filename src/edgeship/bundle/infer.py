@@ -190,7 +190,7 @@ def infer_manifest(path: Path, labels: Union[list[str], None] = None, preset: Un
         raise InputError(f"unknown preset {preset!r}; presets: {', '.join(PRESETS)}")
     fmt = Format.from_suffix(path)
     if fmt is Format.GGUF:
-        return Inferred(Manifest(name=name or path.stem, model=path.name, task=Task.GENERATE, format=fmt),
+        return Inferred(Manifest(name=name or safe_name(path.stem), model=path.name, task=Task.GENERATE, format=fmt),
                         assumed=["a GGUF model: run it with `edgeship llm`"])
     if not path.is_file():
         raise InputError(f"{path}: no such model file")
@@ -222,7 +222,7 @@ def infer_manifest(path: Path, labels: Union[list[str], None] = None, preset: Un
     if preset is None and hints.get("task") == "detect":
         preset = "yolov8"
     image = inputs[0] if len(inputs) == 1 and inputs[0].layout else None
-    manifest = Manifest(name=name or path.stem, model=path.name, format=fmt, inputs=inputs, outputs=outputs,
+    manifest = Manifest(name=name or safe_name(path.stem), model=path.name, format=fmt, inputs=inputs, outputs=outputs,
                         task=Task.OTHER)
     extra: dict[str, np.ndarray] = {}
     if image is None:

@@ -11,13 +11,16 @@ import dataclasses
 import datetime as _dt
 import enum
 import json
+import math
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Union
 
 from .._config import from_dict, to_dict
 from ..errors import NotABundleError, SchemaError
+from ..util import json_depth
 
 SCHEMA_VERSION = 1
 # Version 2 adds ``variants`` and ``runtimes``. A manifest without them is still written as version
@@ -32,6 +35,22 @@ PathLike = Union[str, os.PathLike]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+
+# Bounds on the manifest values that drive allocation or end up in URLs, metric labels and logs.
+# A manifest is data from outside (an archive, an update): without them one crafted value makes
+# every request allocate gigabytes (size 100000x100000) or writes a fake line into the log (a name
+# holding a newline). Each is far above what a real model uses.
+MAX_SIDE = 8192  # preprocessing.size and resize_to, pixels (the largest segmentation inputs are 2048)
+MAX_TOP_K = 1000
+MAX_DETECTIONS = 10_000
+MAX_NAME = 128
+MAX_VERSION = 64
+MAX_FILES = 64
+MAX_MANIFEST_BYTES = 4 << 20
+MAX_JSON_DEPTH = 32
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+_VERSION = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]*")
+_SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
 class Task(str, enum.Enum):
@@ -113,12 +132,18 @@ class Preprocessing:
             raise ValueError(f"layout: expected 'NCHW' or 'NHWC', got {self.layout!r}")
         if self.interpolation not in ("bilinear", "bicubic", "nearest", "lanczos"):
             raise ValueError(f"interpolation: unknown {self.interpolation!r}")
-        if min(self.size) <= 0:
-            raise ValueError(f"size: must be positive, got {list(self.size)}")
+        if min(self.size) <= 0 or max(self.size) > MAX_SIDE:
+            raise ValueError(f"size: each side must be within 1..{MAX_SIDE} pixels, got {list(self.size)}")
         if any(s == 0 for s in self.std):
             raise ValueError("std: must not contain 0")
+        if not all(math.isfinite(v) for v in (self.scale, *self.mean, *self.std)):
+            raise ValueError("scale, mean and std: must be finite numbers")
         if self.resize is Resize.SHORT_SIDE_CROP and (self.resize_to is None or self.resize_to < min(self.size)):
             raise ValueError(f"resize_to: must be at least the crop size {min(self.size)}, got {self.resize_to}")
+        if self.resize_to is not None and not 1 <= self.resize_to <= 2 * MAX_SIDE:
+            raise ValueError(f"resize_to: must be within 1..{2 * MAX_SIDE} pixels, got {self.resize_to}")
+        if not 0 <= self.pad_value <= 255:
+            raise ValueError(f"pad_value: must be within 0..255, got {self.pad_value}")
 
     @property
     def channels(self) -> int:
@@ -146,8 +171,12 @@ class Postprocessing:
     anchors: Union[str, None] = None  # SSD, BlazeFace: file in the bundle with [N, 4] anchors (cx, cy, w, h)
 
     def __post_init__(self) -> None:
-        if self.top_k < 1:
-            raise ValueError(f"top_k: must be at least 1, got {self.top_k}")
+        if not 1 <= self.top_k <= MAX_TOP_K:
+            raise ValueError(f"top_k: must be within 1..{MAX_TOP_K}, got {self.top_k}")
+        if not 1 <= self.max_detections <= MAX_DETECTIONS:
+            raise ValueError(f"max_detections: must be within 1..{MAX_DETECTIONS}, got {self.max_detections}")
+        if self.anchors is not None:
+            check_member_name(self.anchors, "anchors")
         if self.decoder is not None:
             try:
                 object.__setattr__(self, "decoder", BoxDecoder(self.decoder))
@@ -272,9 +301,22 @@ class Manifest:
                 f"schema_version: this edgeship reads version {' or '.join(map(str, READABLE_SCHEMAS))}, "
                 f"the bundle has {self.schema_version}; upgrade edgeship or re-export the bundle"
             )
-        for ref in [self.model, self.labels, self.golden.file if self.golden else None]:
-            if ref is not None:
-                check_member_name(ref, "model/labels/golden")
+        if not (len(self.name) <= MAX_NAME and _NAME.fullmatch(self.name)):
+            raise ValueError(f"name: expected 1-{MAX_NAME} letters, digits, '.', '_' or '-' (starting with a letter "
+                             f"or digit; it names the model in URLs and logs), got {_shown(self.name)}")
+        if not (len(self.version) <= MAX_VERSION and _VERSION.fullmatch(self.version)):
+            raise ValueError(f"version: expected 1-{MAX_VERSION} letters, digits, '.', '_', '+' or '-', "
+                             f"got {_shown(self.version)}")
+        for what, ref in self.references().items():
+            check_member_name(ref, what)
+        if len(self.files) > MAX_FILES:
+            raise ValueError(f"files: at most {MAX_FILES} entries, got {len(self.files)}")
+        for name, digest in self.files.items():
+            check_member_name(name, "files")
+            if name == MANIFEST:
+                raise ValueError(f"files: {MANIFEST} cannot list itself")
+            if not (isinstance(digest, str) and _SHA256.fullmatch(digest)):
+                raise ValueError(f"files.{name}: expected a sha256 (64 lowercase hex digits), got {_shown(digest)}")
         names = [v.name for v in self.variants]
         if len(set(names)) != len(names):
             raise ValueError(f"variants: two variants share a name ({', '.join(names)})")
@@ -289,6 +331,27 @@ class Manifest:
         have = ", ".join(v.name for v in self.variants) or "none"
         raise SchemaError(f"{self.name}: no variant {name!r} (declared: {have}); add one with `edgeship variant add`")
 
+    def references(self) -> dict[str, str]:
+        """Every bundle file this manifest makes edgeship read, by the field that names it.
+
+        ``Bundle.verify`` requires each of them to be listed in ``files`` with its sha256.
+        """
+        refs = {"model": self.model}
+        if self.labels is not None:
+            refs["labels"] = self.labels
+        if self.golden is not None:
+            refs["golden.file"] = self.golden.file
+        if self.postprocessing.anchors is not None:
+            refs["postprocessing.anchors"] = self.postprocessing.anchors
+        for v in self.variants:
+            where = f"variants[{v.name}]"
+            refs[f"{where}.model"] = v.model
+            if v.golden is not None:
+                refs[f"{where}.golden.file"] = v.golden.file
+            if v.postprocessing is not None and v.postprocessing.anchors is not None:
+                refs[f"{where}.postprocessing.anchors"] = v.postprocessing.anchors
+        return refs
+
     def to_json(self) -> str:
         data = to_dict(self)
         for key in ("variants", "runtimes"):  # absent when empty: a version-1 reader reads the rest
@@ -298,6 +361,10 @@ class Manifest:
 
     @classmethod
     def from_json(cls, text: str, source: str = MANIFEST) -> "Manifest":
+        if len(text) > MAX_MANIFEST_BYTES:
+            raise SchemaError(f"{source}: {len(text):,} characters, over the limit of {MAX_MANIFEST_BYTES:,}")
+        if json_depth(text, MAX_JSON_DEPTH) > MAX_JSON_DEPTH:
+            raise SchemaError(f"{source}: JSON nested more than {MAX_JSON_DEPTH} levels deep; re-export the bundle")
         try:
             data = json.loads(text)
         except json.JSONDecodeError as exc:
@@ -311,10 +378,30 @@ class Manifest:
         return dataclasses.replace(self, provenance=[*self.provenance, stage])
 
 
+def _shown(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
 def check_member_name(name: str, what: str) -> None:
-    p = Path(name)
-    if p.is_absolute() or ".." in p.parts or name in ("", ".") or "\\" in name:
-        raise ValueError(f"{what}: '{name}' must be a plain file name inside the bundle")
+    """ValueError unless ``name`` is a plain file name: no folder, no '..', no control character.
+
+    Bundles are flat; a name with a separator could reach outside the bundle (``../../etc/passwd``,
+    an absolute path) for verify to read and pack to ship.
+    """
+    if (not isinstance(name, str) or name in ("", ".", "..") or len(name) > 255 or "/" in name or "\\" in name
+            or any(ord(c) < 32 or ord(c) == 127 for c in name)):
+        raise ValueError(f"{what}: {_shown(name)} must be a plain file name inside the bundle (no folders)")
+
+
+def safe_name(text: str) -> str:
+    """``text`` made into a valid manifest name: other characters become '-' (for names taken from file names).
+
+    >>> safe_name("my model (v2)")
+    'my-model-v2'
+    """
+    name = re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-._")[:MAX_NAME]
+    return name or "model"
 
 
 def now_iso() -> str:

@@ -24,16 +24,24 @@ import dataclasses
 import hashlib
 import os
 import shutil
+import stat
 import tarfile
 import tempfile
 from pathlib import Path
 from typing import Any
 
-from ..errors import BundleError, IntegrityError, NotABundleError
+from ..errors import BundleError, IntegrityError, NotABundleError, SchemaError
 from ..util import write_text_atomic
-from .archive import extract_checked, write_tar
+from .archive import UnpackLimits, extract_checked, write_tar
 from .cache import cache_dir, file_sha256
-from .manifest import GOLDEN_FILE, LABELS_FILE, MANIFEST, Golden, Manifest, PathLike, check_member_name
+from .manifest import (GOLDEN_FILE, LABELS_FILE, MANIFEST, MAX_MANIFEST_BYTES, Golden, Manifest, PathLike,
+                       check_member_name)
+
+# Files read whole into memory when a model loads: bounded so that a crafted bundle cannot make
+# a device allocate gigabytes (ImageNet-21k has 21,843 labels; a golden pair is one input row).
+MAX_LABELS = 100_000
+MAX_LABELS_BYTES = 8 << 20
+MAX_GOLDEN_BYTES = 256 << 20
 
 
 def sha256_file(path: PathLike, chunk: int = 1 << 20) -> str:
@@ -93,9 +101,20 @@ class Bundle:
         if not hasattr(self, "_labels"):
             path = self.root / self.manifest.labels
             try:
-                self._labels = path.read_text(encoding="utf-8").splitlines()
+                with open(path, "rb") as f:
+                    raw = f.read(MAX_LABELS_BYTES + 1)
             except OSError as exc:
                 raise BundleError(f"{path}: labels file named in the manifest cannot be read ({exc})") from exc
+            if len(raw) > MAX_LABELS_BYTES:
+                raise BundleError(f"{path}: labels file is over {MAX_LABELS_BYTES:,} bytes; one label per line, "
+                                  f"at most {MAX_LABELS:,} labels")
+            try:
+                labels = raw.decode("utf-8").splitlines()
+            except UnicodeDecodeError as exc:
+                raise BundleError(f"{path}: labels file is not UTF-8 text ({exc})") from exc
+            if len(labels) > MAX_LABELS:
+                raise BundleError(f"{path}: {len(labels):,} labels, over the limit of {MAX_LABELS:,}")
+            self._labels = labels
         return self._labels
 
     def golden(self, spec: Golden | None = None):
@@ -105,11 +124,20 @@ class Bundle:
             return None
         import numpy as np
 
+        import zipfile
+
         path = self.root / spec.file
         try:
-            with np.load(path) as data:
+            # np.load inflates each member whole: check what the archive declares first (zipfile
+            # never inflates past a member's declared size).
+            with zipfile.ZipFile(path) as z:
+                declared = sum(i.file_size for i in z.infolist())
+            if declared > MAX_GOLDEN_BYTES:
+                raise BundleError(f"{path}: golden arrays declare {declared:,} bytes, over the limit of "
+                                  f"{MAX_GOLDEN_BYTES:,}; re-export the bundle")
+            with np.load(path, allow_pickle=False) as data:
                 return data["input"], data["output"]
-        except (OSError, KeyError, ValueError) as exc:
+        except (OSError, KeyError, ValueError, zipfile.BadZipFile) as exc:
             raise BundleError(f"{path}: golden file unreadable ({exc}); re-export the bundle") from exc
 
     def display(self, name: str) -> str:
@@ -121,17 +149,26 @@ class Bundle:
     def verify(self) -> dict[str, str]:
         """Check every file's sha256 against the manifest; raise IntegrityError naming the first bad one.
 
+        Every file the manifest makes edgeship read (model, labels, golden, anchors) must be listed
+        in ``files``, each listed file must be a regular file in the bundle (not a link), and the
+        bundle must hold nothing else: an unlisted file is never verified, yet a runtime could read
+        it (ONNX external weights are looked up next to the model). The sha256 list detects damage,
+        not tampering: whoever can rewrite a file can rewrite the manifest too (signed updates,
+        ``edgeship ota``, defend against that).
+
         Digests come from ``cache.file_sha256``: a file unchanged since it was last hashed (same size,
         mtime, inode) is not read again.
         """
         if self.is_bare:
             return {}
-        if self.manifest.model not in self.manifest.files:
-            raise IntegrityError(f"{self.root}: the manifest lists no sha256 for the model file {self.manifest.model}")
-        for name, expected in self.manifest.files.items():
+        files = self.manifest.files
+        for field, name in self.manifest.references().items():
+            if name not in files:
+                raise IntegrityError(f"{self.display(name)}: named by the manifest's {field} but not listed in its "
+                                     "files with a sha256, so it cannot be verified; re-create the bundle")
+        self._check_contents()
+        for name, expected in files.items():
             path = self.root / name
-            if not path.is_file():
-                raise IntegrityError(f"{self.display(name)}: listed in the manifest but missing; the bundle is incomplete")
             actual = file_sha256(path)
             if actual != expected:
                 raise IntegrityError(
@@ -140,12 +177,38 @@ class Bundle:
                 )
         return dict(self.manifest.files)
 
+    def _check_contents(self) -> None:
+        """Every listed file present as a regular file, and nothing else in the folder."""
+        files = self.manifest.files
+        for name in files:
+            try:
+                mode = os.lstat(self.root / name).st_mode
+            except FileNotFoundError:
+                raise IntegrityError(f"{self.display(name)}: listed in the manifest but missing; the bundle is incomplete") from None
+            except OSError as exc:
+                raise IntegrityError(f"{self.display(name)}: cannot be read ({exc})") from exc
+            if not stat.S_ISREG(mode):
+                # A link could point anywhere (/dev/zero would hang the hashing); a fifo blocks.
+                raise IntegrityError(f"{self.display(name)}: not a regular file (a link, folder or device); "
+                                     "a bundle holds plain files only")
+        extra = sorted(p.name for p in self.root.iterdir() if p.name != MANIFEST and p.name not in files)
+        if extra:
+            shown = ", ".join(extra[:5]) + (f" and {len(extra) - 5} more" if len(extra) > 5 else "")
+            raise IntegrityError(f"{self.display(extra[0])}: not listed in the manifest's files ({shown}); a bundle "
+                                 "holds only files it verifies: remove them or re-create the bundle")
+
 
 def read_manifest(root: PathLike) -> Manifest:
     root = Path(root)
     path = root / MANIFEST
     try:
-        text = path.read_text(encoding="utf-8")
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            raise BundleError(f"{path}: not a regular file")
+        with open(path, "rb") as f:
+            raw = f.read(MAX_MANIFEST_BYTES + 1)
+        if len(raw) > MAX_MANIFEST_BYTES:
+            raise SchemaError(f"{path}: over the limit of {MAX_MANIFEST_BYTES:,} bytes; re-export the bundle")
+        text = raw.decode("utf-8")
     except FileNotFoundError:
         raise NotABundleError(
             f"{root}: not a bundle (no {MANIFEST}); give a bundle folder, a .tar, or a .onnx/.tflite/.gguf file"
@@ -262,6 +325,10 @@ def write_bundle(
             if p.is_file() and p.name != MANIFEST:
                 files[p.name] = sha256_file(p)
         final = dataclasses.replace(manifest, labels=label_name or manifest.labels, golden=golden_spec, files=files)
+        for field, name in final.references().items():
+            if name not in files:
+                raise BundleError(f"{out}: the manifest's {field} names {name!r}, which was not given "
+                                  "(pass it as labels, golden or extra_files, or clear the field)")
         for p in staging.iterdir():
             with open(p, "rb") as f:
                 os.fsync(f.fileno())
@@ -321,23 +388,21 @@ def pack(bundle_dir: PathLike, tar_path: PathLike) -> Path:
     return write_tar(bundle.root, [MANIFEST, *sorted(bundle.manifest.files)], Path(tar_path))
 
 
-def unpack(tar_path: PathLike, dest: PathLike) -> Path:
-    """Unpack a bundle ``.tar`` into ``dest`` (which must not exist), then verify it.
+def unpack(tar_path: PathLike, dest: PathLike, limits: UnpackLimits = UnpackLimits()) -> Path:
+    """Unpack a bundle ``.tar`` (or .tar.gz/.bz2/.xz) into ``dest`` (which must not exist), then verify it.
 
-    Every entry is checked before anything is written; on any failure ``dest`` is not created.
+    Entries are checked as they are read (``archive.extract_checked``: safe names, regular files,
+    bounded counts and bytes) into a staging folder; on any failure ``dest`` is not created.
     """
     tar_path, dest = Path(tar_path), Path(dest)
     if dest.exists():
         raise BundleError(f"{dest}: already exists; unpack into a new folder")
-    try:
-        tar = tarfile.open(tar_path, "r:*")
-    except (tarfile.TarError, OSError) as exc:
-        raise BundleError(f"{tar_path}: not a readable tar archive ({exc})") from exc
+    if not tar_path.is_file():
+        raise BundleError(f"{tar_path}: not a readable tar archive (no such file)")
     dest.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
     try:
-        with tar:
-            extract_checked(tar, tar_path, staging)
+        extract_checked(tar_path, staging, limits)
         bundle = Bundle(staging, read_manifest(staging), source=tar_path)
         bundle.verify()
         _readable_like_a_new_folder(staging)

@@ -20,7 +20,10 @@ def register(sub) -> None:
         ),
     )
     p.add_argument("bundles", metavar="BUNDLE", nargs="*", help="bundle folders, .tar files or bare .onnx")
-    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1; 0.0.0.0 for all)")
+    p.add_argument("--host", default="127.0.0.1", help=(
+        "address to listen on (default 127.0.0.1: this machine only). 0.0.0.0 opens every route to the network: "
+        "inference, the LLM, model listings, /metrics and /health (and /docs with --docs); set --api-key-file "
+        "to require a key for all but health and metrics (docs/security.md)"))
     p.add_argument("--port", type=positive_int, default=8000, help="TCP port to listen on")
     p.add_argument("--llm", metavar="MODEL", help="also serve this GGUF model or LLM bundle (needs edgeship[llm])")
     p.add_argument("--llm-ctx", type=positive_int, default=4096, help="LLM context length in tokens")
@@ -138,7 +141,7 @@ def _log_to_stderr(level: str) -> None:
         logger.setLevel(level.upper())
 
 
-def make_llm(args, registry):
+def make_llm(args, registry, config=None):
     from ..errors import MissingDependencyError
 
     try:
@@ -149,8 +152,12 @@ def make_llm(args, registry):
         raise MissingDependencyError(
             f"--llm needs the LLM server ({exc}); pip install 'edgeship[llm]'"
         ) from exc
+    from ..llm.openai_protocol import RequestLimits
+
+    config = config or build_config(args)
+    limits = RequestLimits(max_messages=config.llm_max_messages, max_json_depth=config.max_json_depth)
     return LLMService(args.llm, n_ctx=args.llm_ctx, n_threads=args.threads, queue_size=args.llm_queue_size,
-                      registry=registry, max_tokens=args.llm_max_tokens)
+                      registry=registry, max_tokens=args.llm_max_tokens, limits=limits)
 
 
 def ota_setup(args, bundles):
@@ -196,7 +203,7 @@ def run(args) -> int:
 
     if not args.bundles and not args.llm and not args.ota:
         raise InputError("give at least one BUNDLE to serve, --llm MODEL, or --ota URL with a store that has models")
-    uvicorn = require("uvicorn", "serve", "the REST server")
+    require("uvicorn", "serve", "the REST server")
     from prometheus_client import CollectorRegistry
     from rich.console import Console
 
@@ -206,7 +213,7 @@ def run(args) -> int:
     config = build_config(args)
     describe = config_from_args(DescribeConfig, args)  # a bad prompt template fails here, before any load
     registry = CollectorRegistry(auto_describe=True)
-    llm = make_llm(args, registry) if args.llm else None
+    llm = make_llm(args, registry, config) if args.llm else None
     bundles, ota = list(args.bundles), None
     if args.ota:
         bundles, ota = ota_setup(args, bundles)
@@ -233,8 +240,10 @@ def run(args) -> int:
         ladder = ", ".join(f"{s.action.value} at {s.set_c:g} C" for s in config.governor.steps)
         console.print(f"thermal governor on ({governor.governor.limits.source}): {ladder}", highlight=False)
     console.print(f"dashboard: http://{args.host}:{args.port}/", highlight=False)
-    uvicorn.run(
-        app, host=args.host, port=args.port, log_level=args.log_level, access_log=args.access_log,
-        timeout_graceful_shutdown=int(config.shutdown_timeout_s),
-    )
+    if args.host not in ("127.0.0.1", "localhost", "::1") and not config.api_key_file:
+        console.print(f"[yellow]listening on {args.host} without --api-key-file: anyone who reaches this port can "
+                      "run the models[/yellow] (docs/security.md)", highlight=False)
+    from ..serve.server import run_server
+
+    run_server(app, config, args.host, args.port, log_level=args.log_level, access_log=args.access_log)
     return 0

@@ -18,6 +18,8 @@ from __future__ import annotations
 import codecs
 import os
 import random
+import re
+import secrets
 import threading
 import time
 from dataclasses import dataclass, field
@@ -178,6 +180,7 @@ class Engine:
         self._lib = llama_cpp_module()
         self._vocab = llama._model.vocab
         self._formatter = None
+        self._max_piece: int | None = None
         # Called before each token is evaluated (before the prompt, then between two tokens); a
         # server sets it to let other work on the same cores go first (serve/sharing.py).
         self.pace: Callable[[], object] | None = None
@@ -255,16 +258,50 @@ class Engine:
     def chat_prompt(self, messages: Sequence[dict[str, Any]]) -> Prompt:
         """Render ``messages`` with the chat template stored in the GGUF, then tokenise.
 
-        The template writes the special tokens (``<|im_start|>``, BOS where wanted) itself.
+        The template's own text is tokenised with special tokens on (its ``<|im_start|>``, BOS
+        where wanted); each message's content with special tokens off, so a user who types
+        ``<|im_end|>\n<|im_start|>system`` gets those characters as plain text, not a system turn.
+        The contents are swapped for random stand-ins while the template renders, and the
+        rendered text is tokenised piece by piece around them (as llama.cpp's server tokenises a
+        prompt mixing text and token ids).
         """
         if self._formatter is None:
             self._formatter = self._make_formatter()
+        nonce = secrets.token_hex(8)
+        stand_in = re.compile(f"edgeship{nonce}m([0-9]+)x")
+        masked = [{**m, "content": f"edgeship{nonce}m{i}x"} for i, m in enumerate(messages)]
         try:
-            text = self._formatter(messages=list(messages)).prompt
+            text = self._formatter(messages=masked).prompt
         except Exception as exc:  # jinja2 errors, or the template's own raise_exception()
             raise InputError(f"messages: the model's chat template rejected them ({exc})") from exc
-        tokens = self.llama.tokenize(text.encode("utf-8"), add_bos=False, special=True)
-        return Prompt(tokens, text)
+        tokens: list[int] = []
+        shown: list[str] = []
+        at = 0
+        tokenize = self.llama.tokenize
+        for match in stand_in.finditer(text):
+            template_part = text[at:match.start()]
+            content = str(messages[int(match.group(1))].get("content") or "")
+            tokens += tokenize(template_part.encode("utf-8"), add_bos=False, special=True) if template_part else []
+            tokens += tokenize(content.encode("utf-8"), add_bos=False, special=False) if content else []
+            shown += [template_part, content]
+            at = match.end()
+        if text[at:]:
+            tokens += tokenize(text[at:].encode("utf-8"), add_bos=False, special=True)
+            shown.append(text[at:])
+        return Prompt(tokens, "".join(shown))
+
+    @property
+    def max_piece_bytes(self) -> int:
+        """The most bytes one token of this vocabulary stands for (a prompt of N bytes needs N / this tokens or more)."""
+        if self._max_piece is None:
+            import ctypes
+
+            # A negative return is the size the piece needs: a small buffer finds every length in
+            # one call per token (about 0.2 s for a 49k vocabulary, once, in the loading thread).
+            buf, size, piece, vocab = ctypes.create_string_buffer(8), 8, self._lib.llama_token_to_piece, self._vocab
+            self._max_piece = max((abs(piece(vocab, t, buf, size, 0, True)) for t in range(self.info.vocab_size)),
+                                  default=1) or 1
+        return self._max_piece
 
     def _make_formatter(self):
         from llama_cpp.llama_chat_format import Jinja2ChatFormatter

@@ -5,10 +5,12 @@
 >>> @app.on_event("startup") ... await service.start()      # load off the event loop
 >>> @app.get("/v1/models") ... {"object": "list", "data": [service.model_card()]}
 
-How a request flows: the body is validated on the event loop (no pydantic), the prompt rendered
-and tokenised, and its length checked against the context (400 saying by how many tokens). Then
-it waits for the model: one generation at a time, at most ``queue_size`` waiting (503 with
-``Retry-After`` beyond). The generation runs in the service's single worker thread; each token's
+How a request flows: it takes a place in the queue first (503 with ``Retry-After`` when
+``queue_size`` are waiting); then, in a thread of its own (a long prompt never stalls the event
+loop, so health checks keep answering), the body is validated (no pydantic) with its size bounded
+before any template or tokenizer work (``RequestLimits``: messages, bytes of text, JSON depth),
+the prompt rendered and tokenised, and its length checked against the context (400 saying by how
+many tokens). Then it waits for the model: one generation at a time. The generation runs in the service's single worker thread; each token's
 text crosses to the event loop with ``loop.call_soon_threadsafe`` into an ``asyncio.Queue`` and
 leaves as a pre-serialised server-sent event (tokens that arrived together leave in one write).
 A client that disconnects sets the generation's cancel flag, checked between tokens, and the
@@ -18,6 +20,7 @@ model is free for the next request as soon as the current token is done.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import enum
 import math
 import os
@@ -27,6 +30,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, AsyncIterator
 
+from ..errors import InputError
 from .errors import ContextLengthError
 from .openai_protocol import (
     CHAT,
@@ -34,6 +38,7 @@ from .openai_protocol import (
     Endpoint,
     GenerationRequest,
     OpenAIError,
+    RequestLimits,
     parse_request,
     response,
     usage,
@@ -81,9 +86,12 @@ class LLMService:
     """One GGUF model behind the OpenAI endpoints: its lifecycle, its queue, its worker thread, its metrics."""
 
     def __init__(self, model_path: str | os.PathLike, *, n_ctx: int = 2048, n_threads: int | None = None,
-                 queue_size: int = 8, registry: Any = None, max_tokens: int | None = None):
+                 queue_size: int = 8, registry: Any = None, max_tokens: int | None = None,
+                 limits: RequestLimits = RequestLimits()):
         """``max_tokens``: the most a request may ask for (400 beyond; a request that does not say gets
-        it, or what the context leaves); None: no limit but the context."""
+        it, or what the context leaves); None: no limit but the context. ``limits``: what one request
+        may hold, checked before any tokenizer work (its prompt bytes default to the context length
+        times the vocabulary's longest token)."""
         from .engine import LoadConfig
         from .metrics import LLMMetrics
 
@@ -98,14 +106,17 @@ class LLMService:
         self.name: str = _model_name(self.model_path)
         self.load_config = LoadConfig(n_ctx=n_ctx, n_threads=n_threads)
         self.queue_size = queue_size
+        self.limits = limits
         self.metrics = LLMMetrics(self.name, registry)
         self.engine = None
         self.state = ServiceState.NEW
         self.error: str | None = None
         self.sha256: str | None = None
         self._executor: ThreadPoolExecutor | None = None
+        self._prep: ThreadPoolExecutor | None = None  # templates and tokenisation, off the event loop
         self._lock: asyncio.Lock | None = None
         self._waiting = 0
+        self._preparing = 0
         self._busy = False
         self._avg_request_s = 1.0  # for Retry-After: a moving average of request durations
         self._created = int(time.time())
@@ -124,6 +135,7 @@ class LLMService:
         self._move(ServiceState.LOADING)
         self._lock = asyncio.Lock()
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"llm-{self.name}")
+        self._prep = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"llm-prep-{self.name}")
         loop = asyncio.get_running_loop()
         try:
             await loop.run_in_executor(self._executor, self._load)
@@ -141,6 +153,9 @@ class LLMService:
         path, name = resolve_gguf(self.model_path)  # verifies a bundle's sha256s
         self.sha256 = bundle_sha256(self.model_path) or file_sha256(path)  # hashed once per file version
         self.engine = Engine.load(path, self.load_config, name=self.name)
+        if self.limits.max_prompt_bytes is None:
+            bound = self.engine.n_ctx * self.engine.max_piece_bytes
+            self.limits = dataclasses.replace(self.limits, max_prompt_bytes=bound)
 
     async def stop(self) -> None:
         """Refuse new requests, let the running and already-queued ones finish, then free the model."""
@@ -151,6 +166,9 @@ class LLMService:
             return
         self._move(ServiceState.STOPPING)
         assert self._lock is not None and self._executor is not None
+        if self._prep is not None:  # a prompt being tokenised must finish before the model is freed
+            prep, self._prep = self._prep, None
+            await asyncio.get_running_loop().run_in_executor(None, prep.shutdown, True)
         async with self._lock:
             engine, self.engine = self.engine, None
             if engine is not None:
@@ -162,6 +180,9 @@ class LLMService:
         if self._executor is not None:
             self._executor.shutdown(wait=False)
             self._executor = None
+        if self._prep is not None:
+            self._prep.shutdown(wait=False, cancel_futures=True)
+            self._prep = None
 
     def ready(self) -> tuple[bool, str]:
         if self.state is ServiceState.READY:
@@ -198,11 +219,14 @@ class LLMService:
                           type="server_error", code="model_not_ready", headers={"Retry-After": "1"})
 
     def _admit(self) -> None:
-        if self._busy and self._waiting >= self.queue_size:
-            retry = max(1, math.ceil(self._avg_request_s * (self._waiting + 1)))
+        # Requests being tokenised wait too: count them, so that a flood of long prompts is refused
+        # here, before any of them costs template or tokenizer work.
+        pending = self._waiting + self._preparing
+        if pending >= self.queue_size + (0 if self._busy else 1):
+            retry = max(1, math.ceil(self._avg_request_s * (pending + 1)))
             raise OpenAIError(
-                503, f"The model '{self.name}' is busy: 1 request running and {self._waiting} waiting, the most "
-                     "this server queues. Retry after the time in the Retry-After header.",
+                503, f"The model '{self.name}' is busy: {int(self._busy)} request running and {pending} waiting, the "
+                     "most this server queues. Retry after the time in the Retry-After header.",
                 type="server_error", code="queue_full", headers={"Retry-After": str(retry)})
 
     def prepare(self, req: GenerationRequest):
@@ -215,10 +239,20 @@ class LLMService:
         self._check_ready()
         engine = self.engine
         if req.endpoint is CHAT:
-            prompt = engine.chat_prompt(req.messages)
+            try:
+                prompt = engine.chat_prompt(req.messages)
+            except InputError as exc:
+                raise OpenAIError(400, str(exc), param="messages", code="invalid_value") from None
         elif isinstance(req.prompt, list):
+            n_vocab = engine.info.vocab_size
+            bad = next((t for t in req.prompt if not 0 <= t < n_vocab), None)
+            if bad is not None:
+                raise OpenAIError(400, f"Invalid 'prompt': token id {bad} is outside this model's vocabulary "
+                                       f"(0 to {n_vocab - 1}).", param="prompt", code="invalid_value")
             prompt = req.prompt
         else:
+            # A completion prompt is the caller's whole text, template included: its special tokens
+            # are meant (llama.cpp's server reads them the same way). Chat contents never are.
             prompt = engine.tokenize(req.prompt, add_bos=True, special=True)
         n_prompt = len(prompt)
         if n_prompt == 0:
@@ -235,6 +269,11 @@ class LLMService:
             top_k=40, min_p=0.05, stop=req.stop, seed=req.seed,
         )
         return engine.generate(prompt, sampling, cancel=threading.Event())
+
+    def _read(self, raw: bytes, endpoint: Endpoint) -> tuple[GenerationRequest, Any]:
+        """The prompt thread: parse the body (bounded by ``limits``), render and tokenise the prompt."""
+        req = parse_request(raw, endpoint, self.limits)
+        return req, self.prepare(req)
 
     def capped_max_tokens(self, asked: int | None, n_prompt: int = 0) -> int | None:
         """``asked`` checked against the server's limit (OpenAIError 400 beyond it); None: the limit,
@@ -303,10 +342,15 @@ class LLMService:
 
         t_arrival = time.perf_counter()
         try:
-            req = parse_request(await request.body(), endpoint)
-            gen = self.prepare(req)
-            gen.t_arrival = t_arrival
+            raw = await request.body()
+            self._check_ready()  # READY: the prompt thread is there (stop() removes it after leaving READY)
             self._admit()
+            self._preparing += 1
+            try:
+                req, gen = await asyncio.get_running_loop().run_in_executor(self._prep, self._read, raw, endpoint)
+            finally:
+                self._preparing -= 1
+            gen.t_arrival = t_arrival
         except OpenAIError as exc:
             return self._refuse(endpoint, exc)
         if req.stream:
@@ -419,4 +463,4 @@ def create_llm_router(service: LLMService):
     return router
 
 
-__all__ = ["LLMService", "ServiceState", "create_llm_router"]
+__all__ = ["LLMService", "RequestLimits", "ServiceState", "create_llm_router"]

@@ -20,7 +20,24 @@ from dataclasses import dataclass
 from typing import Any
 
 MAX_STOP = 4
+MAX_STOP_CHARS = 256
 ROLES = ("system", "developer", "user", "assistant", "tool")
+
+
+@dataclass(frozen=True)
+class RequestLimits:
+    """What one request may hold, checked while it is parsed, before any template or tokenizer work.
+
+    max_messages: messages in a chat request.
+    max_prompt_bytes: UTF-8 bytes of all message contents (or of a completion prompt) together;
+      None: no limit here. The service sets it to the context length times the longest token of
+      the vocabulary: a longer text cannot fit the context, however it is tokenised.
+    max_json_depth: nesting of arrays and objects in the body (the JSON parser recurses per level).
+    """
+
+    max_messages: int = 1024
+    max_prompt_bytes: int | None = None
+    max_json_depth: int = 32
 
 
 class Endpoint(str, enum.Enum):
@@ -88,10 +105,28 @@ def _int(body: dict, name: str, minimum: int | None = None) -> int | None:
     return value
 
 
-def _content(value: Any, where: str) -> str:
+class _Budget:
+    """Counts the prompt's UTF-8 bytes as it is parsed; refuses (400) as soon as they pass the limit."""
+
+    def __init__(self, limit: int | None, param: str):
+        self.limit, self.param, self.used = limit, param, 0
+
+    def take(self, text: str, where: str) -> str:
+        try:
+            n = len(text.encode("utf-8"))
+        except UnicodeEncodeError:  # a lone surrogate ("\ud800"): no tokenizer can take it
+            raise _bad(f"Invalid '{where}': not valid Unicode text (it holds a lone surrogate).", where) from None
+        self.used += n
+        if self.limit is not None and self.used > self.limit:
+            raise OpenAIError(400, f"The prompt is over {self.limit:,} bytes of text, more than this model's context "
+                                   "can hold; shorten it.", param=self.param, code="context_length_exceeded")
+        return text
+
+
+def _content(value: Any, where: str, budget: _Budget) -> str:
     """Message content: a string, or a list of ``{"type": "text", "text": ...}`` parts (joined)."""
     if isinstance(value, str):
-        return value
+        return budget.take(value, where)
     if value is None:
         return ""
     if isinstance(value, list):
@@ -100,15 +135,19 @@ def _content(value: Any, where: str) -> str:
             if not isinstance(part, dict) or part.get("type") != "text" or not isinstance(part.get("text"), str):
                 raise _bad(f"Invalid '{where}[{i}]': only text content parts are supported "
                            '({"type": "text", "text": "..."}).', where)
-            texts.append(part["text"])
+            texts.append(budget.take(part["text"], f"{where}[{i}]"))
         return "".join(texts)
     raise _bad(f"Invalid '{where}': expected a string or a list of text parts.", where, "invalid_type")
 
 
-def _messages(value: Any) -> tuple[dict[str, str], ...]:
+def _messages(value: Any, limits: RequestLimits) -> tuple[dict[str, str], ...]:
     if not isinstance(value, list) or not value:
         raise _bad("Invalid 'messages': expected a non-empty array of messages.", "messages",
                    "invalid_type" if not isinstance(value, list) else "empty_array")
+    if len(value) > limits.max_messages:
+        raise _bad(f"Invalid 'messages': {len(value)} messages, more than this server takes "
+                   f"({limits.max_messages}).", "messages", "array_above_max_length")
+    budget = _Budget(limits.max_prompt_bytes, "messages")
     out = []
     for i, m in enumerate(value):
         if not isinstance(m, dict):
@@ -119,15 +158,16 @@ def _messages(value: Any) -> tuple[dict[str, str], ...]:
                        f"messages[{i}].role")
         # The templates of small models know 'system', not OpenAI's newer 'developer'.
         out.append({"role": "system" if role == "developer" else role,
-                    "content": _content(m.get("content"), f"messages[{i}].content")})
+                    "content": _content(m.get("content"), f"messages[{i}].content", budget)})
     return tuple(out)
 
 
-def _prompt(value: Any) -> str | list[int]:
+def _prompt(value: Any, limits: RequestLimits) -> str | list[int]:
+    budget = _Budget(limits.max_prompt_bytes, "prompt")
     if isinstance(value, str):
-        return value
+        return budget.take(value, "prompt")
     if isinstance(value, list) and len(value) == 1 and isinstance(value[0], str):
-        return value[0]
+        return budget.take(value[0], "prompt")
     if isinstance(value, list) and value and all(isinstance(t, int) and not isinstance(t, bool) for t in value):
         return list(value)
     if isinstance(value, list) and len(value) > 1:
@@ -135,11 +175,16 @@ def _prompt(value: Any) -> str | list[int]:
     raise _bad("Invalid 'prompt': expected a string or an array of token ids.", "prompt", "invalid_type")
 
 
-def parse_request(raw: bytes, endpoint: Endpoint) -> GenerationRequest:
+def parse_request(raw: bytes, endpoint: Endpoint, limits: RequestLimits = RequestLimits()) -> GenerationRequest:
     """Validate a request body; OpenAIError (400) naming the offending parameter otherwise."""
+    from ..util import json_depth
+
+    if json_depth(raw, limits.max_json_depth) > limits.max_json_depth:
+        raise OpenAIError(400, f"The JSON body nests arrays and objects more than {limits.max_json_depth} levels "
+                               "deep.", code="invalid_json")
     try:
         body = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
         raise OpenAIError(400, f"We could not parse the JSON body of your request ({exc}). The body must be "
                                "a JSON object; see https://platform.openai.com/docs/api-reference",
                           code="invalid_json") from None
@@ -167,6 +212,9 @@ def parse_request(raw: bytes, endpoint: Endpoint) -> GenerationRequest:
         stops = tuple(s for s in stop if s)
     else:
         raise _bad(f"Invalid 'stop': expected a string or an array of at most {MAX_STOP} strings.", "stop")
+    if any(len(s) > MAX_STOP_CHARS for s in stops):
+        # Each generated token is matched against every tail of every stop string.
+        raise _bad(f"Invalid 'stop': each stop string may be at most {MAX_STOP_CHARS} characters.", "stop")
     stream = body.get("stream", False)
     if not isinstance(stream, bool):
         raise _bad("Invalid 'stream': expected a boolean.", "stream", "invalid_type")
@@ -179,10 +227,10 @@ def parse_request(raw: bytes, endpoint: Endpoint) -> GenerationRequest:
         stop=stops, seed=_int(body, "seed"), stream=stream, include_usage=bool(options.get("include_usage")),
     )
     if endpoint is CHAT:
-        return GenerationRequest(messages=_messages(body.get("messages")), **common)
+        return GenerationRequest(messages=_messages(body.get("messages"), limits), **common)
     if "prompt" not in body:
         raise _bad("Missing required parameter: 'prompt'.", "prompt", "missing_required_parameter")
-    return GenerationRequest(prompt=_prompt(body["prompt"]), **common)
+    return GenerationRequest(prompt=_prompt(body["prompt"], limits), **common)
 
 
 def _dumps(obj: Any) -> bytes:
@@ -257,5 +305,5 @@ def response(endpoint: Endpoint, model: str, text: str, finish_reason: str, use:
     }
 
 
-__all__ = ["CHAT", "COMPLETION", "ChunkEncoder", "Endpoint", "GenerationRequest", "OpenAIError", "parse_request",
-           "response", "usage"]
+__all__ = ["CHAT", "COMPLETION", "ChunkEncoder", "Endpoint", "GenerationRequest", "OpenAIError", "RequestLimits",
+           "parse_request", "response", "usage"]

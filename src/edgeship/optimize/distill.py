@@ -142,9 +142,14 @@ def _save(path: Path, state: dict[str, Any]) -> None:
 def _load(path: Path, config: DistillConfig, student: Any, optimizer: Any) -> tuple[int, list[EpochStats]]:
     torch = require("torch", "optimize")
     try:
-        state = torch.load(path, map_location="cpu", weights_only=False)
+        # Tensors and plain data only: a checkpoint folder is a file anyone with write access to it
+        # could replace, and a pickled object runs code as it loads.
+        state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
-        raise InputError(f"{path}: checkpoint unreadable ({str(exc)[:200]}); delete it or run without --resume") from exc
+        raise InputError(f"{path}: checkpoint unreadable or holding more than weights ({str(exc)[:200]}); "
+                         "delete it or run without --resume") from exc
+    if not isinstance(state, dict):
+        raise InputError(f"{path}: not a distillation checkpoint; delete it or run without --resume")
     saved = state.get("config", {})
     now = to_dict(config)
     changed = [f"{k}={saved.get(k)!r} (now {v!r})" for k, v in now.items() if k != "threads" and saved.get(k) != v]

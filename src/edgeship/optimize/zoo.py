@@ -1,7 +1,7 @@
 """Small architectures for the Fashion-MNIST pipeline, and saving/loading (possibly pruned) modules.
 
 >>> teacher, student = build("fmnist-teacher"), build("fmnist-student")
->>> save_checkpoint(student, "student.pt", arch="fmnist-student")
+>>> save_checkpoint(student, "student.pt", arch="fmnist-student")   # state dict + layer sizes
 >>> load_model("student.pt")          # also a zoo name, or package.module:function
 
 Sizes measured with torch-pruning's counter at 1x28x28: the teacher has 1.74M parameters and
@@ -13,6 +13,7 @@ structured pruning has channels to remove on every layer but the first input and
 from __future__ import annotations
 
 import os
+import pickle
 from pathlib import Path
 from typing import Any, Callable, Union
 
@@ -70,32 +71,152 @@ def build(name: str, num_classes: int = FMNIST_CLASSES, in_channels: int = 1) ->
     return _ZOO.get(name)(num_classes=num_classes, in_channels=in_channels)
 
 
-def save_checkpoint(module: Any, path: Union[str, os.PathLike], arch: str | None = None, **extra: Any) -> Path:
-    """Save ``module`` so that it loads again even after pruning changed its shapes (atomic write).
+CHECKPOINT_FORMAT = "edgeship-checkpoint/2"
+# Module attributes that pruning changes and that a rebuilt architecture must take over: the
+# channel and feature counts of the layers torch-pruning narrows (plain ints or int tuples).
+_SIZE_ATTRS = ("in_channels", "out_channels", "groups", "in_features", "out_features", "num_features",
+               "num_channels", "num_groups", "normalized_shape", "num_embeddings", "embedding_dim")
+_PLAIN = (str, int, float, bool, type(None))
 
-    Pruned modules no longer match their architecture's constructor, so the whole module is
-    pickled; ``arch`` and ``extra`` (labels, accuracy, ...) are stored beside it.
+
+def _plain(value: Any) -> bool:
+    """JSON-like data only: what ``torch.load(weights_only=True)`` reads back without unpickling objects."""
+    if isinstance(value, _PLAIN):
+        return True
+    if isinstance(value, (list, tuple)):
+        return all(_plain(v) for v in value)
+    if isinstance(value, dict):
+        return all(isinstance(k, str) and _plain(v) for k, v in value.items())
+    return False
+
+
+def _arch_of(module: Any, arch: str | None) -> str | None:
+    # A module loaded from a checkpoint keeps the architecture it was built from: pruning
+    # "student.pt" again must record "fmnist-student", not the file name.
+    if arch is None or arch.endswith((".pt", ".pth")) or Path(arch).is_file():
+        return getattr(module, "edgeship_arch", None)
+    return arch
+
+
+def save_checkpoint(module: Any, path: Union[str, os.PathLike], arch: str | None = None, **extra: Any) -> Path:
+    """Save ``module`` as a state dict plus what rebuilds it: architecture name and layer sizes (atomic write).
+
+    Pruned modules no longer match their architecture's constructor; the sizes of every narrowed
+    layer are stored beside the weights, so loading builds ``arch`` and resizes it. The file holds
+    tensors and plain data only, so it loads with ``torch.load(weights_only=True)``: no pickled
+    object, no code run. ``extra`` (labels, accuracy, ...) must be plain data too.
     """
     torch = require("torch", "optimize")
+    arch = _arch_of(module, arch)
+    for key, value in extra.items():
+        if not _plain(value):
+            raise InputError(f"checkpoint field {key!r}: only plain data (str, numbers, lists, dicts) is stored, "
+                             f"got {type(value).__name__}")
+    sizes = {}
+    for name, sub in module.named_modules():
+        attrs = {a: getattr(sub, a) for a in _SIZE_ATTRS if _plain(getattr(sub, a, object()))}
+        if attrs:
+            sizes[name] = {"type": type(sub).__name__, **{a: list(v) if isinstance(v, tuple) else v
+                                                          for a, v in attrs.items()}}
+    state = {k: v.detach().cpu() for k, v in module.state_dict().items()}
     path = Path(path)
     with atomic_file(path) as f:
-        torch.save({"format": "edgeship-module/1", "arch": arch, "module": module, **extra}, f)
+        torch.save({**extra, "format": CHECKPOINT_FORMAT, "arch": arch, "sizes": sizes, "state_dict": state}, f)
     return path
 
 
-def load_checkpoint(path: Union[str, os.PathLike]) -> dict[str, Any]:
-    """Read a file written by :func:`save_checkpoint`. It unpickles: load only files you trust."""
+def read_checkpoint(path: Union[str, os.PathLike]) -> dict[str, Any]:
+    """The raw content of an edgeship checkpoint, read with ``weights_only=True`` (tensors and plain data).
+
+    A file that needs anything else to load (a pickled module, or a crafted pickle whose objects
+    would run code when loaded) is refused with InputError; nothing in it is executed.
+    """
     torch = require("torch", "optimize")
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: no such model file")
     try:
-        data = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as exc:  # truncated file, not a torch file, missing class
+        data = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # UnpicklingError for objects, RuntimeError/EOFError for damaged files
+        if isinstance(exc, pickle.UnpicklingError) or "weights_only" in str(exc).lower() or "Weights only" in str(exc):
+            raise InputError(
+                f"{path}: refusing to load: it holds Python objects, not only weights (loading them could run "
+                "code). edgeship checkpoints hold a state dict and the architecture's name; older ones "
+                "(edgeship-module/1, a pickled module) must be re-created with this version"
+            ) from None
         raise InputError(f"{path}: not a readable edgeship model file ({str(exc)[:200]})") from exc
-    if not isinstance(data, dict) or data.get("format") != "edgeship-module/1":
-        raise InputError(f"{path}: not an edgeship model file (expected one written by distill/prune)")
+    if not isinstance(data, dict) or data.get("format") != CHECKPOINT_FORMAT:
+        raise InputError(f"{path}: not an edgeship model file (expected one written by distill/prune, "
+                         f"format {CHECKPOINT_FORMAT})")
     return data
+
+
+def _rebuild(arch: Any, path: Path) -> Any:
+    """A fresh module of architecture ``arch``: a zoo name or a torchvision/EfficientNet-Lite name, never code."""
+    if not isinstance(arch, str) or not arch:
+        raise InputError(f"{path}: the checkpoint names no architecture to rebuild")
+    if arch in _ZOO:
+        return build(arch)
+    if ":" in arch:
+        # Importing the named function would run code the checkpoint chose.
+        raise InputError(f"{path}: its architecture {arch!r} is an import path; rebuild it yourself "
+                         f"(load_model({arch!r})) and load the checkpoint's state_dict into it")
+    from .models import resolve_model
+
+    try:
+        return resolve_model(arch).module
+    except ModelNotFoundError as exc:
+        raise InputError(f"{path}: cannot rebuild its architecture ({exc})") from exc
+
+
+def _resize(module: Any, sizes: Any, state: dict[str, Any], path: Path) -> None:
+    """Give ``module`` the layer sizes recorded in the checkpoint (what pruning removed)."""
+    torch = require("torch", "optimize")
+    if not isinstance(sizes, dict):
+        raise InputError(f"{path}: malformed checkpoint (sizes)")
+    subs = dict(module.named_modules())
+    for name, record in sizes.items():
+        sub = subs.get(name)
+        if sub is None or not isinstance(record, dict) or record.get("type") != type(sub).__name__:
+            raise InputError(f"{path}: layer {name!r} does not match the architecture "
+                             f"({record.get('type') if isinstance(record, dict) else record!r} vs "
+                             f"{type(sub).__name__ if sub is not None else 'missing'})")
+        for attr, value in record.items():
+            if attr in _SIZE_ATTRS and hasattr(sub, attr):
+                setattr(sub, attr, tuple(value) if isinstance(value, list) else value)
+    for key, tensor in state.items():
+        owner, _, leaf = key.rpartition(".")
+        sub = subs.get(owner)
+        if sub is None or not isinstance(tensor, torch.Tensor):
+            continue  # load_state_dict(strict=True) names it
+        if leaf in sub._parameters and sub._parameters[leaf] is not None:
+            if sub._parameters[leaf].shape != tensor.shape:
+                sub._parameters[leaf] = torch.nn.Parameter(torch.empty_like(tensor),
+                                                           requires_grad=sub._parameters[leaf].requires_grad)
+        elif leaf in sub._buffers and sub._buffers[leaf] is not None and sub._buffers[leaf].shape != tensor.shape:
+            sub._buffers[leaf] = torch.empty_like(tensor)
+
+
+def load_checkpoint(path: Union[str, os.PathLike]) -> dict[str, Any]:
+    """Read a file written by :func:`save_checkpoint`: its fields, and ``module`` rebuilt with its weights.
+
+    Safe on files from anywhere: ``torch.load(weights_only=True)``, and the architecture is built
+    by name from the zoo or torchvision (an import path is refused, as it would run code).
+    """
+    path = Path(path)
+    data = read_checkpoint(path)
+    state = data.get("state_dict")
+    if not isinstance(state, dict):
+        raise InputError(f"{path}: malformed checkpoint (no state_dict)")
+    module = _rebuild(data.get("arch"), path)
+    _resize(module, data.get("sizes", {}), state, path)
+    try:
+        module.load_state_dict(state, strict=True)
+    except (RuntimeError, KeyError) as exc:
+        raise InputError(f"{path}: the weights do not fit architecture {data['arch']!r} ({str(exc)[:300]})") from exc
+    module.eval()
+    module.edgeship_arch = data["arch"]
+    return {**data, "module": module}
 
 
 def load_model(ref: str, num_classes: int = FMNIST_CLASSES, in_channels: int = 1) -> Any:

@@ -29,7 +29,7 @@ from ..errors import BackendError, BundleError, InputError
 from .backends import BackendKind, backend_class
 from .config import RuntimeConfig
 from .decoders import decoder_for
-from .preprocess import DEFAULT_MAX_PIXELS, ImageMeta, ImageSource, Preprocessor
+from .preprocess import DEFAULT_MAX_DECODE_BYTES, DEFAULT_MAX_PIXELS, ImageMeta, ImageSource, Preprocessor
 
 # The engine a model file calls for when the config names none.
 _DEFAULT_BACKEND = {Format.ONNX: BackendKind.ONNXRUNTIME, Format.TFLITE: BackendKind.LITERT}
@@ -64,12 +64,13 @@ def _ms(t0: float) -> float:
 class Model:
     """A backend session plus the bundle that says how to feed it and read its outputs.
 
-    ``max_pixels`` bounds the pictures ``prepare`` decodes (a decompression-bomb guard, checked
-    from the header); it is fixed for the model's life, like the runtime config.
+    ``max_pixels`` and ``max_decode_bytes`` bound the pictures ``prepare`` decodes (checked from
+    the header: pixels, and the bytes decoding them will allocate); they are fixed for the
+    model's life, like the runtime config.
     """
 
     def __init__(self, bundle: Bundle, config: RuntimeConfig | None = None, *,
-                 max_pixels: int | None = DEFAULT_MAX_PIXELS):
+                 max_pixels: int | None = DEFAULT_MAX_PIXELS, max_decode_bytes: int | None = DEFAULT_MAX_DECODE_BYTES):
         config = config or RuntimeConfig()
         if max_pixels is not None and (not isinstance(max_pixels, int) or isinstance(max_pixels, bool) or max_pixels < 1):
             raise InputError(f"max_pixels: expected a positive integer or None, got {max_pixels!r}")
@@ -92,8 +93,12 @@ class Model:
             bundle = Bundle(bundle.root, view, assumed=bundle.assumed, source=bundle.source)
         self.bundle = bundle
         self.config = config
+        if max_decode_bytes is not None and (not isinstance(max_decode_bytes, int) or isinstance(max_decode_bytes, bool)
+                                             or max_decode_bytes < 1):
+            raise InputError(f"max_decode_bytes: expected a positive integer or None, got {max_decode_bytes!r}")
         self.variant: Variant | None = variant
         self._max_pixels = max_pixels
+        self._max_decode_bytes = max_decode_bytes
         t0 = time.perf_counter()
         self._backend = backend_cls(model_path, config)
         self.load_ms = _ms(t0)
@@ -104,7 +109,7 @@ class Model:
             self._backend.close()
             raise BundleError(f"{bundle.source}: input {spec.name!r} has type {spec.dtype}, which edgeship cannot feed") from None
         pre = bundle.manifest.preprocessing
-        self._preprocessor = Preprocessor(pre, max_pixels) if pre is not None else None
+        self._preprocessor = Preprocessor(pre, max_pixels, max_decode_bytes) if pre is not None else None
         self._decode = decoder_for(bundle.manifest.task)
         self.golden_at_load: GoldenCheck | None = None
         if _check_at_load(config, variant):
@@ -129,9 +134,10 @@ class Model:
 
     @classmethod
     def load(cls, path: Union[str, os.PathLike, Bundle], config: RuntimeConfig | None = None, verify: bool = True, *,
-             max_pixels: int | None = DEFAULT_MAX_PIXELS) -> "Model":
+             max_pixels: int | None = DEFAULT_MAX_PIXELS,
+             max_decode_bytes: int | None = DEFAULT_MAX_DECODE_BYTES) -> "Model":
         bundle = path if isinstance(path, Bundle) else open_bundle(path, verify=verify)
-        return cls(bundle, config, max_pixels=max_pixels)
+        return cls(bundle, config, max_pixels=max_pixels, max_decode_bytes=max_decode_bytes)
 
     def derive(self, **runtime_changes: Any) -> "Model":
         """The same bundle in a new session with ``runtime_changes`` applied to the config.
@@ -140,7 +146,8 @@ class Model:
 
         A change given as None means the engine's default. The bundle is shared, not re-read.
         """
-        return Model(self.bundle, self.config.with_changes(**runtime_changes), max_pixels=self._max_pixels)
+        return Model(self.bundle, self.config.with_changes(**runtime_changes), max_pixels=self._max_pixels,
+                     max_decode_bytes=self._max_decode_bytes)
 
     # --- what the model is -------------------------------------------------------------------
 
@@ -192,6 +199,10 @@ class Model:
     @property
     def max_pixels(self) -> int | None:
         return self._max_pixels
+
+    @property
+    def max_decode_bytes(self) -> int | None:
+        return self._max_decode_bytes
 
     @property
     def backend(self) -> BackendKind:

@@ -6,6 +6,14 @@
 The fast path for JPEG: the decoder is asked for a reduced-scale decode (DCT scaling,
 ``Image.draft``) when the photo is at least four times the size the model needs, and the
 resize reads only the crop box, so one resampling makes the final tensor.
+
+Memory is budgeted in bytes, not pixels: ``decode_cost`` says, from the header alone, what
+decoding and converting a picture will allocate for its mode, size and format (16-bit and float
+pictures cost 2-4 bytes a pixel as decoded, RGB 4 in Pillow, alpha needs a background), and
+``max_decode_bytes`` refuses (LimitError) what is over it before a pixel is decoded. The
+conversions stay within what the estimate counts: 16-bit and float pictures are scaled to 8 bits
+in row blocks (never a whole-image float64 copy), alpha is composited by one paste onto a white
+RGB image, grayscale stays one byte a pixel until after the resize.
 """
 
 from __future__ import annotations
@@ -20,11 +28,19 @@ from typing import Any, Union
 import numpy as np
 
 from ..bundle import Preprocessing, Resize
-from ..errors import InputError
+from ..errors import InputError, LimitError
 
 ImageSource = Union[str, os.PathLike, bytes, bytearray, memoryview, "np.ndarray", Any]
 
 DEFAULT_MAX_PIXELS = 64_000_000  # about 8000x8000; a decompression bomb guard, not a format limit
+DEFAULT_MAX_DECODE_BYTES = 512 << 20  # for local files (CLI, calibration); the server sets its own
+
+# Bytes a pixel takes in Pillow's memory, by mode (RGB is stored as 4 bytes, like RGBA).
+_PIXEL_BYTES = {"1": 1, "L": 1, "P": 1, "I;16": 2, "I;16L": 2, "I;16B": 2, "I;16N": 2, "BGR;15": 2, "BGR;16": 2,
+                "BGR;24": 3}
+_HIGH_DEPTH = ("I;16", "I;16L", "I;16B", "I;16N", "I", "F")
+_ALPHA = ("RGBA", "LA", "PA", "RGBa", "La")
+_ROWS = 64  # rows per block when scaling 16-bit and float pictures to 8 bits
 
 _FILTERS = {"bilinear": 2, "bicubic": 3, "nearest": 0, "lanczos": 1}  # PIL.Image.Resampling values
 
@@ -78,58 +94,156 @@ def _open(src: ImageSource):
         raise InputError(f"{name}: {what} ({exc}); send a complete JPEG, PNG, WebP, BMP or TIFF file") from exc
 
 
-def _to_rgb(im):
-    """Any PIL mode to 8-bit RGB: palette, grayscale, 16-bit, CMYK, alpha (composited on white)."""
+def _pixel_bytes(mode: str) -> int:
+    return _PIXEL_BYTES.get(mode, 4)
+
+
+def decode_cost(im, target: tuple[int, int] | None = None) -> int:
+    """Bytes that decoding ``im`` (opened, header read, not loaded) and making it RGB or L will allocate at peak.
+
+    ``target`` (width, height): the model input, for the resize's intermediate rows. Counts the
+    decoded image, the decoder's own full-size buffer where it has one (WebP decodes into
+    libwebp's buffer and copies; TIFF may read through a full RGBA raster), the copy EXIF
+    rotation makes, and the conversion ``_to_rgb_or_l`` does for the mode.
+    """
+    w, h = im.size
+    n = w * h
+    mode = im.mode
+    decoded = n * _pixel_bytes(mode)
+    cost = decoded
+    if im.format == "WEBP":
+        # libwebp's RGBA buffer and the bytes Pillow copies it from; an RGB picture is decoded as
+        # RGBA and converted (all measured: 16 bytes a pixel at peak for either).
+        cost += n * (8 if mode == "RGBA" else 12)
+    if mode in _HIGH_DEPTH:
+        converted = n + 16 * w * _ROWS  # to L, through one block of float32 rows at a time
+    elif mode in ("RGB", "L"):
+        converted = 0
+    elif mode == "1":
+        converted = n
+    elif mode == "P" and "transparency" in im.info:
+        converted = 2 * n * 4  # to RGBA, then the white background
+    elif mode in ("RGBA", "LA", "RGBa"):
+        converted = n * 4  # the white background the picture is pasted on
+    elif mode in _ALPHA:
+        converted = 2 * n * 4
+    else:  # P, CMYK, YCbCr, LAB, HSV ...: one conversion to RGB
+        converted = n * 4
+    cost += converted
+    try:
+        rotated = im.getexif().get(0x0112, 1) not in (None, 1)
+    except Exception:  # a damaged EXIF block: decoding will say so
+        rotated = False
+    if rotated:
+        cost += decoded
+    tw = target[0] if target else w
+    return cost + 4 * min(tw, w) * h
+
+
+def _scaled_to_l(im):
+    """A 16-bit or float picture as 8-bit L, scaled by its own range, in row blocks (no whole-image float copy)."""
+    from PIL import Image
+
+    lo, hi = im.getextrema()
+    if im.mode != "F":
+        lo = 0  # integer pictures: 0 stays black, the brightest pixel becomes 255
+    span = float(hi - lo) or 1.0
+    w, h = im.size
+    out = np.empty((h, w), dtype=np.uint8)
+    for top in range(0, h, _ROWS):
+        block = np.array(im.crop((0, top, w, min(h, top + _ROWS))), dtype=np.float32)  # a copy: scaled in place
+        block -= lo
+        block *= 255.0 / span
+        np.clip(block, 0, 255, out=block)
+        out[top:top + block.shape[0]] = block
+    # Shares ``out``'s memory (one byte a pixel, as the estimate counts) instead of copying it.
+    return Image.frombuffer("L", (w, h), out, "raw", "L", 0, 1)
+
+
+def _to_rgb_or_l(im):
+    """Any PIL mode to 8-bit RGB, or L for one-channel pictures: palette, 16-bit, float, CMYK, alpha (on white)."""
     from PIL import Image
 
     mode = im.mode
-    if mode == "RGB":
+    if mode in ("RGB", "L"):
         return im
-    if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
-        arr = np.asarray(im, dtype=np.float64)
-        hi = arr.max() or 1.0
-        return Image.fromarray((arr * (255.0 / hi)).astype(np.uint8), "L").convert("RGB")
-    if mode == "F":
-        arr = np.asarray(im, dtype=np.float64)
-        lo, hi = arr.min(), arr.max()
-        arr = (arr - lo) * (255.0 / ((hi - lo) or 1.0))
-        return Image.fromarray(arr.astype(np.uint8), "L").convert("RGB")
+    if mode in _HIGH_DEPTH:
+        return _scaled_to_l(im)
+    if mode == "1":
+        return im.convert("L")
     if mode == "P" and "transparency" in im.info:
-        im = im.convert("RGBA")
-        mode = "RGBA"
-    if mode in ("RGBA", "LA", "PA", "RGBa", "La"):
-        im = im.convert("RGBA")
-        background = Image.new("RGBA", im.size, (255, 255, 255, 255))
-        return Image.alpha_composite(background, im).convert("RGB")
+        im, mode = im.convert("RGBA"), "RGBA"
+    if mode in _ALPHA:
+        if mode not in ("RGBA", "LA", "RGBa"):
+            im = im.convert("RGBA")
+        background = Image.new("RGB", im.size, (255, 255, 255))
+        background.paste(im, mask=im)  # the alpha band as the mask: composited on white, no extra copy
+        return background
     return im.convert("RGB")
 
 
-def load_image(src: ImageSource, max_pixels: int | None = DEFAULT_MAX_PIXELS, draft_to: tuple[int, int] | None = None):
+def _to_rgb(im):
+    """Any PIL mode to 8-bit RGB (see ``_to_rgb_or_l``)."""
+    im = _to_rgb_or_l(im)
+    return im if im.mode == "RGB" else im.convert("RGB")
+
+
+def _check_budget(im, max_pixels: int | None, max_decode_bytes: int | None, target=None) -> None:
+    w, h = im.size
+    if max_pixels is not None and w * h > max_pixels:
+        raise LimitError(
+            f"image is {w}x{h} = {w * h:,} pixels, over the limit of {max_pixels:,}; resize it before sending"
+        )
+    if max_decode_bytes is not None:
+        cost = decode_cost(im, target)
+        if cost > max_decode_bytes:
+            raise LimitError(
+                f"image is {w}x{h} {im.format or ''} {im.mode}: decoding it needs {cost / 2**20:.0f} MiB, over the "
+                f"budget of {max_decode_bytes / 2**20:.0f} MiB; send a smaller picture (or JPEG, which decodes at "
+                "reduced scale)"
+            )
+
+
+def load_image(src: ImageSource, max_pixels: int | None = DEFAULT_MAX_PIXELS, draft_to: tuple[int, int] | None = None,
+               max_decode_bytes: int | None = DEFAULT_MAX_DECODE_BYTES):
     """Decode ``src`` to an RGB PIL image with EXIF orientation applied.
 
     ``draft_to`` lets the JPEG decoder scale down by 1/2, 1/4 or 1/8 while staying at least that size.
-    Truncated, corrupt and oversized images raise InputError before a pixel buffer is allocated.
+    Truncated, corrupt and oversized images (pixels, or bytes to decode: ``decode_cost``) raise
+    InputError (LimitError for the limits) before a pixel buffer is allocated.
     """
-    from PIL import Image, ImageOps
-
     if isinstance(src, np.ndarray):
         return _array_to_image(src)
-    im = _open(src)
-    w, h = im.size
-    if max_pixels is not None and w * h > max_pixels:
-        raise InputError(
-            f"image is {w}x{h} = {w * h:,} pixels, over the limit of {max_pixels:,}; resize it before sending"
-        )
+    return _to_rgb(_decode(_open(src), max_pixels, draft_to, max_decode_bytes))
+
+
+def _decode(im, max_pixels: int | None, draft_to: tuple[int, int] | None, max_decode_bytes: int | None,
+            target: tuple[int, int] | None = None):
+    """Load an opened image within the budgets, EXIF-rotated, as RGB or L."""
+    from PIL import Image, ImageOps
+
+    error: Exception | None = None
     try:
         if draft_to is not None and im.format == "JPEG":
             im.draft("RGB", draft_to)
+        _check_budget(im, max_pixels, max_decode_bytes, target)
         im.load()
-        im = ImageOps.exif_transpose(im)
-        return _to_rgb(im)
+        # In place: without it Pillow returns a copy of the whole picture even when nothing turns.
+        ImageOps.exif_transpose(im, in_place=True)
+        return _to_rgb_or_l(im)
     except Image.DecompressionBombError as exc:
-        raise InputError(str(exc)) from exc
+        error = LimitError(str(exc))
     except (OSError, ValueError, SyntaxError) as exc:
-        raise InputError(f"image data is truncated or corrupt ({exc}); send the complete file") from exc
+        if isinstance(exc, InputError):
+            raise
+        error = InputError(f"image data is truncated or corrupt ({exc}); send the complete file")
+    finally:
+        if error is not None:
+            im.close()
+    # Raised here, outside the except block, so that it does not chain Pillow's exception: that
+    # one's traceback holds the decoder, which holds the pixels (a truncated 16-bit PNG: 32 MB)
+    # for as long as anything holds this error.
+    raise error
 
 
 def _array_to_image(arr: np.ndarray):
@@ -147,9 +261,11 @@ def _array_to_image(arr: np.ndarray):
 class Preprocessor:
     """Turns pictures into the input a bundle's model expects, as its manifest says."""
 
-    def __init__(self, spec: Preprocessing, max_pixels: int | None = DEFAULT_MAX_PIXELS):
+    def __init__(self, spec: Preprocessing, max_pixels: int | None = DEFAULT_MAX_PIXELS,
+                 max_decode_bytes: int | None = DEFAULT_MAX_DECODE_BYTES):
         self.spec = spec
         self.max_pixels = max_pixels
+        self.max_decode_bytes = max_decode_bytes
         std = np.asarray(spec.std, dtype=np.float32)
         # (x * scale - mean) / std == x * a + b, one fused multiply-add per pixel
         self._a = (np.float32(spec.scale) / std).astype(np.float32)
@@ -172,18 +288,19 @@ class Preprocessor:
         return (max(1, math.ceil(2 * w * k)), max(1, math.ceil(2 * h * k)))
 
     def image(self, src: ImageSource):
-        """Decoded RGB image, using the reduced-scale JPEG decode when the photo is large."""
+        """Decoded image (RGB, or L for one-channel pictures), using the reduced-scale JPEG decode when large."""
         from PIL import Image
 
         if isinstance(src, (Image.Image, np.ndarray)):
-            return load_image(src, self.max_pixels)
+            return load_image(src, self.max_pixels, max_decode_bytes=self.max_decode_bytes)
         im = _open(src)
         w, h = im.size
         if self.max_pixels is not None and w * h > self.max_pixels:
-            raise InputError(
+            raise LimitError(
                 f"image is {w}x{h} = {w * h:,} pixels, over the limit of {self.max_pixels:,}; resize it before sending"
             )
-        return load_image(im, self.max_pixels, draft_to=self._draft_size(w, h))
+        th, tw = self.spec.size
+        return _decode(im, self.max_pixels, self._draft_size(w, h), self.max_decode_bytes, (tw, th))
 
     def __call__(self, src: ImageSource) -> tuple[np.ndarray, ImageMeta]:
         im = self.image(src)
@@ -207,7 +324,7 @@ class Preprocessor:
         elif s.resize is Resize.LETTERBOX:
             k = min(th / h, tw / w)
             nw, nh = max(1, round(w * k)), max(1, round(h * k))
-            canvas = Image.new("RGB", (tw, th), (s.pad_value,) * 3)
+            canvas = Image.new(im.mode, (tw, th), (s.pad_value,) * 3 if im.mode == "RGB" else s.pad_value)
             px, py = (tw - nw) // 2, (th - nh) // 2
             canvas.paste(im.resize((nw, nh), self._filter), (px, py))
             im = canvas
@@ -218,6 +335,8 @@ class Preprocessor:
             meta = ImageMeta(w, h)
         if s.color == "L":
             im = im.convert("L")
+        elif im.mode != "RGB":  # a grayscale picture stays L through the resize, where it is 4x smaller
+            im = im.convert("RGB")
         return self.normalize(np.asarray(im, dtype=np.uint8)), meta
 
     def normalize(self, hwc: np.ndarray) -> np.ndarray:

@@ -29,6 +29,7 @@ from .batching import ModelWorker
 from .config import ServeConfig, runtime_config, runtime_given, thermal_limits
 from .dashboard import create_dashboard_router
 from .errors import install_handlers
+from .guard import Guard, load_api_keys
 from .live import LiveStats
 from .health import READY, HealthChecker
 from .kserve import create_kserve_router
@@ -45,7 +46,7 @@ ModelSource = Union[str, os.PathLike, Bundle, Model]
 def load_models(sources: Sequence[ModelSource], config: ServeConfig) -> list[Model]:
     """Models from bundle paths (loaded with the server's settings) or as given, names checked unique.
 
-    A Model given loaded keeps its own settings and pixel limit; every upload is held to
+    A Model given loaded keeps its own settings and picture limits; every upload is held to
     ``config.max_pixels`` before decoding anyway (serve/upload.py).
     """
     runtime = runtime_config(config)
@@ -87,7 +88,7 @@ def _load(source, runtime, config: ServeConfig) -> Model:
             log.warning("%s: %s", bundle.name, recorded.note)
         if recorded.config is not None:
             runtime = recorded.config
-    return Model(bundle, runtime, max_pixels=config.max_pixels)
+    return Model(bundle, runtime, max_pixels=config.max_pixels, max_decode_bytes=config.max_decode_bytes)
 
 
 def check_variants(config: ServeConfig, served: dict) -> None:
@@ -189,7 +190,10 @@ def create_app(models: Sequence[ModelSource], config: Union[ServeConfig, None] =
                 await llm.stop()
             prep_pool.shutdown(wait=False, cancel_futures=True)
 
-    app = FastAPI(title="edgeship", version=__version__, lifespan=lifespan)
+    # /docs only when asked for, with Swagger UI's files from the swagger-ui-bundle package: an
+    # offline device cannot reach a CDN, and a device's API needs no browser UI to be exposed.
+    app = FastAPI(title="edgeship", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None,
+                  openapi_url="/docs/openapi.json" if config.docs else None)
     app.state.edgeship = state
     app.state.describe = describer
     app.state.live = live_stats
@@ -200,7 +204,13 @@ def create_app(models: Sequence[ModelSource], config: Union[ServeConfig, None] =
         from .governor import GovernorGate
 
         app.add_middleware(GovernorGate, service=governor)  # inside the counter: its 503s are counted
+    keys = load_api_keys(config.api_key_file) if config.api_key_file else ()
+    # Outside the governor's gate, inside the counter: a request without the key is refused before
+    # anything else looks at it, and the refusal is counted.
+    app.add_middleware(Guard, config=config, keys=keys)
     app.add_middleware(RequestCounter, metrics=metrics, known=known, live=live_stats)
+    if config.docs:
+        mount_docs(app)
 
     @app.get("/health/live")
     async def live() -> JSONResponse:
@@ -231,3 +241,22 @@ def create_app(models: Sequence[ModelSource], config: Union[ServeConfig, None] =
 
         app.include_router(create_llm_router(llm))
     return app
+
+
+def mount_docs(app: FastAPI) -> None:
+    """Swagger UI at /docs, its JavaScript and CSS served from the installed swagger-ui-bundle package."""
+    from .._deps import require
+
+    bundle = require("swagger_ui_bundle", "serve", "--docs (Swagger UI served from the device)")
+    from fastapi.openapi.docs import get_swagger_ui_html
+    from starlette.staticfiles import StaticFiles
+
+    app.mount("/docs/assets", StaticFiles(directory=bundle.swagger_ui_path), name="docs-assets")
+
+    @app.get("/docs", include_in_schema=False)
+    async def docs():
+        return get_swagger_ui_html(
+            openapi_url="/docs/openapi.json", title="edgeship API",
+            swagger_js_url="/docs/assets/swagger-ui-bundle.js", swagger_css_url="/docs/assets/swagger-ui.css",
+            swagger_favicon_url="/docs/assets/favicon-32x32.png",
+        )

@@ -16,6 +16,7 @@ from ..errors import InputError
 from ..monitor.alerts import AlertThresholds
 
 _MB = 1024 * 1024
+_KB = 1024
 
 
 class Spinning(str, enum.Enum):
@@ -63,8 +64,11 @@ class ServeConfig:
       memory). "run": one session, threads spin while a run is in progress and sleep as soon as it
       returns. "on": one session, ONNX Runtime's default, they keep spinning after a run too.
       bench/serve_load.py and the README show what each costs.
-    max_pixels: decompression-bomb guard, checked from the header before any pixel is decoded;
-      25 MP (about 5000x5000, 75 MB decoded) fits a 1 GB board with two decodes in flight.
+    max_pixels: decompression-bomb guard, checked from the header before any pixel is decoded.
+    max_decode_bytes: what decoding and converting one picture may allocate (runtime/preprocess.py
+      ``decode_cost``, checked from the header): 80 MiB takes any 4K picture but WebP, a 16 MP
+      RGB PNG, and any JPEG up to max_pixels (decoded at reduced scale); at most ``prep_threads``
+      decodes run at once.
     llm_sharing: with an LLM, how it leaves the cores to vision requests (serve/sharing.py):
       "priority" (default: the LLM's threads at nice 19), "pause" (also, a generation waits
       between two tokens while a vision request is in flight) or "off".
@@ -75,6 +79,12 @@ class ServeConfig:
       INT8 or pruned form), which the governor's "variant" step serves in its place.
     low_priority_rps: while the governor rate-limits, low-priority requests (RFC 9218 ``Priority:
       u=5`` to ``u=7``) beyond this rate are answered 503 with Retry-After.
+
+    The HTTP limits (docs/security.md) are enforced by the server (serve/server.py,
+    serve/guard.py) before a request reaches a model: header bytes and the time to send them,
+    the time between two body chunks, idle keep-alive, open connections, body bytes per request
+    and buffered across requests, multipart parts, JSON nesting; bodies are read whole, within
+    those limits, before a request takes a queue place.
     """
 
     max_upload_bytes: int = field(default=10 * _MB, metadata=cli(
@@ -105,6 +115,38 @@ class ServeConfig:
     provider_options: tuple[tuple[str, str], ...] = ()  # --provider-option key=value
     prep_threads: int = field(default_factory=_default_prep_threads, metadata=cli(
         "image decode threads (default: one per core, at most 4)", type=positive_int))
+    max_decode_bytes: int = field(default=80 * _MB, metadata=cli(
+        "most memory one picture may take to decode and convert, in MiB (estimated from its header, before "
+        "decoding)", flag="--max-decode-mb", type=positive_float, unit=_MB))
+    llm_max_body_bytes: int = field(default=1 * _MB, metadata=cli(
+        "largest request body of the LLM routes, in KiB", flag="--llm-max-body-kb", type=positive_float, unit=_KB))
+    llm_max_messages: int = field(default=1024, metadata=cli(
+        "most messages in one chat request", type=positive_int))
+    max_body_buffer_bytes: int = field(default=48 * _MB, metadata=cli(
+        "request bodies held in memory at once, all requests together, in MiB; past it a request gets 503",
+        flag="--max-body-buffer-mb", type=positive_float, unit=_MB))
+    max_header_bytes: int = field(default=32 * _KB, metadata=cli(
+        "largest request line and headers together, in KiB (431 past it)", flag="--max-header-kb",
+        type=positive_float, unit=_KB))
+    header_timeout_s: float = field(default=10.0, metadata=cli(
+        "seconds a client has to send a request's headers, from its first byte (or from connecting)",
+        type=positive_float))
+    body_timeout_s: float = field(default=15.0, metadata=cli(
+        "seconds the server waits for the next chunk of a request body (408 past it)", type=positive_float))
+    keep_alive_s: float = field(default=5.0, metadata=cli(
+        "seconds an idle keep-alive connection stays open", type=positive_float))
+    max_connections: int = field(default=256, metadata=cli(
+        "open connections (and requests in progress) the server takes; past it, 503", type=positive_int))
+    max_multipart_parts: int = field(default=16, metadata=cli(
+        "most parts in one multipart upload", type=positive_int))
+    max_json_depth: int = field(default=32, metadata=cli(
+        "deepest nesting of arrays and objects in a JSON body (/v2, LLM routes)", type=positive_int))
+    api_key_file: Union[str, None] = field(default=None, metadata=cli(
+        "file holding the API key(s), one per line: inference and model routes then require "
+        "'Authorization: Bearer KEY' (health and metrics stay open)", metavar="FILE"))
+    docs: bool = field(default=False, metadata=cli(
+        "serve the API's OpenAPI description and Swagger UI at /docs (assets from the swagger-ui-bundle "
+        "package, no CDN)"))
     llm_sharing: LLMSharing = field(default=LLMSharing.PRIORITY, metadata=cli(
         "how the LLM leaves the cores to vision requests: priority (its threads at the lowest priority), "
         "pause (also, it waits between two tokens while a vision request is in flight) or off"))
@@ -121,7 +163,9 @@ class ServeConfig:
     low_priority_rps: float = 1.0
 
     def __post_init__(self) -> None:
-        for name in ("max_upload_bytes", "max_pixels", "queue_size", "max_batch", "prep_threads", "retry_after_s"):
+        for name in ("max_upload_bytes", "max_pixels", "queue_size", "max_batch", "prep_threads", "retry_after_s",
+                     "max_decode_bytes", "llm_max_body_bytes", "llm_max_messages", "max_body_buffer_bytes",
+                     "max_header_bytes", "max_connections", "max_multipart_parts", "max_json_depth"):
             v = getattr(self, name)
             if not isinstance(v, int) or isinstance(v, bool) or v < 1:
                 raise InputError(f"{name}: expected a positive integer, got {v!r}")
@@ -148,6 +192,13 @@ class ServeConfig:
             v = getattr(self, name)
             if not isinstance(v, (int, float)) or v < 0:
                 raise InputError(f"{name}: expected a non-negative number, got {v!r}")
+        for name in ("header_timeout_s", "body_timeout_s", "keep_alive_s"):
+            v = getattr(self, name)
+            if not isinstance(v, (int, float)) or isinstance(v, bool) or not v > 0:
+                raise InputError(f"{name}: expected a positive number of seconds, got {v!r}")
+        if self.max_body_buffer_bytes < max(self.max_upload_bytes, self.llm_max_body_bytes):
+            raise InputError(f"max_body_buffer_bytes: {self.max_body_buffer_bytes:,} is less than one request body "
+                             f"may be ({max(self.max_upload_bytes, self.llm_max_body_bytes):,}); raise it")
 
 
 def thermal_limits(config: ServeConfig):

@@ -177,13 +177,17 @@ class DescribeService:
         opts = options({k: q.get(k) for k in ("stream", "max_tokens", "top_k")})
         self._check_max_tokens(opts.max_tokens)
         name = self._model_name(q.get("model"))
-        with self.state.admit(name) as served:  # 503 before the body is read when the model's queue is full
+        config = self.state.config
+        # The body is read whole (bounded in size and time by the Guard) before the request takes a
+        # queue place: a client that stalls mid-upload holds a connection, never a model's queue.
+        body = await read_body(request, config.max_upload_bytes)
+        image, opts = split_body(body, request.headers.get("content-type"), opts,
+                                 max_parts=config.max_multipart_parts, max_depth=config.max_json_depth)
+        self._check_max_tokens(opts.max_tokens)
+        with self.state.admit(name) as served:  # the model this request runs on, even if a swap comes
             model = served.model
             if model.task not in (Task.CLASSIFY, Task.DETECT):
                 placeholders(model.task)  # InputError naming the tasks describe handles -> 400
-            body = await read_body(request, self.state.config.max_upload_bytes)
-            image, opts = split_body(body, request.headers.get("content-type"), opts)
-            self._check_max_tokens(opts.max_tokens)
             # Every detection counts in the prompt ({count}, {objects}); classes: what the prompt lists.
             top_k = None if model.task is Task.DETECT else max(
                 opts.top_k or model.bundle.manifest.postprocessing.top_k, self.config.listed)

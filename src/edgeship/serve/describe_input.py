@@ -18,8 +18,9 @@ import json
 from dataclasses import dataclass
 from typing import Any, Mapping
 
+from ..util import json_depth
 from .errors import ApiError, UploadError
-from .upload import FIELD, multipart_fields
+from .upload import FIELD, MAX_PARTS, multipart_fields, part_names
 
 OPTIONS = ("stream", "max_tokens", "top_k")
 
@@ -68,10 +69,13 @@ def _decode_base64(text: Any) -> bytes:
         raise UploadError(400, f"image: not valid base64 ({exc})") from None
 
 
-def split_body(body: bytes, content_type: str | None, base: DescribeOptions) -> tuple[bytes, DescribeOptions]:
+def split_body(body: bytes, content_type: str | None, base: DescribeOptions, *, max_parts: int = MAX_PARTS,
+               max_depth: int = 32) -> tuple[bytes, DescribeOptions]:
     """The picture's bytes and the options, from a JSON, multipart or raw-image body."""
     kind = (content_type or "").split(";", 1)[0].strip().lower()
     if kind == "application/json":
+        if json_depth(body, max_depth) > max_depth:
+            raise ApiError(400, f"the JSON body nests arrays and objects more than {max_depth} levels deep")
         try:
             doc = json.loads(body)
         except (ValueError, UnicodeDecodeError) as exc:
@@ -83,9 +87,9 @@ def split_body(body: bytes, content_type: str | None, base: DescribeOptions) -> 
             raise ApiError(400, f"unknown member {unknown[0]!r}; known: image, model, {', '.join(OPTIONS)}")
         return _decode_base64(doc.get("image")), options(doc, base)
     if kind == "multipart/form-data":
-        fields = multipart_fields(body, content_type or "")
+        fields = multipart_fields(body, content_type or "", max_parts)
         if FIELD not in fields:
-            got = ", ".join(repr(n) for n in fields) or "none"
+            got = part_names(list(fields))
             raise UploadError(422, f"multipart upload has no {FIELD!r} field (fields received: {got}); send the "
                                    f"image as -F {FIELD}=@photo.jpg", "missing_field")
         raw = {k: v.decode("utf-8", "replace") for k, v in fields.items() if k in OPTIONS}

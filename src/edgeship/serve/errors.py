@@ -5,6 +5,10 @@
     {"error": {"message": "...", "type": "unsupported_media_type", "code": 415}}
 
 /v2 answers the Open Inference Protocol's ``{"error": "..."}``, which Triton's client reads.
+
+A client's mistake (any EdgeshipError that maps to a 4xx: bad input, a limit, an unknown model)
+is answered by a handler that logs one line and no traceback; only an unexpected exception is a
+500 whose traceback goes to the log (once, by the server).
 """
 
 from __future__ import annotations
@@ -17,13 +21,14 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from ..errors import BackendError, BundleError, EdgeshipError, InputError
+from ..errors import BackendError, BundleError, EdgeshipError, InputError, LimitError
 
 log = logging.getLogger("edgeship.serve")
 
 _TYPES = {
-    400: "invalid_request", 404: "not_found", 405: "method_not_allowed", 413: "payload_too_large",
-    415: "unsupported_media_type", 422: "invalid_request", 500: "internal_error", 503: "unavailable",
+    400: "invalid_request", 401: "invalid_api_key", 404: "not_found", 405: "method_not_allowed",
+    408: "request_timeout", 413: "payload_too_large", 415: "unsupported_media_type", 422: "invalid_request",
+    431: "headers_too_large", 500: "internal_error", 503: "unavailable",
 }
 
 
@@ -53,6 +58,8 @@ def as_api_error(exc: BaseException) -> ApiError:
     """Translate anything raised while serving into an ApiError (logging the unexpected)."""
     if isinstance(exc, ApiError):
         return exc
+    if isinstance(exc, LimitError):
+        return ApiError(413, str(exc), "image_too_large")
     if isinstance(exc, InputError):
         return ApiError(400, str(exc))
     if isinstance(exc, BackendError):  # its session was freed: a swap timed out waiting for it
@@ -62,27 +69,44 @@ def as_api_error(exc: BaseException) -> ApiError:
     if isinstance(exc, BundleError):
         log.error("model misconfigured: %s", exc)
         return ApiError(500, f"the model cannot answer: {exc}")
-    log.error("unexpected error while serving", exc_info=exc)
     return ApiError(500, f"internal error ({type(exc).__name__}); see the server log")
 
 
+def error_body(path: str, err: ApiError) -> dict[str, Any]:
+    if path.startswith("/v2"):
+        return {"error": err.message}
+    return {"error": {"message": err.message, "type": err.kind, "code": err.status}}
+
+
 def error_response(request: Request, err: ApiError) -> JSONResponse:
-    body: dict[str, Any]
-    if request.url.path.startswith("/v2"):
-        body = {"error": err.message}
-    else:
-        body = {"error": {"message": err.message, "type": err.kind, "code": err.status}}
-    return JSONResponse(body, status_code=err.status, headers=err.headers)
+    return JSONResponse(error_body(request.url.path, err), status_code=err.status, headers=err.headers)
+
+
+def _logged(request: Request, err: ApiError) -> ApiError:
+    """One line per refused request, at most 300 characters of message, never a traceback."""
+    level = logging.ERROR if err.status >= 500 and err.status != 503 else logging.INFO
+    path = request.url.path
+    log.log(level, "%s %s -> %d %s", request.method, path if len(path) <= 200 else path[:200] + "...",
+            err.status, err.message if len(err.message) <= 300 else err.message[:300] + "...")
+    return err
 
 
 def install_handlers(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def _api(request: Request, exc: ApiError) -> JSONResponse:
-        return error_response(request, exc)
+        return error_response(request, _logged(request, exc))
+
+    # Registered for EdgeshipError (not only Exception), so that Starlette's ExceptionMiddleware
+    # answers it: the catch-all below runs in ServerErrorMiddleware, which re-raises after
+    # answering, and the server then logs a traceback for what was a client's mistake.
+    @app.exception_handler(EdgeshipError)
+    async def _edgeship(request: Request, exc: EdgeshipError) -> JSONResponse:
+        return error_response(request, _logged(request, as_api_error(exc)))
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        return error_response(request, ApiError(exc.status_code, str(exc.detail), headers=dict(exc.headers or {})))
+        err = ApiError(exc.status_code, str(exc.detail), headers=dict(exc.headers or {}))
+        return error_response(request, _logged(request, err))
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -90,8 +114,10 @@ def install_handlers(app: FastAPI) -> None:
         for e in exc.errors():
             where = ".".join(str(p) for p in e.get("loc", ()) if p != "body")
             parts.append(f"{where}: {e.get('msg', 'invalid')}")
-        return error_response(request, ApiError(422, "; ".join(parts) or "invalid request"))
+        message = "; ".join(parts[:10]) + (f"; and {len(parts) - 10} more" if len(parts) > 10 else "")
+        return error_response(request, _logged(request, ApiError(422, message[:2000] or "invalid request")))
 
     @app.exception_handler(Exception)
     async def _any(request: Request, exc: Exception) -> JSONResponse:
+        # A bug: 500, and the server logs this exception's traceback (once) as Starlette re-raises it.
         return error_response(request, as_api_error(exc))

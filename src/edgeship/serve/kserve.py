@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import struct
 import time
 import zlib
@@ -25,6 +26,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
 from .. import __version__
+from ..util import json_depth
 from .errors import ApiError
 from .upload import read_body
 
@@ -82,8 +84,14 @@ def _decompress(body: bytes, encoding: Union[str, None], limit: int) -> bytes:
     return out
 
 
-def parse_request(body: bytes, header_length: Union[str, None]) -> tuple[dict, dict[str, np.ndarray]]:
-    """The JSON header and the input arrays by name, from a JSON or binary-extension body."""
+def parse_request(body: bytes, header_length: Union[str, None],
+                  max_depth: int = 32) -> tuple[dict, dict[str, np.ndarray]]:
+    """The JSON header and the input arrays by name, from a JSON or binary-extension body.
+
+    Every malformed request is an ApiError 400 naming what is wrong: JSON nested deeper than
+    ``max_depth`` (checked before parsing: the parser recurses per level), a shape whose element
+    count is beyond what the body can hold, data that does not fill the shape.
+    """
     if header_length is not None:
         try:
             n = int(header_length)
@@ -94,10 +102,12 @@ def parse_request(body: bytes, header_length: Union[str, None]) -> tuple[dict, d
         head, binary = body[:n], memoryview(body)[n:]
     else:
         head, binary = body, memoryview(b"")
+    if json_depth(head, max_depth) > max_depth:
+        raise ApiError(400, f"inference request nests arrays and objects more than {max_depth} levels deep")
     try:
         req = json.loads(head)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise ApiError(400, f"inference request is not valid JSON ({exc})") from exc
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+        raise ApiError(400, f"inference request is not valid JSON ({str(exc)[:200]})") from exc
     if not isinstance(req, dict) or not isinstance(req.get("inputs"), list) or not req["inputs"]:
         raise ApiError(400, "inference request needs a non-empty 'inputs' list")
     arrays: dict[str, np.ndarray] = {}
@@ -113,7 +123,11 @@ def parse_request(body: bytes, header_length: Union[str, None]) -> tuple[dict, d
         if dt not in DATATYPES:
             raise ApiError(400, f"inputs[{i}].datatype {dt!r} is not supported (use one of {', '.join(DATATYPES)})")
         dtype = np.dtype(DATATYPES[dt])
-        count = int(np.prod(shape)) if shape else 1
+        count = math.prod(shape)  # exact: numpy's product would wrap around past 2**63
+        if count * dtype.itemsize > max(len(body), 1) * 8:
+            # No body can fill it: JSON needs at least 2 bytes a value, binary data its itemsize.
+            raise ApiError(400, f"inputs[{i}].shape {shape[:8]} holds {count:,} values, more than the "
+                                f"{len(body):,}-byte request can carry")
         params = spec.get("parameters") or {}
         size = params.get("binary_data_size") if isinstance(params, dict) else None
         try:
@@ -168,6 +182,15 @@ def _classification(arr: np.ndarray, k: int, labels: Union[list[str], None]) -> 
     return out
 
 
+def _json_values(arr: np.ndarray) -> list:
+    """The tensor's values for JSON: NaN and infinities become null (JSON has no literal for them;
+    ``NaN`` would make strict parsers, JavaScript's among them, reject the whole answer)."""
+    values = arr.reshape(-1).tolist()
+    if arr.dtype.kind in "fc" and not np.isfinite(arr).all():
+        values = [v if math.isfinite(v) else None for v in values]
+    return values
+
+
 def encode_response(name: str, model, req: dict, outputs: list[np.ndarray]) -> tuple[bytes, dict[str, str], str]:
     """Body, headers and media type of an inference response (JSON, or JSON + binary tensors)."""
     names = [o.name for o in model.outputs]
@@ -179,6 +202,8 @@ def encode_response(name: str, model, req: dict, outputs: list[np.ndarray]) -> t
         wanted = [{"name": n} for n in names]
     if not isinstance(wanted, list):
         raise ApiError(400, "'outputs' must be a list")
+    if len(wanted) > len(names):  # each named once at most: a repeated name would repeat the tensor
+        raise ApiError(400, f"'outputs' names {len(wanted)} outputs; the model has {len(names)}")
     meta: list[dict[str, Any]] = []
     chunks: list[bytes] = []
     for i, spec in enumerate(wanted):
@@ -188,8 +213,11 @@ def encode_response(name: str, model, req: dict, outputs: list[np.ndarray]) -> t
         p = spec.get("parameters") if isinstance(spec.get("parameters"), dict) else {}
         arr = np.asarray(by_name[spec["name"]])
         binary = bool(p.get("binary_data", binary_default))
-        if p.get("classification"):
-            strings = _classification(arr, p["classification"], model.bundle.labels)
+        k = p.get("classification")
+        if k is not None and k is not False and (isinstance(k, bool) or not isinstance(k, int) or k < 1):
+            raise ApiError(400, f"outputs[{i}].parameters.classification must be a positive integer, got {k!r}")
+        if k:
+            strings = _classification(arr, k, model.bundle.labels)
             entry = {"name": spec["name"], "datatype": "BYTES", "shape": list(strings.shape)}
             if binary:
                 raw = b"".join(struct.pack("<I", len(s)) + s for s in strings.reshape(-1))
@@ -204,12 +232,12 @@ def encode_response(name: str, model, req: dict, outputs: list[np.ndarray]) -> t
                 entry["parameters"] = {"binary_data_size": len(raw)}
                 chunks.append(raw)
             else:
-                entry["data"] = arr.reshape(-1).tolist()
+                entry["data"] = _json_values(arr)
         meta.append(entry)
     response: dict[str, Any] = {"model_name": name, "model_version": model.version, "outputs": meta}
     if "id" in req:
         response["id"] = req["id"]
-    head = json.dumps(response, separators=(",", ":")).encode()
+    head = json.dumps(response, separators=(",", ":"), allow_nan=False).encode()  # strict JSON, always
     if not chunks:
         return head, {}, "application/json"
     return head + b"".join(chunks), {"Inference-Header-Content-Length": str(len(head))}, "application/octet-stream"
@@ -260,17 +288,21 @@ def create_kserve_router(state) -> APIRouter:
     async def infer(name: str, request: Request, version: Union[str, None] = None) -> Response:
         t0 = time.perf_counter()
         limit = state.config.max_upload_bytes
+        depth = state.config.max_json_depth
+        lookup(name, version)  # 404 before a byte of the body is read
+        # The body is read whole (bounded in size and time by the Guard) before the request takes
+        # a queue place: a client that stalls mid-upload holds a connection, never a model's queue.
+        body = await read_body(request, limit)
         with state.admit(name) as served:  # the model this request runs on, even if a swap comes
             check_version(served, version)
             model = served.model
-            body = await read_body(request, limit)
             encoding = request.headers.get("content-encoding")
             header_length = request.headers.get(HEADER_LENGTH)
             parsed: dict[str, Any] = {}
 
             def prepare():
                 t = time.perf_counter()
-                req, arrays = parse_request(_decompress(body, encoding, limit), header_length)
+                req, arrays = parse_request(_decompress(body, encoding, limit), header_length, depth)
                 parsed["req"] = req
                 x = input_tensor(name, model, arrays)
                 return x, (lambda outputs: outputs), {"decode": (time.perf_counter() - t) * 1e3}

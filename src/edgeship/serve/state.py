@@ -123,11 +123,12 @@ class ServerState:
     async def load_for(self, name: str, source: Any, verify: bool = True) -> Model:
         """A model loaded off the event loop with the settings of the one serving ``name`` now.
 
-        The runtime config (threads, spinning, backend) and the pixel limit carry over, so an
+        The runtime config (threads, spinning, backend) and the picture limits carry over, so an
         update does not undo what ``reconfigure`` set. Not yet serving: give it to ``swap``.
         """
         current = self.lookup(name).model
-        return await asyncio.to_thread(Model.load, source, current.config, verify, max_pixels=current.max_pixels)
+        return await asyncio.to_thread(Model.load, source, current.config, verify, max_pixels=current.max_pixels,
+                                       max_decode_bytes=current.max_decode_bytes)
 
     def _lock(self, name: str) -> asyncio.Lock:
         return self._locks.setdefault(name, asyncio.Lock())

@@ -1,7 +1,7 @@
 """Upload validation: size limit while reading, type from the bytes, pixel count from the header.
 
 >>> body = await read_body(request, limit=10 << 20)          # 413 past the limit, nothing more read
->>> data = image_bytes(body, request.headers.get("content-type"))  # multipart field "file" or raw
+>>> data = image_bytes(body, request.headers.get("content-type"))  # multipart field "file" or raw (<= 16 parts)
 >>> check_image(data, max_pixels=25_000_000)                 # 415 / 413 / 400, before decoding
 
 The declared content type is never trusted: a text file sent as ``image/jpeg`` is a 415.
@@ -17,6 +17,8 @@ from .errors import ApiError, UploadError
 
 FIELD = "file"
 ACCEPTED = "JPEG, PNG, WebP, GIF, BMP or TIFF"
+MAX_PARTS = 16
+MAX_PART_HEADER_BYTES = 8 << 10
 
 
 def sniff(data: bytes) -> str | None:
@@ -54,8 +56,13 @@ async def read_body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-def _multipart_field(body: bytes, boundary: bytes, field: str) -> tuple[bytes | None, list[str]]:
-    parts = _multipart_parts(body, boundary)
+class _TooMany(Exception):
+    pass
+
+
+def _multipart_field(body: bytes, boundary: bytes, field: str, max_parts: int = MAX_PARTS) -> tuple[bytes | None, list[str]]:
+    """The data of part ``field`` and the names of the parts, refusing (413) more than ``max_parts`` parts."""
+    parts = _multipart_parts(body, boundary, max_parts, hint=f"send the image as the one part {field!r}")
     names = [n for n, _ in parts]
     for name, data in parts:
         if name == field:
@@ -63,7 +70,7 @@ def _multipart_field(body: bytes, boundary: bytes, field: str) -> tuple[bytes | 
     return None, names
 
 
-def multipart_fields(body: bytes, content_type: str) -> dict[str, bytes]:
+def multipart_fields(body: bytes, content_type: str, max_parts: int = MAX_PARTS) -> dict[str, bytes]:
     """Every field of a multipart/form-data body by name (the first of a repeated name)."""
     from python_multipart.multipart import parse_options_header
 
@@ -72,21 +79,34 @@ def multipart_fields(body: bytes, content_type: str) -> dict[str, bytes]:
     if not boundary:
         raise UploadError(400, "multipart/form-data without a boundary parameter")
     out: dict[str, bytes] = {}
-    for name, data in _multipart_parts(body, boundary):
+    for name, data in _multipart_parts(body, boundary, max_parts):
         out.setdefault(name, data)
     return out
 
 
-def _multipart_parts(body: bytes, boundary: bytes) -> list[tuple[str, bytes]]:
+def _multipart_parts(body: bytes, boundary: bytes, max_parts: int = MAX_PARTS, hint: str = "") -> list[tuple[str, bytes]]:
+    """(name, data) of each part, refusing (413) more than ``max_parts`` parts or oversized part headers."""
     from python_multipart.multipart import MultipartParser, parse_options_header
 
     parts: list[tuple[str, list[bytes]]] = []
-    state: dict = {"field": b"", "value": b"", "name": None, "data": None}
+    state: dict = {"field": b"", "value": b"", "name": None, "data": None, "header_bytes": 0}
+
+    def count(n: int) -> None:
+        state["header_bytes"] += n
+        if state["header_bytes"] > MAX_PART_HEADER_BYTES:
+            raise UploadError(413, f"a multipart part's headers are over {MAX_PART_HEADER_BYTES:,} bytes")
+
+    def on_part_begin() -> None:
+        if len(parts) >= max_parts:
+            raise _TooMany()
+        state["header_bytes"] = 0
 
     def on_header_field(data: bytes, start: int, end: int) -> None:
+        count(end - start)
         state["field"] += data[start:end]
 
     def on_header_value(data: bytes, start: int, end: int) -> None:
+        count(end - start)
         state["value"] += data[start:end]
 
     def on_header_end() -> None:
@@ -104,18 +124,30 @@ def _multipart_parts(body: bytes, boundary: bytes) -> list[tuple[str, bytes]]:
         state["data"].append(data[start:end])
 
     parser = MultipartParser(boundary, {
-        "on_header_field": on_header_field, "on_header_value": on_header_value, "on_header_end": on_header_end,
-        "on_headers_finished": on_headers_finished, "on_part_data": on_part_data,
+        "on_part_begin": on_part_begin, "on_header_field": on_header_field, "on_header_value": on_header_value,
+        "on_header_end": on_header_end, "on_headers_finished": on_headers_finished, "on_part_data": on_part_data,
     })
     try:
         parser.write(body)
         parser.finalize()
+    except _TooMany:
+        raise UploadError(413, f"multipart upload has more than {max_parts} parts" + (f"; {hint}" if hint else "")) from None
+    except UploadError:
+        raise
     except Exception as exc:  # python_multipart raises MultipartParseError / its own ValueErrors
-        raise UploadError(400, f"malformed multipart body ({exc})") from exc
+        raise UploadError(400, f"malformed multipart body ({str(exc)[:200]})") from exc
     return [(name, b"".join(data)) for name, data in parts]
 
 
-def image_bytes(body: bytes, content_type: str | None, field: str = FIELD) -> bytes:
+def part_names(names: list[str], shown: int = 5) -> str:
+    """Part names for a message: a few, each cut short (a client chose them; the message is echoed and logged)."""
+    if not names:
+        return "none"
+    out = ", ".join(repr(n if len(n) <= 40 else n[:37] + "...") for n in names[:shown])
+    return out + (f" and {len(names) - shown} more" if len(names) > shown else "")
+
+
+def image_bytes(body: bytes, content_type: str | None, field: str = FIELD, max_parts: int = MAX_PARTS) -> bytes:
     """The image in a request: the multipart field ``field``, or the whole body otherwise."""
     if content_type and content_type.lower().lstrip().startswith("multipart/form-data"):
         from python_multipart.multipart import parse_options_header
@@ -124,11 +156,12 @@ def image_bytes(body: bytes, content_type: str | None, field: str = FIELD) -> by
         boundary = params.get(b"boundary")
         if not boundary:
             raise UploadError(400, "multipart/form-data without a boundary parameter")
-        data, names = _multipart_field(body, boundary, field)
+        if len(boundary) > 200:  # RFC 2046: at most 70 characters
+            raise UploadError(400, "multipart boundary is over 200 characters")
+        data, names = _multipart_field(body, boundary, field, max_parts)
         if data is None:
-            got = ", ".join(repr(n) for n in names) or "none"
             raise UploadError(
-                422, f"multipart upload has no {field!r} field (fields received: {got}); "
+                422, f"multipart upload has no {field!r} field (fields received: {part_names(names)}); "
                 f"send the image as -F {field}=@photo.jpg", "missing_field",
             )
         return data

@@ -53,13 +53,14 @@ def model_card(served, created: int, swaps: list[dict[str, Any]] | None = None) 
     }
 
 
-def image_job(served, body: bytes, content_type: Union[str, None], top_k: Union[int, None], max_pixels: int):
+def image_job(served, body: bytes, content_type: Union[str, None], top_k: Union[int, None], config):
     """The work of one upload, run in the decode pool: validate, decode, preprocess."""
     model = served.model
+    max_pixels, max_parts = config.max_pixels, config.max_multipart_parts
 
     def prepare():
         t0 = time.perf_counter()
-        data = image_bytes(body, content_type)
+        data = image_bytes(body, content_type, max_parts=max_parts)
         check_image(data, max_pixels)
         checked_ms = (time.perf_counter() - t0) * 1e3
         x, meta, timing = model.prepare(data)
@@ -107,11 +108,15 @@ def create_vision_router(state) -> APIRouter:
         request.scope["route"] = route  # FastAPI records only its own routes there; /metrics labels by it
         name = request.path_params["name"]
         top_k = _top_k(request.query_params.get("top_k"))
+        if not state.lookup(name).model.takes_images:  # 404 / 400 before a byte of the body is read
+            raise ApiError(400, f"model {name!r} takes tensors, not pictures; use POST /v2/models/{name}/infer")
+        # The body is read whole (bounded in size and time by the Guard) before the request takes
+        # a queue place: a client that stalls mid-upload holds a connection, never a model's queue.
+        body = await read_body(request, state.config.max_upload_bytes)
         with state.admit(name) as served:  # the model this request runs on, even if a swap comes
             if not served.model.takes_images:
                 raise ApiError(400, f"model {name!r} takes tensors, not pictures; use POST /v2/models/{name}/infer")
-            body = await read_body(request, state.config.max_upload_bytes)
-            job = image_job(served, body, request.headers.get("content-type"), top_k, state.config.max_pixels)
+            job = image_job(served, body, request.headers.get("content-type"), top_k, state.config)
             output, timing = await served.worker.submit(job)
         total = time.perf_counter() - t0
         served.metrics.total.observe(total)

@@ -126,6 +126,35 @@ _ANCHOR_CACHE: dict[tuple[str, float], np.ndarray] = {}
 _ANCHOR_LOCK = threading.Lock()
 
 
+MAX_ANCHORS = 1_000_000  # SSD300 has 8,732; a 1280-pixel YOLO grid about 100,000
+_MAX_ANCHOR_FILE = 64 << 20  # text anchors take about 40 bytes a row
+
+
+def _check_anchor_size(path: Path) -> None:
+    """BundleError when the anchors file, or the array a .npy header declares, is over MAX_ANCHORS rows.
+
+    Checked before loading: numpy allocates what a .npy header declares before reading the data,
+    so a 100-byte file declaring 10^9 rows would cost 16 GB.
+    """
+    size = path.stat().st_size
+    if size > _MAX_ANCHOR_FILE:
+        raise BundleError(f"{path}: anchors file is {size:,} bytes, over {_MAX_ANCHOR_FILE:,} "
+                          f"(postprocessing.anchors: at most {MAX_ANCHORS:,} rows)")
+    if path.suffix != ".npy":
+        return
+    try:
+        with open(path, "rb") as f:
+            fmt = np.lib.format
+            version = fmt.read_magic(f)
+            shape, _, dtype = (fmt.read_array_header_1_0 if version == (1, 0) else fmt.read_array_header_2_0)(f)
+    except (OSError, ValueError) as exc:
+        raise BundleError(f"{path}: anchors unreadable ({exc})") from exc
+    count = int(np.prod(shape, dtype=object)) if shape else 1
+    if dtype.hasobject or count > 4 * MAX_ANCHORS:
+        raise BundleError(f"{path}: anchors declare shape {list(shape)} {dtype}; postprocessing.anchors must be "
+                          f"at most [{MAX_ANCHORS:,}, 4] numbers")
+
+
 def load_anchors(bundle: Bundle) -> np.ndarray:
     """The bundle's SSD anchors ``[N, 4]`` (cx, cy, w, h, normalised), read once per file."""
     name = bundle.manifest.postprocessing.anchors
@@ -138,6 +167,7 @@ def load_anchors(bundle: Bundle) -> np.ndarray:
         raise BundleError(f"{path}: anchors file named in the manifest cannot be read ({exc})") from exc
     with _ANCHOR_LOCK:
         if key not in _ANCHOR_CACHE:
+            _check_anchor_size(path)
             try:
                 arr = np.load(path) if path.suffix == ".npy" else np.loadtxt(path, delimiter="," if path.suffix == ".csv" else None)
             except (OSError, ValueError) as exc:
