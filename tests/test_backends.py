@@ -11,7 +11,7 @@ import pytest
 
 from edgeship.errors import BackendError, InputError
 from edgeship.runtime import BackendKind, RuntimeConfig
-from edgeship.runtime.backends import backend_class, implemented, open_backend
+from edgeship.runtime.backends import backend_class, open_backend
 
 
 def test_an_unknown_backend_is_an_input_error_naming_the_kinds():

@@ -5,8 +5,6 @@ engine which disagrees, and TensorRT's engine cache (keys, a stale file refused)
 from __future__ import annotations
 
 import importlib.util
-import json
-import os
 from pathlib import Path
 
 import numpy as np

@@ -36,6 +36,7 @@ from .manifest import (
     Resize,
     Task,
     TensorSpec,
+    safe_name,
 )
 
 PRESETS = ("imagenet", "yolov8", "blazeface")

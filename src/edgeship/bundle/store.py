@@ -34,7 +34,7 @@ from ..errors import BundleError, IntegrityError, NotABundleError, SchemaError
 from ..util import write_text_atomic
 from .archive import UnpackLimits, extract_checked, write_tar
 from .cache import cache_dir, file_sha256
-from .manifest import (GOLDEN_FILE, LABELS_FILE, MANIFEST, MAX_MANIFEST_BYTES, Golden, Manifest, PathLike,
+from .manifest import (LABELS_FILE, MANIFEST, MAX_MANIFEST_BYTES, Golden, Manifest, PathLike,
                        check_member_name)
 
 # Files read whole into memory when a model loads: bounded so that a crafted bundle cannot make

@@ -36,7 +36,7 @@ from ..bundle import Task
 from ..errors import InputError
 from ..pipeline.describe import Clock, Event, Pipeline, done_event, vision_answer
 from ..pipeline.prompt import placeholders
-from .describe_input import DescribeOptions, options, split_body
+from .describe_input import options, split_body
 from .errors import ApiError
 from .heat import HeatGate
 from .upload import check_image, image_bytes, read_body
