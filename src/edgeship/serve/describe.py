@@ -113,10 +113,10 @@ class DescribeService:
     async def start(self) -> None:
         """Make the Pipeline on the LLM's thread and evaluate the prompt's head there, before any request."""
         llm = self.llm
-        if llm is None or not llm.ready()[0]:
-            return
         tasks = sorted({s.model.task for s in self.state.models.values()} & {Task.CLASSIFY, Task.DETECT},
                        key=lambda t: t.value)
+        if llm is None or not tasks or not llm.ready()[0]:
+            return  # no LLM, or nothing to describe: the route answers vision-only or 4xx, chat serves as ever
 
         def build() -> Pipeline:
             pipe = Pipeline(llm.engine, self.config, tasks=tasks)
