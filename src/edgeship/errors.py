@@ -8,6 +8,7 @@
      │    ├── IntegrityError      a file's sha256 does not match the manifest
      │    └── UnsafeArchiveError  a .tar holds an absolute path, '..', a link or a device
      ├── InputError               an input (image, array, argument) is malformed
+ │    └── MemoryBudgetError   the server's planned peak memory does not fit its budget (names the parts)
      ├── ExportError              export failed or the exported model disagrees with torch
      ├── QuantizeError            quantization cannot be carried out on this model or data
      ├── ModelNotFoundError       an architecture name or import path does not resolve
@@ -37,6 +38,10 @@ class BundleError(EdgeshipError):
 
 class InputError(EdgeshipError, ValueError):
     """An input given by the user (image, array, option) is malformed."""
+
+
+class MemoryBudgetError(InputError):
+    """The planned peak memory of a server does not fit its memory budget; the message names the parts."""
 
 
 class NotABundleError(BundleError, InputError):

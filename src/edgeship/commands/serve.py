@@ -57,6 +57,9 @@ def make_llm(args, registry):
 
 
 def run(args) -> int:
+    from ..monitor.memory import tune_malloc
+
+    tune_malloc()  # before the heavy imports allocate: monitor/memory.py says why (EDGESHIP_MALLOC=default: not)
     from .._deps import require
     from ..errors import InputError
 
@@ -67,6 +70,10 @@ def run(args) -> int:
     from rich.console import Console
 
     from ..serve import create_app
+    from ..serve.budget import start_line
+    from ..serve.plan import import_server_stack
+
+    import_server_stack()  # what uvicorn.run imports later, so that the memory plan counts it
 
     console = Console(stderr=True)
     config = build_config(args)
@@ -81,8 +88,11 @@ def run(args) -> int:
                       f"-> POST /v1/models/{name}/predict", highlight=False)
     if llm is not None:
         console.print(f"llm [bold]{llm.name}[/bold] -> POST /v1/chat/completions", highlight=False)
+    console.print(start_line(state.memory_plan, state.memory_budget, state.memory_at_start) + " -> GET /v1/budget",
+                  highlight=False)
     uvicorn.run(
         app, host=args.host, port=args.port, log_level=args.log_level, access_log=args.access_log,
         timeout_graceful_shutdown=int(config.shutdown_timeout_s),
+        ws="none",  # no WebSocket routes: not importing a WebSocket protocol keeps its memory free
     )
     return 0

@@ -24,11 +24,14 @@ from fastapi.responses import JSONResponse, Response
 from .. import __version__
 from ..bundle import Bundle
 from ..errors import InputError
+from ..runtime.backends import backend_class
 from ..runtime.model import Model
+from ..monitor.memory import usage
 from .batching import ModelWorker
-from .config import ServeConfig, runtime_config
+from .budget import Budget, BudgetCollector, Planner, create_budget_router, measured_now, start_line
+from .config import ServeConfig, Spinning, runtime_config
 from .errors import install_handlers
-from .health import READY, HealthChecker
+from .health import READY, HealthChecker, check_model
 from .kserve import create_kserve_router
 from .metrics import RequestCounter, ServeMetrics
 from .pool import HotThreadPool
@@ -40,20 +43,44 @@ log = logging.getLogger("edgeship.serve")
 ModelSource = Union[str, os.PathLike, Bundle, Model]
 
 
-def load_models(sources: Sequence[ModelSource], config: ServeConfig) -> list[Model]:
+def load_models(sources: Sequence[ModelSource], config: ServeConfig, planner: Planner | None = None) -> list[Model]:
     """Models from bundle paths (loaded with the server's settings) or as given, names checked unique.
 
     A Model given loaded keeps its own settings and pixel limit; every upload is held to
-    ``config.max_pixels`` before decoding anyway (serve/upload.py).
+    ``config.max_pixels`` before decoding anyway (serve/upload.py). With a ``planner``, the memory
+    each load adds is measured into the plan.
     """
     runtime = runtime_config(config)
-    models = [s if isinstance(s, Model) else Model.load(s, runtime, max_pixels=config.max_pixels) for s in sources]
+    models = []
+    for s in sources:
+        if isinstance(s, Model):
+            models.append(s)  # loaded by the caller: its memory is in "process before models"
+            continue
+        if planner is None:
+            models.append(Model.load(s, runtime, max_pixels=config.max_pixels))
+            continue
+        with planner.measure(f"{s}: session", "anonymous memory the load added") as step:
+            model = Model.load(s, runtime, max_pixels=config.max_pixels)
+            step.name = f"{model.name}: session"
+        planner.add_weights(model.name, model)
+        models.append(model)
     seen: set[str] = set()
     for m in models:
         if m.name in seen:
             raise InputError(f"two models are named {m.name!r}; rename one bundle (its manifest's name) to serve both")
         seen.add(m.name)
     return models
+
+
+def _warm_up(planner: Planner, name: str, worker: ModelWorker) -> None:
+    """Run each session once before the server listens (golden input, else zeros): the first request
+    does not pay the arena and thread-pool start, and the plan gets each first run's growth."""
+    for i, m in enumerate(worker.models()):
+        what = f"{name}: first run" if i == 0 else f"{name}: twin's first run"
+        with planner.measure(what, "activations of one row") as step:
+            check_model(m)
+        if i == 0:
+            planner.add_load_peaks(name, m, worker.capacity, step.bytes or 0)
 
 
 def create_app(models: Sequence[ModelSource], config: Union[ServeConfig, None] = None, llm: Any = None,
@@ -64,17 +91,41 @@ def create_app(models: Sequence[ModelSource], config: Union[ServeConfig, None] =
     one to the LLMService so /metrics shows both.
     """
     config = config or ServeConfig()
-    loaded = load_models(models, config)
-    if llm is not None and llm.name in {m.name for m in loaded}:
-        raise InputError(f"the LLM and a vision model are both named {llm.name!r}; rename one")
-    metrics = ServeMetrics(config.sensors_root, config.disk_path, registry)
-    prep_pool = HotThreadPool(config.prep_threads, "edgeship-decode")
-    served = {}
-    for m in loaded:
-        mm = metrics.for_model(m.name, m)
-        served[m.name] = ServedModel(m, ModelWorker(m, config, mm, prep_pool), mm)
+    backend_class(runtime_config(config).backend).import_engine()  # its imports are not a model's memory
+    planner = Planner(config)
+    loaded = load_models(models, config, planner)
+    try:
+        if llm is not None and llm.name in {m.name for m in loaded}:
+            raise InputError(f"the LLM and a vision model are both named {llm.name!r}; rename one")
+        with planner.measure("server: metrics, decode threads, health"):
+            metrics = ServeMetrics(config.sensors_root, config.disk_path, registry)
+            prep_pool = HotThreadPool(config.prep_threads, "edgeship-decode")
+        served = {}
+        for m in loaded:
+            mm = metrics.for_model(m.name, m)
+            twin = config.spinning is Spinning.AUTO
+            with planner.measure(f"{m.name}: twin session", "the spinning twin: its session, weights shared") \
+                    if twin else contextlib.nullcontext():
+                worker = ModelWorker(m, config, mm, prep_pool)
+            served[m.name] = ServedModel(m, worker, mm)
+            _warm_up(planner, m.name, worker)
+        if any(m.takes_images for m in loaded):
+            planner.add_decodes()
+        if llm is not None:
+            planner.add_llm(llm)
+        budget = Budget.resolve(config.memory_budget)
+        budget.check(planner.plan)
+    except BaseException:
+        for m in loaded:
+            if m not in models:  # loaded here: free it; a caller's model stays the caller's
+                m.close()
+        raise
     health = HealthChecker(served, config, metrics, llm)
     state = ServerState(served, config, metrics, prep_pool, health, llm)
+    state.memory_plan, state.memory_budget = planner.plan, budget
+    state.memory_at_start = measured_now()
+    metrics.registry.register(BudgetCollector(state))
+    log.info("%s", start_line(state.memory_plan, budget, state.memory_at_start))
     for name, s in served.items():
         s.metrics.queue_depth.set_function(lambda name=name: state.pending(name))  # across swaps too
 
@@ -83,7 +134,11 @@ def create_app(models: Sequence[ModelSource], config: Union[ServeConfig, None] =
         for s in served.values():
             s.worker.start()
         if llm is not None:
+            before = usage()
             await llm.start()
+            after = usage()
+            if before and after:  # what loading the LLM took, beside what the plan said
+                state.memory_llm_loaded = after.rss_bytes - before.rss_bytes
         try:
             yield
         finally:
@@ -121,6 +176,7 @@ def create_app(models: Sequence[ModelSource], config: Union[ServeConfig, None] =
         body = await asyncio.to_thread(generate_latest, metrics.registry)
         return Response(body, media_type=CONTENT_TYPE_LATEST)
 
+    app.include_router(create_budget_router(state))
     app.include_router(create_vision_router(state))
     app.include_router(create_kserve_router(state))
     if llm is not None:

@@ -27,6 +27,12 @@ class Spinning(str, enum.Enum):
     ON = "on"
 
 
+def _budget(text: str):
+    from .budget import parse_budget
+
+    return parse_budget(text)
+
+
 def _default_prep_threads() -> int:
     # Decode and resize release the GIL. One decode thread per core, up to 4: with one thread on a
     # 2-core board, decoding was the bottleneck under load (bench/serve_load.py: MobileNetV3-Small
@@ -55,8 +61,12 @@ class ServeConfig:
       memory). "run": one session, threads spin while a run is in progress and sleep as soon as it
       returns. "on": one session, ONNX Runtime's default, they keep spinning after a run too.
       bench/serve_load.py and the README show what each costs.
-    max_pixels: decompression-bomb guard, checked from the header before any pixel is decoded;
-      25 MP (about 5000x5000, 75 MB decoded) fits a 1 GB board with two decodes in flight.
+    max_pixels: decompression-bomb guard, checked from the header before any pixel is decoded.
+      A picture at the limit costs up to 24 bytes a pixel while it is decoded (an RGBA PNG; a JPEG
+      2): the default 25 MP is up to 600 MB per decode thread, which the memory plan counts.
+    memory_budget: the memory the server may plan to use: bytes, or a share of the device's RAM
+      (a float in (0, 1]); None: 75% of it. At start the planned peak (serve/budget.py) must fit,
+      or the server refuses to start, naming the parts that do not fit and what to change.
     """
 
     max_upload_bytes: int = field(default=10 * _MB, metadata=cli(
@@ -78,6 +88,9 @@ class ServeConfig:
         "(only while a run is in progress) or on (ONNX Runtime's default)"))
     prep_threads: int = field(default_factory=_default_prep_threads, metadata=cli(
         "image decode threads (default: one per core, at most 4)", type=positive_int))
+    memory_budget: Union[int, float, None] = field(default=None, metadata=cli(
+        "memory the server may plan to use, e.g. 512M, 1.5G, or 60%% of RAM (default: 75%% of RAM); the "
+        "server refuses to start when its planned peak does not fit", type=_budget, metavar="SIZE"))
     retry_after_s: int = 1
     ready_cache_s: float = 1.0
     shutdown_timeout_s: float = 30.0
@@ -97,6 +110,10 @@ class ServeConfig:
             raise InputError(f"spinning: expected one of {choices}, got {self.spinning!r}") from None
         if self.threads is not None and (not isinstance(self.threads, int) or self.threads < 1):
             raise InputError(f"threads: expected a positive integer or None, got {self.threads!r}")
+        b = self.memory_budget
+        if b is not None and (isinstance(b, bool) or not isinstance(b, (int, float)) or b <= 0
+                              or (isinstance(b, float) and b > 1)):
+            raise InputError(f"memory_budget: expected bytes (an integer), a share of RAM in (0, 1], or None; got {b!r}")
         for name in ("max_wait_ms", "ready_cache_s", "shutdown_timeout_s"):
             v = getattr(self, name)
             if not isinstance(v, (int, float)) or v < 0:
@@ -107,8 +124,11 @@ def runtime_config(config: ServeConfig):
     """The ONNX Runtime settings of a served model."""
     from ..runtime.session import RuntimeConfig
 
+    # One arena for the model's sessions (the twin runs only while the model does not), and no
+    # activation block kept per batch size (docs/footprint.md has the figures).
     return RuntimeConfig(intra_op_threads=config.threads, allow_spinning=config.spinning in (Spinning.RUN, Spinning.ON),
-                         stop_spinning_after_run=config.spinning is Spinning.RUN)
+                         stop_spinning_after_run=config.spinning is Spinning.RUN, memory_pattern=False,
+                         shared_arena=True)
 
 
 def lone_runtime_config(config: ServeConfig):
