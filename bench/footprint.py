@@ -131,8 +131,9 @@ def servers_for(name: str, bundle: Path, jpeg: bytes, variants: list[tuple[str, 
     for label, flags in variants:
         env = dict(f.split("=", 1) for f in flags if "=" in f and not f.startswith("-"))  # NAME=VALUE: environment
         out.append(Server(label, [*edgeship, *(f for f in flags if f.split("=", 1)[0] not in env)], predict, jpeg, env))
-    if compare_src:
-        out.append(Server("edgeship@compare", edgeship, predict, jpeg, env={"PYTHONPATH": compare_src}))
+    for spec in compare_src or []:
+        label, _, path = spec.rpartition("=")
+        out.append(Server(f"edgeship@{label or 'compare'}", edgeship, predict, jpeg, env={"PYTHONPATH": path}))
     out.append(Server("article", [sys.executable, str(HERE / "article_server.py"), str(bundle / "model.onnx")],
                       "/predict", jpeg))
     return out
@@ -248,7 +249,8 @@ def main() -> int:
     p.add_argument("--variant", action="append", default=[], metavar="LABEL=FLAGS",
                    help="another edgeship row, e.g. 'spinning-off=--spinning off' or 'arenas=MALLOC_ARENA_MAX=2' "
                         "(NAME=VALUE words set the environment; repeatable)")
-    p.add_argument("--compare-src", help="a row for the edgeship at this src/ folder (e.g. the main checkout's)")
+    p.add_argument("--compare-src", action="append", metavar="[LABEL=]SRC",
+                   help="a row for the edgeship at this src/ folder, e.g. main=/work/main/src (repeatable)")
     p.add_argument("--starts", type=int, default=3, help="fresh starts per server (median reported)")
     p.add_argument("--sequential", type=int, default=200)
     p.add_argument("--clients", type=int, default=16)

@@ -125,6 +125,26 @@ def usage(proc: PathLike = "/proc", pid: Union[int, str] = "self") -> Union[Usag
     return Usage(s["VmRSS"], s.get("RssAnon", s["VmRSS"]), s.get("RssFile", 0))
 
 
+def mapped_rss_bytes(paths: Iterable[PathLike], proc: PathLike = "/proc") -> int:
+    """Resident bytes of this process's mappings of ``paths`` (Linux smaps; 0 where it cannot say)."""
+    wanted = [str(Path(p).resolve()) for p in paths]
+    if not wanted:
+        return 0
+    try:
+        text = (Path(proc) / "self" / "smaps").read_text()
+    except OSError:
+        return 0
+    total = 0
+    for path in wanted:  # a mapping's header line ends with its path; its Rss line follows within a few
+        at = text.find(" " + path + "\n")
+        while at != -1:
+            rss = text.find("\nRss:", at)
+            if rss != -1:
+                total += int(text[rss + 5:text.index("kB", rss)].strip()) * 1024
+            at = text.find(" " + path + "\n", at + 1)
+    return total
+
+
 def rss_bytes(proc: PathLike = "/proc") -> Union[int, None]:
     """Resident set size now (VmRSS), or None where neither /proc nor psutil can say."""
     value = _status(proc).get("VmRSS")
@@ -215,10 +235,16 @@ _M_MMAP_THRESHOLD = -3
 
 
 def tune_malloc(mmap_threshold: int = MMAP_THRESHOLD) -> bool:
-    """Fix glibc's mmap threshold for this process (see above); False where the C library is not glibc,
-    or where ``EDGESHIP_MALLOC=default`` asks to leave glibc as it is (to measure the difference)."""
-    if os.environ.get("EDGESHIP_MALLOC") == "default":
+    """Fix glibc's mmap threshold for this process (see above); False where the C library is not glibc.
+
+    ``EDGESHIP_MALLOC`` (for measuring): ``default`` leaves glibc as it is; a number of bytes is the
+    threshold to use instead.
+    """
+    setting = os.environ.get("EDGESHIP_MALLOC", "")
+    if setting == "default":
         return False
+    if setting.isdigit():
+        mmap_threshold = int(setting)
     try:
         import ctypes
 
@@ -229,6 +255,6 @@ def tune_malloc(mmap_threshold: int = MMAP_THRESHOLD) -> bool:
 
 
 __all__ = [
-    "MB", "MemoryPart", "MemoryPlan", "Source", "Usage", "When", "cgroup_limit_bytes", "peak_rss_bytes",
+    "MB", "MemoryPart", "MemoryPlan", "Source", "Usage", "When", "cgroup_limit_bytes", "mapped_rss_bytes", "peak_rss_bytes",
     "physical_memory_bytes", "reset_peak", "rss_bytes", "tune_malloc", "usage",
 ]

@@ -59,10 +59,10 @@ def load_models(sources: Sequence[ModelSource], config: ServeConfig, planner: Pl
         if planner is None:
             models.append(Model.load(s, runtime, max_pixels=config.max_pixels))
             continue
-        with planner.measure(f"{s}: session", "anonymous memory the load added") as step:
+        with planner.measure(f"{s}: session", "what the load made resident, the weights apart") as step:
             model = Model.load(s, runtime, max_pixels=config.max_pixels)
             step.name = f"{model.name}: session"
-        planner.add_weights(model.name, model)
+            planner.add_weights(model.name, model)
         models.append(model)
     seen: set[str] = set()
     for m in models:
@@ -80,7 +80,32 @@ def _warm_up(planner: Planner, name: str, worker: ModelWorker) -> None:
         with planner.measure(what, "activations of one row") as step:
             check_model(m)
         if i == 0:
-            planner.add_load_peaks(name, m, worker.capacity, step.bytes or 0)
+            planner.add_load_peaks(name, m, worker.capacity, worker.in_flight, step.bytes or 0)
+
+
+def _warm_decoders(pool: HotThreadPool, model: Model, threads: int) -> None:
+    """Each decode thread decodes a 640x480 JPEG (a camera frame) twice before the server listens:
+    what its allocator keeps after a few requests is in place, and in the plan, from the start."""
+    import io
+    import threading
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.new("RGB", (640, 480), (120, 90, 60)).save(buf, "JPEG", quality=90)
+    frame = buf.getvalue()
+    together = threading.Barrier(threads)  # one task per thread: each waits until all have started
+
+    def work() -> None:
+        try:
+            together.wait(timeout=5)
+        except threading.BrokenBarrierError:
+            pass
+        for _ in range(2):
+            model.prepare(frame)
+
+    for f in [pool.submit(work) for _ in range(threads)]:
+        f.result()
 
 
 def create_app(models: Sequence[ModelSource], config: Union[ServeConfig, None] = None, llm: Any = None,
@@ -109,7 +134,10 @@ def create_app(models: Sequence[ModelSource], config: Union[ServeConfig, None] =
                 worker = ModelWorker(m, config, mm, prep_pool)
             served[m.name] = ServedModel(m, worker, mm)
             _warm_up(planner, m.name, worker)
-        if any(m.takes_images for m in loaded):
+        pictures = [m for m in loaded if m.takes_images]
+        if pictures:
+            with planner.measure("decode threads: a 640x480 picture each", "their allocators' high-water mark"):
+                _warm_decoders(prep_pool, pictures[0], config.prep_threads)
             planner.add_decodes()
         if llm is not None:
             planner.add_llm(llm)

@@ -142,6 +142,11 @@ class ModelWorker:
         self.prep_pool = prep_pool
         self.fixed_batch = model.max_batch  # None when the batch axis is dynamic
         self.capacity = self.fixed_batch or config.max_batch
+        # Requests past decoding hold their input rows until answered; at most this many are decoding,
+        # waiting or running at once (a batch running, the next one decoding), so those rows are bounded
+        # by the batch, not by the queue size (64 rows of a 640x640 detector would be 300 MB).
+        self.in_flight = self.capacity + config.prep_threads
+        self._slots: tuple[Any, asyncio.Semaphore] | None = None  # (its event loop, the semaphore)
         self._max_wait = config.max_wait_ms / 1e3
         self._cv = threading.Condition()
         self._queue: collections.deque[_Job] = collections.deque()
@@ -199,15 +204,18 @@ class ModelWorker:
         job = _Job(prepare, loop.create_future(), loop, time.perf_counter())
         job.streaming = job.t_submit - self._last_submit < STREAM_GAP_S
         self._last_submit = job.t_submit
-        with self._cv:
-            self._preparing += 1
-        try:
-            self.prep_pool.submit(self._prepare, job)
-        except RuntimeError:  # the pool is shut down
+        if self._slots is None or self._slots[0] is not loop:  # an app run again on a new loop (tests)
+            self._slots = (loop, asyncio.Semaphore(self.in_flight))
+        async with self._slots[1]:  # the wait for a slot counts as queueing (t_submit is before it)
             with self._cv:
-                self._preparing -= 1
-            raise Overloaded("the server is shutting down", self.config.retry_after_s) from None
-        return await job.fut
+                self._preparing += 1
+            try:
+                self.prep_pool.submit(self._prepare, job)
+            except RuntimeError:  # the pool is shut down
+                with self._cv:
+                    self._preparing -= 1
+                raise Overloaded("the server is shutting down", self.config.retry_after_s) from None
+            return await job.fut
 
     def close(self) -> None:
         """Refuse new requests; what is admitted still runs."""

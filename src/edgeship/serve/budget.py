@@ -26,7 +26,7 @@ from typing import Any, Iterator, Union
 import numpy as np
 
 from ..errors import MemoryBudgetError
-from ..monitor.memory import MB, MemoryPart, MemoryPlan, Source, When, physical_memory_bytes, usage
+from ..monitor.memory import MB, MemoryPart, MemoryPlan, Source, When, mapped_rss_bytes, physical_memory_bytes, usage
 
 log = logging.getLogger("edgeship.serve")
 
@@ -41,7 +41,7 @@ DECODE_BYTES_PER_PIXEL = 24
 FIXES = {
     "picture decodes": "lower --max-pixels or --prep-threads",
     "batch of": "lower --max-batch",
-    "waiting": "lower --max-batch",
+    "inputs in flight": "lower --max-batch or --prep-threads",
     "twin": "--spinning off (no twin session)",
     "KV cache": "lower --llm-ctx",
     "compute buffers": "lower --llm-ctx",
@@ -114,6 +114,7 @@ class Planner:
         self.start = now
         self.parts: list[MemoryPart] = []
         self.notes: list[str] = []
+        self.mapped: list[str] = []  # weights files the sessions map
         if now is not None:
             self.parts.append(MemoryPart("process before models", now.rss_bytes, Source.MEASURED,
                                          note="interpreter, imports, and whatever the process held"))
@@ -122,36 +123,37 @@ class Planner:
 
     @contextlib.contextmanager
     def measure(self, name: str, note: str = "") -> Iterator["Step"]:
-        """The anonymous memory the block adds becomes part ``step.name`` (file-backed pages are counted
-        by the parts that map them); ``step.bytes`` holds it after the block, None where not measured."""
+        """The resident memory the block adds becomes part ``step.name``, but for the weights files the
+        sessions map (a part of their own); ``step.bytes`` holds it after the block, None where not measured."""
         step = Step(name, note)
-        before = usage()
+        before, mapped_before = usage(), mapped_rss_bytes(self.mapped)
         yield step
-        after = usage()
+        after, mapped_after = usage(), mapped_rss_bytes(self.mapped)
         if before is not None and after is not None:
-            step.bytes = max(after.anon_bytes - before.anon_bytes, 0)
+            # everything the step made resident (heap, code pages it ran) but the weights, a part of their own
+            step.bytes = max(after.rss_bytes - before.rss_bytes - (mapped_after - mapped_before), 0)
             self.parts.append(MemoryPart(step.name, step.bytes, Source.MEASURED, note=step.note))
 
     def add_weights(self, name: str, model: Any) -> None:
         backend = getattr(model, "_backend", None)
         weights = getattr(backend, "weights", None)
         if weights is not None:
+            if weights.mapped_bytes:
+                self.mapped.append(str(weights.weights_path))
             self.parts.append(MemoryPart(f"{name}: weights", weights.mapped_bytes, Source.FILE,
                                          note="mapped from the optimized-graph cache, shared by its sessions"))
 
-    def add_load_peaks(self, name: str, model: Any, capacity: int, first_run_bytes: int) -> None:
-        """A full batch, the inputs waiting for one, and the decodes that make them."""
-        cfg = self.config
+    def add_load_peaks(self, name: str, model: Any, capacity: int, in_flight: int, first_run_bytes: int) -> None:
+        """A full batch, and the input rows of the requests past decoding (bounded by the worker)."""
         if model.dynamic_batch and capacity > 1:
             self.parts.append(MemoryPart(
                 f"{name}: batch of {capacity}", first_run_bytes * (capacity - 1), Source.PREDICTED, When.PEAK,
                 note=f"the first run's activations x {capacity - 1} more rows"))
         row = _row_bytes(model)
         if row:
-            waiting = min(cfg.queue_size, capacity + cfg.prep_threads)
             self.parts.append(MemoryPart(
-                f"{name}: inputs waiting", (waiting + capacity) * row, Source.COMPUTED, When.PEAK,
-                note=f"{waiting} decoded rows waiting and the {capacity} of the batch, {row / 1024:.0f} KB each"))
+                f"{name}: inputs in flight", (in_flight + capacity) * row, Source.COMPUTED, When.PEAK,
+                note=f"{in_flight} requests' rows at most, and the batch's copy of {capacity}, {row / 1024:.0f} KB each"))
 
     def add_decodes(self) -> None:
         cfg = self.config

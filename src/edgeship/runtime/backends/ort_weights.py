@@ -10,18 +10,21 @@ Why: every ``InferenceSession`` of a model holds its own copy of the weights, af
 optimization (Conv weights reordered to ONNX Runtime's blocked layout) and prepacking (Gemm
 weights packed for the host's kernels). The server's spinning twin is a second session of the same
 model, and a live swap loads a third for a moment. Measured with ONNX Runtime 1.32 on EfficientNet-
-Lite0 (18.6 MB file): two sessions made from the .onnx added 93 MB of RSS; ``use_env_allocators``
-(one arena for both) 91 MB; ``disable_prepacking`` 89 MB; the same two sessions made as here 27 MB,
-with bit-identical outputs and the same speed (bench/footprint.py).
+Lite0 (18.6 MB file), the RSS that two sessions and a run on each added, with the server's settings:
+made from the .onnx, 90 MB; made as here, 34 MB, of which 18 MB are the mapped weights, counted
+once. Outputs are the same and so is the speed (bench/footprint.py).
 
 How: once, ONNX Runtime optimizes the model for this host (``graph_optimization`` of the config)
-and saves the result, with its initializers and its prepacked weights in one external file
-(``session.save_external_prepacked_constant_initializers``), to the edgeship cache. Every session
-then loads the saved graph with optimization off and borrows the weights from one read-only
-``mmap`` of that file (``add_external_initializers_from_files_in_memory`` with
+and saves the result with its initializers in one external file. Every session then loads the
+saved graph with optimization off and borrows the weights from one read-only ``mmap`` of that
+file (``add_external_initializers_from_files_in_memory`` with
 ``session.use_external_initializer_file_buffers_directly``): one copy per process, in the page
-cache, which the kernel may drop and read again under memory pressure. Loading the saved graph
-skips the optimizer too (about 0.03 s against 0.3 s for EfficientNet-Lite0 here).
+cache, which the kernel may drop and read again under memory pressure. Prepacking is off for these
+sessions: ONNX Runtime 1.32's Python API cannot share prepacked weights between sessions (its
+``PrepackedWeightsContainer`` is C API only), and prepacked blobs saved beside the weights were
+copied into each session again (5-7 MB a session for these two models: their classifier heads).
+No speed difference was measured for the two (interleaved runs, batch 1 and 8). Loading the saved
+graph also skips the optimizer: 0.03 s against 0.3 s for EfficientNet-Lite0 here.
 
 The saved graph holds layout choices for this CPU, so the cache key has the model's sha256, the
 ONNX Runtime version, the optimization level and this CPU's features. A new entry is checked before
