@@ -151,7 +151,8 @@ def test_concurrent_requests_batch_and_never_overlap():
 
 
 def test_decoded_rows_in_flight_are_bounded_by_the_batch_not_the_queue():
-    """40 requests at once: never more than max_batch + prep_threads are decoded and not yet answered."""
+    """40 requests at once: decoded rows not yet answered are at most a batch running (2) and the
+    max_batch + prep_threads in-flight slots behind it, never the 40."""
     model = RecordingModel(run_s=0.01)
     live, most = [0], [0]
     lock = threading.Lock()
@@ -184,7 +185,7 @@ def test_decoded_rows_in_flight_are_bounded_by_the_batch_not_the_queue():
     with ThreadPoolExecutor(2, thread_name_prefix="decode") as pool:
         answers, worker = asyncio.run(main())
     assert answers == [2.0 * v for v in range(40)] and worker.in_flight == 4
-    assert 2 <= most[0] <= 4
+    assert 2 <= most[0] <= 4 + 2
 
 
 @pytest.mark.skipif(not os.path.isdir("/proc/self/task"), reason="thread priorities are read from Linux's /proc")

@@ -57,9 +57,6 @@ def make_llm(args, registry):
 
 
 def run(args) -> int:
-    from ..monitor.memory import tune_malloc
-
-    tune_malloc()  # before the heavy imports allocate: monitor/memory.py says why (EDGESHIP_MALLOC=default: not)
     from .._deps import require
     from ..errors import InputError
 

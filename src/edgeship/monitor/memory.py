@@ -5,7 +5,7 @@
 ...                    MemoryPart("mobilenet: batch of 8", 9 << 20, Source.PREDICTED, When.PEAK)))
 >>> plan.resident_bytes, plan.peak_bytes            # held from the start; plus what work in flight adds
 >>> plan.overrun(256 << 20)                         # None, or a message naming the biggest parts
->>> usage().anon_bytes, peak_rss_bytes(), reset_peak(), physical_memory_bytes()
+>>> usage().anon_bytes, peak_rss_bytes(), reset_peak(), physical_memory_bytes(), mapped_rss_bytes([path])
 
 Every part says where its figure comes from (``Source``): resident growth measured in this
 process, a file's size, arithmetic on known sizes, or a prediction. OS access is a parameter
@@ -223,38 +223,7 @@ def physical_memory_bytes(proc: PathLike = "/proc", sys_root: PathLike = "/sys")
     return min(total, limit) if limit else total
 
 
-# --- the allocator -------------------------------------------------------------------------------------
-
-# glibc raises its mmap threshold each time a large block is freed (up to 32 MB), after which large
-# blocks come from the heap and stay there: a server decoding pictures and running batches on several
-# threads keeps every thread's high-water mark. A fixed threshold makes each block above it come
-# straight from the kernel and go back when freed. Measured on the server (MobileNetV3-Small, batches of
-# up to 8, 16 clients): idle RSS 149 -> 137 MB, peak 188 -> 170 MB (bench/footprint.py, docs/footprint.md).
-MMAP_THRESHOLD = 128 * 1024
-_M_MMAP_THRESHOLD = -3
-
-
-def tune_malloc(mmap_threshold: int = MMAP_THRESHOLD) -> bool:
-    """Fix glibc's mmap threshold for this process (see above); False where the C library is not glibc.
-
-    ``EDGESHIP_MALLOC`` (for measuring): ``default`` leaves glibc as it is; a number of bytes is the
-    threshold to use instead.
-    """
-    setting = os.environ.get("EDGESHIP_MALLOC", "")
-    if setting == "default":
-        return False
-    if setting.isdigit():
-        mmap_threshold = int(setting)
-    try:
-        import ctypes
-
-        libc = ctypes.CDLL("libc.so.6")
-        return bool(libc.mallopt(_M_MMAP_THRESHOLD, int(mmap_threshold)))
-    except (OSError, AttributeError):
-        return False
-
-
 __all__ = [
     "MB", "MemoryPart", "MemoryPlan", "Source", "Usage", "When", "cgroup_limit_bytes", "mapped_rss_bytes", "peak_rss_bytes",
-    "physical_memory_bytes", "reset_peak", "rss_bytes", "tune_malloc", "usage",
+    "physical_memory_bytes", "reset_peak", "rss_bytes", "usage",
 ]

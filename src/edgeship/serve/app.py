@@ -26,6 +26,7 @@ from ..bundle import Bundle
 from ..errors import InputError
 from ..runtime.backends import backend_class
 from ..runtime.model import Model
+from ..util import trim_heap
 from ..monitor.memory import usage
 from .batching import ModelWorker
 from .budget import Budget, BudgetCollector, Planner, create_budget_router, measured_now, start_line
@@ -63,6 +64,7 @@ def load_models(sources: Sequence[ModelSource], config: ServeConfig, planner: Pl
             model = Model.load(s, runtime, max_pixels=config.max_pixels)
             step.name = f"{model.name}: session"
             planner.add_weights(model.name, model)
+            trim_heap()  # what loading left free (the file's bytes, the graph's) goes back to the system
         models.append(model)
     seen: set[str] = set()
     for m in models:

@@ -71,6 +71,7 @@ class _Job:
     finish: Any = None
     timing: dict = field(default_factory=dict)
     t_enqueued: float = 0.0
+    slot: Any = None  # the worker's in-flight slot this job holds (touched only on the event loop)
 
     @property
     def rows(self) -> int:
@@ -120,6 +121,18 @@ def _lowest_priority_for_new_threads() -> Iterator[None]:
                     f.write("edgeship-twin")
             except OSError:  # the thread has ended already
                 pass
+
+
+def _free_slot(job: "_Job") -> None:
+    """On the event loop: give back the job's in-flight slot, once (its rows are in a batch, or it is done)."""
+    if job.slot is not None:
+        job.slot.release()
+        job.slot = None
+
+
+def _free_slots(jobs: list["_Job"]) -> None:
+    for job in jobs:
+        _free_slot(job)
 
 
 def _set(fut: asyncio.Future, result: Any, exc: BaseException | None) -> None:
@@ -206,7 +219,10 @@ class ModelWorker:
         self._last_submit = job.t_submit
         if self._slots is None or self._slots[0] is not loop:  # an app run again on a new loop (tests)
             self._slots = (loop, asyncio.Semaphore(self.in_flight))
-        async with self._slots[1]:  # the wait for a slot counts as queueing (t_submit is before it)
+        slots = self._slots[1]
+        await slots.acquire()  # the wait for a slot counts as queueing (t_submit is before it)
+        job.slot = slots
+        try:
             with self._cv:
                 self._preparing += 1
             try:
@@ -216,6 +232,8 @@ class ModelWorker:
                     self._preparing -= 1
                 raise Overloaded("the server is shutting down", self.config.retry_after_s) from None
             return await job.fut
+        finally:
+            _free_slot(job)
 
     def close(self) -> None:
         """Refuse new requests; what is admitted still runs."""
@@ -307,6 +325,8 @@ class ModelWorker:
     def _execute_and_release(self, batch: list[_Job], twin: bool = False) -> None:
         """Run ``batch``, free the model, then answer: a client that hears back finds the model idle."""
         answers: list[tuple[_Job, Any, BaseException | None]] = []
+        # The rows go into this batch's input now: the next batch may be decoded while this one runs.
+        batch[0].loop.call_soon_threadsafe(_free_slots, batch)
         try:
             answers = self._execute(batch, self._twin if twin and self._twin is not None else self.model)
         except BaseException as exc:  # noqa: BLE001  never let the thread die
@@ -325,6 +345,10 @@ class ModelWorker:
         t0 = time.perf_counter()
         rows = sum(j.rows for j in batch)
         x = batch[0].x if len(batch) == 1 else np.concatenate([j.x for j in batch])
+        if len(batch) > 1:  # each job's rows now live in the batch: its own copy can go
+            offset = 0
+            for job in batch:
+                job.x, offset = x[offset : offset + job.rows], offset + job.rows
         if self.fixed_batch and rows < self.fixed_batch:  # a fixed-batch graph: pad, then drop the padding
             x = np.concatenate([x, np.zeros((self.fixed_batch - rows, *x.shape[1:]), dtype=x.dtype)])
         try:

@@ -26,6 +26,7 @@ from typing import Any, Iterator, Union
 import numpy as np
 
 from ..errors import MemoryBudgetError
+from ..util import trim_heap
 from ..monitor.memory import MB, MemoryPart, MemoryPlan, Source, When, mapped_rss_bytes, physical_memory_bytes, usage
 
 log = logging.getLogger("edgeship.serve")
@@ -110,6 +111,7 @@ class Planner:
 
     def __init__(self, config: Any):
         self.config = config
+        trim_heap()  # what imports left free is not the server's
         now = usage()
         self.start = now
         self.parts: list[MemoryPart] = []

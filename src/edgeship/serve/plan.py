@@ -3,9 +3,9 @@
 >>> predict_server_memory(["mobilenet/"], {"max_batch": 4})   # a fresh interpreter, as the server starts
 {"parts": [...], "resident_bytes": ..., "peak_bytes": ..., "measured": {"rss_bytes": ...}, ...}
 
-``edgeship fit`` reports this as its prediction of the server's RSS: the same start-up (malloc
-tuning, imports, model loads, twin, warm-up runs) in a process of its own, so that nothing the
-caller holds is counted.
+``edgeship fit`` reports this as its prediction of the server's RSS: the same start-up (imports,
+model loads, twin, warm-up runs) in a process of its own, so that nothing the caller holds is
+counted.
 """
 
 from __future__ import annotations
@@ -37,8 +37,6 @@ def predict_server_memory(bundles: list[str], config_fields: dict[str, Any], tim
     code = ("import json, sys\n"
             "import edgeship.cli  # what `edgeship serve` has imported when it starts\n"
             "edgeship.cli.build_parser()\n"
-            "from edgeship.monitor.memory import tune_malloc\n"
-            "tune_malloc()  # as the server does, before its heavy imports\n"
             "from edgeship.serve.plan import _plan_main\n"
             "print(json.dumps(_plan_main(json.loads(sys.argv[1]))))\n")
     done = subprocess.run([sys.executable, "-c", code, json.dumps({"bundles": bundles, "config": config_fields})],

@@ -37,7 +37,6 @@ its ``describe()``.
 from __future__ import annotations
 
 import dataclasses
-import gc
 import hashlib
 import json
 import logging
@@ -53,7 +52,7 @@ from typing import TYPE_CHECKING, Any, Union
 
 import numpy as np
 
-from ...util import write_text_atomic
+from ...util import trim_heap, write_text_atomic
 
 if TYPE_CHECKING:
     from ..config import RuntimeConfig
@@ -100,17 +99,6 @@ def _random_feeds(session) -> dict[str, np.ndarray]:
         dtype = np.dtype(_DTYPES.get(arg.type, "float32"))
         feeds[arg.name] = (rng.standard_normal(shape).astype(dtype) if dtype.kind == "f" else np.zeros(shape, dtype))
     return feeds
-
-
-def _trim_heap() -> None:
-    """Give the heap the optimizer freed back to the system (glibc keeps it otherwise)."""
-    gc.collect()
-    try:
-        import ctypes
-
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):  # not glibc
-        pass
 
 
 class SharedWeights:
@@ -204,4 +192,4 @@ def _build(model_path: Path, cfg: "RuntimeConfig", folder: Path) -> None:
                 raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-        _trim_heap()
+        trim_heap()  # the optimizer's work is freed: give it back
