@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 from ..serve.config import ServeConfig
 from .args import add_config_flags, config_from_args, lazy, positive_float, positive_int
@@ -56,6 +57,11 @@ def make_llm(args, registry):
                       registry=registry)
 
 
+def say(line: str) -> None:
+    # plain stderr, not rich: the server would carry rich's modules (1.5 MB) for these few lines
+    print(line, file=sys.stderr, flush=True)
+
+
 def run(args) -> int:
     from .._deps import require
     from ..errors import InputError
@@ -64,7 +70,6 @@ def run(args) -> int:
         raise InputError("give at least one BUNDLE to serve, or --llm MODEL")
     uvicorn = require("uvicorn", "serve", "the REST server")
     from prometheus_client import CollectorRegistry
-    from rich.console import Console
 
     from ..serve import create_app
     from ..serve.budget import start_line
@@ -72,7 +77,6 @@ def run(args) -> int:
 
     import_server_stack()  # what uvicorn.run imports later, so that the memory plan counts it
 
-    console = Console(stderr=True)
     config = build_config(args)
     registry = CollectorRegistry(auto_describe=True)
     llm = make_llm(args, registry) if args.llm else None
@@ -81,12 +85,10 @@ def run(args) -> int:
     for name, served in state.models.items():
         m = served.model.bundle.manifest
         batching = f"batches up to {served.worker.capacity}" if served.model.dynamic_batch else "fixed batch"
-        console.print(f"model [bold]{name}[/bold] v{m.version} ({m.task.value}, {batching}) "
-                      f"-> POST /v1/models/{name}/predict", highlight=False)
+        say(f"model {name} v{m.version} ({m.task.value}, {batching}) -> POST /v1/models/{name}/predict")
     if llm is not None:
-        console.print(f"llm [bold]{llm.name}[/bold] -> POST /v1/chat/completions", highlight=False)
-    console.print(start_line(state.memory_plan, state.memory_budget, state.memory_at_start) + " -> GET /v1/budget",
-                  highlight=False)
+        say(f"llm {llm.name} -> POST /v1/chat/completions")
+    say(start_line(state.memory_plan, state.memory_budget, state.memory_at_start) + " -> GET /v1/budget")
     uvicorn.run(
         app, host=args.host, port=args.port, log_level=args.log_level, access_log=args.access_log,
         timeout_graceful_shutdown=int(config.shutdown_timeout_s),

@@ -198,9 +198,15 @@ def measured_now() -> dict[str, Any]:
             "file_bytes": now.file_bytes if now else None, "peak_rss_bytes": peak_rss_bytes()}
 
 
-def report(plan: MemoryPlan, budget: Budget, measured: dict[str, Any] | None = None) -> dict[str, Any]:
-    """What GET /v1/budget answers: the plan, the budget, and the process's memory measured now."""
-    measured = measured or measured_now()
+def report(plan: MemoryPlan, budget: Budget, measured: dict[str, Any] | None = None,
+           at_start: dict[str, Any] | None = None, llm_loaded: int | None = None) -> dict[str, Any]:
+    """What GET /v1/budget answers: the plan, the budget, and the process's memory measured now (and
+    when the plan was made; and what loading the LLM added, which the plan could only compute)."""
+    measured = dict(measured or measured_now())
+    if at_start is not None:
+        measured["rss_at_start_bytes"] = at_start.get("rss_bytes")
+    if llm_loaded is not None:
+        measured["llm_load_bytes"] = llm_loaded
     rss = measured.get("rss_bytes")
     return {
         "budget_bytes": budget.bytes, "budget_source": budget.source,
@@ -261,6 +267,7 @@ def create_budget_router(state: Any):
 
     @router.get("/v1/budget")
     async def get_budget() -> JSONResponse:
-        return JSONResponse(report(state.memory_plan, state.memory_budget))
+        return JSONResponse(report(state.memory_plan, state.memory_budget, at_start=state.memory_at_start,
+                                   llm_loaded=state.memory_llm_loaded))
 
     return router

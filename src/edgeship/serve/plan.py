@@ -24,7 +24,7 @@ def import_server_stack() -> None:
     import importlib
 
     for name in ("uvloop", "httptools", "uvicorn.loops.auto", "uvicorn.loops.uvloop", "uvicorn.lifespan.on",
-                 "uvicorn.protocols.http.auto", "uvicorn.protocols.http.httptools_impl", "rich.console"):
+                 "uvicorn.protocols.http.auto", "uvicorn.protocols.http.httptools_impl"):
         try:
             importlib.import_module(name)
         except ImportError:  # uvicorn falls back to asyncio and h11 without them
