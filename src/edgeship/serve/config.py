@@ -48,7 +48,11 @@ class ServeConfig:
       one more is answered 503 with ``Retry-After`` at once, before its body is read.
     max_batch / max_wait_ms: micro-batching for models with a dynamic batch axis. The worker
       takes what is queued (up to ``max_batch`` rows) and waits up to ``max_wait_ms`` for more
-      only while other requests are still being decoded: a lone request never waits.
+      only while other requests are still being decoded: a lone request never waits. Each row of a
+      batch costs its activations (8.5 MB for EfficientNet-Lite0 at 224x224, 1.2 MB for
+      MobileNetV3-Small). The default, 2, is what kept the peak RSS under 16 clients within 1.15x
+      of the article's unbatched server for both, at the same or better req/s than 8 on a 2-core VM
+      (bench/footprint.py, docs/footprint.md); a board with memory to spare may batch more.
     threads: ONNX Runtime intra-op threads (None: one per core).
     spinning: whether ONNX Runtime's intra-op threads busy-wait for work instead of sleeping.
       "auto" (default): a lone request (nothing else queued or being decoded) that comes within
@@ -57,8 +61,8 @@ class ServeConfig:
       never delays a wake-up the request needs; everything else (batches under load, sparse
       requests) runs on a session whose threads sleep, so they never take the cores that
       decoding and HTTP need and an idle board does not burn power spinning. The second session
-      costs about twice the model file in memory. "off": one session, threads never spin (least
-      memory). "run": one session, threads spin while a run is in progress and sleep as soon as it
+      shares the model's weights and arena (runtime/backends/ort_weights.py): it costs its own
+      session state, about 1 MB for EfficientNet-Lite0. "off": one session, threads never spin. "run": one session, threads spin while a run is in progress and sleep as soon as it
       returns. "on": one session, ONNX Runtime's default, they keep spinning after a run too.
       bench/serve_load.py and the README show what each costs.
     max_pixels: decompression-bomb guard, checked from the header before any pixel is decoded.
@@ -75,7 +79,8 @@ class ServeConfig:
         "largest accepted image, in pixels (checked from the header, before decoding)", type=positive_int))
     queue_size: int = field(default=64, metadata=cli(
         "requests in flight per model; one more gets 503 with Retry-After", type=positive_int))
-    max_batch: int = field(default=8, metadata=cli("rows per model run, for dynamic-batch models", type=positive_int))
+    max_batch: int = field(default=2, metadata=cli("rows per model run, for dynamic-batch models (each row costs "
+                                                   "its activations in memory)", type=positive_int))
     max_wait_ms: float = field(default=2.0, metadata=cli(
         "how long a batch waits for requests still being decoded (a lone request never waits)",
         type=non_negative_float))
@@ -84,7 +89,7 @@ class ServeConfig:
     spinning: Spinning = field(default=Spinning.AUTO, metadata=cli(
         "ONNX Runtime threads busy-wait for work: auto (a lone request that comes within 40 ms of the one "
         "before runs on a second session of the model whose threads spin, at the lowest priority; batches "
-        "and sparse requests on one that sleeps; a second copy of the model in memory), off (never), run "
+        "and sparse requests on one that sleeps; the two share the weights), off (never), run "
         "(only while a run is in progress) or on (ONNX Runtime's default)"))
     prep_threads: int = field(default_factory=_default_prep_threads, metadata=cli(
         "image decode threads (default: one per core, at most 4)", type=positive_int))
