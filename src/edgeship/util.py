@@ -41,9 +41,6 @@ def trim_heap() -> bool:
     After a burst of temporary allocations (a model's load, the optimizer's work), glibc keeps the freed
     pages for reuse; a server that will not need them again gives them back once.
     """
-    import gc
-
-    gc.collect()
     try:
         import ctypes
 

@@ -33,7 +33,7 @@ def test_the_plan_names_each_part_where_its_figure_comes_from(classifier_bundle)
     budget, metrics = run(app, fn)
     parts = _parts(budget)
     assert parts["process before models"]["source"] == "measured" and parts["process before models"]["bytes"] > 10 * MB
-    for name in ("tiny: session", "tiny: twin session", "tiny: first run", "tiny: twin's first run"):
+    for name in ("tiny: session", "tiny: twin session", "tiny: first run", "decode threads: a 640x480 picture each"):
         assert parts[name]["source"] == "measured" and parts[name]["when"] == "resident", name
     assert parts["tiny: weights"]["source"] == "file size"
     assert parts["tiny: batch of 4"] | {"bytes": 0, "mb": 0} == {

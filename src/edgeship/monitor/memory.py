@@ -5,7 +5,7 @@
 ...                    MemoryPart("mobilenet: batch of 8", 9 << 20, Source.PREDICTED, When.PEAK)))
 >>> plan.resident_bytes, plan.peak_bytes            # held from the start; plus what work in flight adds
 >>> plan.overrun(256 << 20)                         # None, or a message naming the biggest parts
->>> usage().anon_bytes, peak_rss_bytes(), reset_peak(), physical_memory_bytes(), mapped_rss_bytes([path])
+>>> usage().anon_bytes, peak_rss_bytes(), reset_peak(), physical_memory_bytes()
 
 Every part says where its figure comes from (``Source``): resident growth measured in this
 process, a file's size, arithmetic on known sizes, or a prediction. OS access is a parameter
@@ -125,26 +125,6 @@ def usage(proc: PathLike = "/proc", pid: Union[int, str] = "self") -> Union[Usag
     return Usage(s["VmRSS"], s.get("RssAnon", s["VmRSS"]), s.get("RssFile", 0))
 
 
-def mapped_rss_bytes(paths: Iterable[PathLike], proc: PathLike = "/proc") -> int:
-    """Resident bytes of this process's mappings of ``paths`` (Linux smaps; 0 where it cannot say)."""
-    wanted = [str(Path(p).resolve()) for p in paths]
-    if not wanted:
-        return 0
-    try:
-        text = (Path(proc) / "self" / "smaps").read_text()
-    except OSError:
-        return 0
-    total = 0
-    for path in wanted:  # a mapping's header line ends with its path; its Rss line follows within a few
-        at = text.find(" " + path + "\n")
-        while at != -1:
-            rss = text.find("\nRss:", at)
-            if rss != -1:
-                total += int(text[rss + 5:text.index("kB", rss)].strip()) * 1024
-            at = text.find(" " + path + "\n", at + 1)
-    return total
-
-
 def rss_bytes(proc: PathLike = "/proc") -> Union[int, None]:
     """Resident set size now (VmRSS), or None where neither /proc nor psutil can say."""
     value = _status(proc).get("VmRSS")
@@ -224,6 +204,6 @@ def physical_memory_bytes(proc: PathLike = "/proc", sys_root: PathLike = "/sys")
 
 
 __all__ = [
-    "MB", "MemoryPart", "MemoryPlan", "Source", "Usage", "When", "cgroup_limit_bytes", "mapped_rss_bytes", "peak_rss_bytes",
+    "MB", "MemoryPart", "MemoryPlan", "Source", "Usage", "When", "cgroup_limit_bytes", "peak_rss_bytes",
     "physical_memory_bytes", "reset_peak", "rss_bytes", "usage",
 ]

@@ -75,14 +75,11 @@ def load_models(sources: Sequence[ModelSource], config: ServeConfig, planner: Pl
 
 
 def _warm_up(planner: Planner, name: str, worker: ModelWorker) -> None:
-    """Run each session once before the server listens (golden input, else zeros): the first request
-    does not pay the arena and thread-pool start, and the plan gets each first run's growth."""
-    for i, m in enumerate(worker.models()):
-        what = f"{name}: first run" if i == 0 else f"{name}: twin's first run"
-        with planner.measure(what, "activations of one row") as step:
-            check_model(m)
-        if i == 0:
-            planner.add_load_peaks(name, m, worker.capacity, worker.in_flight, step.bytes or 0)
+    """Run the model once before the server listens (golden input, else zeros): the first request does
+    not pay the arena's growth, and the plan gets it. The twin draws from the same arena."""
+    with planner.measure(f"{name}: first run", "activations of one row") as step:
+        check_model(worker.model)
+    planner.add_load_peaks(name, worker.model, worker.capacity, worker.in_flight, step.bytes or 0)
 
 
 def _warm_decoders(pool: HotThreadPool, model: Model, threads: int) -> None:

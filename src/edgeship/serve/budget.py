@@ -27,7 +27,7 @@ import numpy as np
 
 from ..errors import MemoryBudgetError
 from ..util import trim_heap
-from ..monitor.memory import MB, MemoryPart, MemoryPlan, Source, When, mapped_rss_bytes, physical_memory_bytes, usage
+from ..monitor.memory import MB, MemoryPart, MemoryPlan, Source, When, physical_memory_bytes, usage
 
 log = logging.getLogger("edgeship.serve")
 
@@ -116,7 +116,8 @@ class Planner:
         self.start = now
         self.parts: list[MemoryPart] = []
         self.notes: list[str] = []
-        self.mapped: list[str] = []  # weights files the sessions map
+        self._weights: set[str] = set()  # the weights mappings counted already (a file is mapped once)
+        self._mapped = 0  # their bytes
         if now is not None:
             self.parts.append(MemoryPart("process before models", now.rss_bytes, Source.MEASURED,
                                          note="interpreter, imports, and whatever the process held"))
@@ -128,20 +129,21 @@ class Planner:
         """The resident memory the block adds becomes part ``step.name``, but for the weights files the
         sessions map (a part of their own); ``step.bytes`` holds it after the block, None where not measured."""
         step = Step(name, note)
-        before, mapped_before = usage(), mapped_rss_bytes(self.mapped)
+        before, mapped_before = usage(), self._mapped
         yield step
-        after, mapped_after = usage(), mapped_rss_bytes(self.mapped)
+        after = usage()
         if before is not None and after is not None:
-            # everything the step made resident (heap, code pages it ran) but the weights, a part of their own
-            step.bytes = max(after.rss_bytes - before.rss_bytes - (mapped_after - mapped_before), 0)
+            # everything the step made resident (heap, code pages it ran) but weights it mapped, a part of
+            # their own (SharedWeights touches all their pages as it maps them)
+            step.bytes = max(after.rss_bytes - before.rss_bytes - (self._mapped - mapped_before), 0)
             self.parts.append(MemoryPart(step.name, step.bytes, Source.MEASURED, note=step.note))
 
     def add_weights(self, name: str, model: Any) -> None:
         backend = getattr(model, "_backend", None)
         weights = getattr(backend, "weights", None)
-        if weights is not None:
-            if weights.mapped_bytes:
-                self.mapped.append(str(weights.weights_path))
+        if weights is not None and weights.key not in self._weights:
+            self._weights.add(weights.key)
+            self._mapped += weights.mapped_bytes
             self.parts.append(MemoryPart(f"{name}: weights", weights.mapped_bytes, Source.FILE,
                                          note="mapped from the optimized-graph cache, shared by its sessions"))
 
