@@ -22,7 +22,7 @@ system-deps:
 	    || echo "warning: could not install$$missing (tests that need them will be skipped)"; \
 	fi
 
-SYSTEM_PACKAGES ?= prometheus dataset-fashion-mnist darknet
+SYSTEM_PACKAGES ?= prometheus dataset-fashion-mnist darknet chromium chromium-driver mender-client mender-artifact
 
 # llama-cpp-python has no binary wheel on PyPI: pip compiles llama.cpp. A native build on a CPU
 # that advertises AMX emits AMX kernels that die with SIGILL on VMs that do not enable AMX, so on

@@ -59,12 +59,13 @@ def main() -> int:
         if not (bundle_dir / "edgeship.json").is_file():
             export(name, bundle_dir, overwrite=True)
         real = name in REAL_WEIGHTS
-        # Random weights make agreement meaningless: their gate is switched off and they calibrate with the
-        # quicker MinMax; Lite0 runs the defaults (Percentile, 500 crops, agreement >= 0.98).
+        # Random weights make agreement meaningless: their gate is switched off (gate "agreement" at 0: the
+        # default gate for them is now output similarity, see bench/quantize_gates.py) and they calibrate with
+        # the quicker MinMax; Lite0 runs the defaults (Percentile, 500 crops, agreement >= 0.98).
         config = (QuantizeConfig(target="x86", mode="static", method="percentile", eval_samples=500,
                                  min_agreement=float(gate or 0.98), timing_runs=40, threads=args.threads) if real else
-                  QuantizeConfig(target="x86", mode="static", method="minmax", eval_samples=50, min_agreement=0.0,
-                                 timing_runs=40, threads=args.threads, max_float_fraction=0.0))
+                  QuantizeConfig(target="x86", mode="static", method="minmax", eval_samples=50, gate="agreement",
+                                 min_agreement=0.0, timing_runs=40, threads=args.threads, max_float_fraction=0.0))
         cand_dir = work / f"{label}-candidates"
         result = quantize(bundle_dir, config, work / f"{label}-int8", overwrite=True, workdir=cand_dir,
                           log=lambda line, n=label: console.print(f"  [{n}] {line}", highlight=False))

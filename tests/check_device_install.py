@@ -15,7 +15,7 @@ assert importlib.util.find_spec("torch") is None, "torch is installed in the dev
 import numpy as np  # noqa: E402
 
 import edgeship  # noqa: E402
-from edgeship import bundle, devices, monitor, runtime  # noqa: E402,F401
+from edgeship import bundle, monitor, runtime, targets  # noqa: E402,F401
 from edgeship.cli import main  # noqa: E402
 
 # a real ONNX graph written by hand (no onnx package here): Identity wrapped in a bundle

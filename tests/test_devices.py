@@ -15,6 +15,7 @@ from edgeship.errors import InputError
 from edgeship.runtime.session import RuntimeConfig
 from edgeship.targets import (
     CATALOG,
+    CATALOG_SOURCE,
     PRESETS,
     QUANT_FORMATS,
     QuantTarget,
@@ -35,7 +36,7 @@ IDS = ["rpi5", "rpi5-hailo", "rpi4", "jetson-nano", "jetson-orin-nx", "jetson-ag
 
 def test_catalog_holds_every_device_of_both_tables():
     assert list(CATALOG) == IDS
-    assert all(d.source == "article" for d in CATALOG.values() if d.id != "x86")
+    assert all(d.source == CATALOG_SOURCE for d in CATALOG.values() if d.id != "x86")
     assert device("rpi5").cpu_gflops == 13.0 and device("rpi4").cpu_gflops == 8.0
     assert device("rpi5-hailo").accel_tops.high == 26 and device("rpi5-hailo").power_w.high == 18
     assert device("jetson-nano").accel_gflops == 472.0
@@ -44,7 +45,16 @@ def test_catalog_holds_every_device_of_both_tables():
     assert device("coral-usb").ram_gb is None and device("coral-devboard").power_w.low == 2
     assert device("ncs2").accel_tops.high == 4 and device("rb5").accel_tops.high == 15
     assert device("jetson-nano").figure_source("cores") == "vendor datasheet"
-    assert device("jetson-nano").figure_source("clock_ghz") == "article"
+    assert device("jetson-nano").figure_source("clock_ghz") == CATALOG_SOURCE
+
+
+def test_catalog_names_the_article_it_quotes():
+    from edgeship.commands.devices import CATALOG_LABEL
+
+    # "article" alone sent readers looking for a document nobody named; docs/article.md has the reference
+    assert CATALOG_SOURCE == "article (Calò 2026)" and CATALOG_SOURCE in CATALOG_LABEL
+    assert all(b.where.startswith("article, ") and "lines" not in b.where
+               for d in CATALOG.values() for b in d.benchmarks)
 
 
 def test_catalog_benchmarks_are_the_articles():
@@ -238,9 +248,9 @@ def test_cli_devices_catalog(tmp_path, capsys):
     out = tmp_path / "catalog.json"
     assert main(["devices", "--json", str(out)]) == 0
     text = capsys.readouterr().out
-    assert "catalog figures from the article" in text and "jetson-agx-orin" in text
+    assert "catalog figures from the article (Calò 2026)" in text and "jetson-agx-orin" in text
     data = json.loads(out.read_text())
-    assert data["source"] == "article" and [d["id"] for d in data["devices"]] == IDS
+    assert data["source"] == CATALOG_SOURCE and [d["id"] for d in data["devices"]] == IDS
     assert data["devices"][0]["preset"]["quant"]["activation"] == "s8"
 
 
@@ -256,7 +266,7 @@ def test_cli_fit(tiny_onnx, tmp_path, capsys):
     out = tmp_path / "fit.json"
     assert main(["fit", str(tiny_onnx), "--target", "rpi5", "--runs", "2", "--json", str(out)]) == 0
     text = capsys.readouterr().out
-    assert "PREDICTION" in text and "measured on this host" in text and "catalog (article)" in text
+    assert "PREDICTION" in text and "measured on this host" in text and f"catalog ({CATALOG_SOURCE})" in text
     assert json.loads(out.read_text())["kind"] == "PREDICTION"
 
 

@@ -22,6 +22,7 @@ def test_export_import_path_with_dynamic_batch(tmp_path):
     assert result.max_abs_diff < 1e-4
     stage = b.manifest.provenance[-1]
     assert stage.stage == "export" and stage.params["source"] == "tests.models.tiny_torch:tiny_cnn"
+    assert stage.params["pretrained"] is None  # a user's function may load weights itself: unknown, not False
     assert stage.metrics["params"] == sum(p.numel() for p in resolve_model("tests.models.tiny_torch:tiny_cnn").module.parameters())
     model = Model.load(b)
     x = np.random.default_rng(0).standard_normal((5, 3, 32, 32)).astype(np.float32)

@@ -28,7 +28,7 @@ ALLOWED: dict[str, set[str]] = {
     "serve": {"runtime", "bundle", "monitor", "llm", "ota", "targets", "bench"},
     "optimize": {"runtime", "bundle", "bench", "targets"},
 }
-FRONT = {"cli", "commands", "demo", "__main__"}  # the CLI: imports anything, lazily
+FRONT = {"cli", "commands", "demo", "demo_thermal", "__main__"}  # the CLI and demos: import anything, lazily
 HOST_ONLY = {"optimize"}  # torch lives here, behind the `optimize` extra
 TORCH = {"torch", "torchvision", "torch_pruning"}
 # Lazy host-side imports that a device never reaches: each behind an option that needs the

@@ -26,6 +26,8 @@ VERB_MODULES = [
     "edgeship.commands.serve",
     "edgeship.commands.llm",
     "edgeship.commands.demo",
+    "edgeship.commands.monitor",
+    "edgeship.commands.ota",
 ]
 
 USAGE_ERRORS = (InputError, SchemaError, ModelNotFoundError)

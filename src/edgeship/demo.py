@@ -15,7 +15,8 @@ from typing import Any, Callable
 
 from .util import write_json, write_text_atomic
 
-# Photos whose answer is known (ASSETS.md): printed beside the prediction so the user can check.
+# Photos whose answer is known (docs/assets.md lists the packages that ship them): printed beside
+# the prediction so the user can check.
 EXPECTED = {"chelsea": ("Egyptian cat", "tiger cat", "tabby"), "coffee": ("espresso",)}
 
 Section = Callable[[Path, Any, bool], dict[str, Any]]
@@ -123,6 +124,14 @@ def _optional_sections() -> None:
         SECTIONS.setdefault("optimize", optimize_section)
     if importlib.util.find_spec("llama_cpp") is not None:
         SECTIONS.setdefault("llm", llm_section)
+    if importlib.util.find_spec("tuf") is not None:
+        from .ota.demo import ota_section
+
+        SECTIONS.setdefault("ota", ota_section)
+    if importlib.util.find_spec("torch") is not None:
+        from .demo_thermal import health_section
+
+        SECTIONS.setdefault("health", health_section)
 
 
 def run_demo(out: Path, console, only: list[str] | None = None, skip: list[str] | None = None,

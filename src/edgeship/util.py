@@ -1,28 +1,145 @@
-"""Small shared helpers."""
+"""Small shared helpers: atomic writes, a registry filled by decorator, the console."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import IO, Any, Callable, Generic, Iterator, TypeVar
+
+K = TypeVar("K")
+V = TypeVar("V")
 
 
-def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
-    """Write a file atomically (temp file, fsync, rename) so a crash never leaves half a file."""
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike, durable: bool = True) -> Iterator[Path]:
+    """A temporary name beside ``path`` to write to; on success it is fsynced and renamed over ``path``.
+
+    >>> with atomic_path("out/model.gguf") as tmp:
+    ...     llama_model_quantize(src, tmp)        # anything that writes a file by name
+    >>> Path("out/model.gguf").is_file()
+    True
+
+    A crash or an exception leaves ``path`` as it was (the old file or none) and removes the
+    temporary file: readers never see half a file. The temporary name holds the process id, so two
+    processes writing the same path do not write into each other's file. ``durable=False`` skips the
+    fsyncs: still never half a file for readers, but a power cut may lose the write (for files
+    rewritten many times a second that no one needs after a crash, such as a simulated sysfs tree).
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        yield tmp
+        if not tmp.is_file():
+            raise FileNotFoundError(f"{tmp}: nothing was written to the temporary file for {path}")
+        if durable:
+            with open(tmp, "rb") as f:
+                os.fsync(f.fileno())
+        os.replace(tmp, path)
+        if durable:
+            _fsync_dir(path.parent)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def atomic_file(path: str | os.PathLike, mode: str = "wb", durable: bool = True) -> Iterator[IO[Any]]:
+    """An open file that replaces ``path`` atomically when the block ends without an exception.
+
+    >>> with atomic_file("ckpt.pt") as f:
+    ...     torch.save(state, f)
+    """
+    if mode not in ("w", "wb"):
+        raise ValueError(f"mode: expected 'w' or 'wb', got {mode!r}")
+    with atomic_path(path, durable) as tmp:
+        f: IO[Any] = open(tmp, "w", encoding="utf-8") if mode == "w" else open(tmp, "wb")
+        with f:
+            yield f
+            if durable:
+                f.flush()
+                os.fsync(f.fileno())
+
+
+def _fsync_dir(folder: Path) -> None:
+    """Make a rename in ``folder`` durable; best effort (not every platform opens folders)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def write_text_atomic(path: str | os.PathLike, text: str, durable: bool = True) -> Path:
+    """Write a file atomically (temp file, fsync, rename) so a crash never leaves half a file."""
+    with atomic_file(path, "w", durable) as f:
         f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    return path
+    return Path(path)
 
 
 def write_json(path: str | os.PathLike, data: Any) -> Path:
     return write_text_atomic(path, json.dumps(data, indent=2, default=str) + "\n")
+
+
+class Registry(Generic[K, V]):
+    """Implementations keyed by an enum member (or a name), registered by decorator beside each one.
+
+    >>> LAYOUTS: Registry[Layout, LayoutFn] = Registry("layout")
+    >>> @LAYOUTS.register(Layout.ALL)
+    ... def _all(graph): ...
+    >>> LAYOUTS.get(Layout.ALL) is _all, Layout.ALL in LAYOUTS
+    (True, True)
+    >>> LAYOUTS.get(Layout.DYNAMIC)
+    LookupError: no layout 'dynamic' is registered; known: all
+
+    ``error`` is the exception ``get`` raises for an unknown key (an edgeship error where the key
+    comes from the user). Registering a key again replaces the earlier entry.
+    """
+
+    def __init__(self, what: str, error: type[Exception] = LookupError):
+        self.what = what
+        self.error = error
+        self._items: dict[K, V] = {}
+
+    def register(self, key: K) -> Callable[[V], V]:
+        def deco(value: V) -> V:
+            self._items[key] = value
+            return value
+
+        return deco
+
+    def get(self, key: K, *default: V) -> V:
+        """The entry for ``key``; without one, ``default`` if given, else ``error`` naming the known keys."""
+        if key in self._items:
+            return self._items[key]
+        if default:
+            return default[0]
+        raise self.error(f"no {self.what} {_name(key)!r} is registered; known: {', '.join(self.names()) or 'none'}")
+
+    def names(self) -> list[str]:
+        return [_name(k) for k in self._items]
+
+    def keys(self) -> list[K]:
+        return list(self._items)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._items
+
+    def __iter__(self) -> Iterator[K]:
+        return iter(list(self._items))
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+
+def _name(key: Any) -> str:
+    return str(getattr(key, "value", key))
 
 
 def console(stderr: bool = False):

@@ -121,7 +121,7 @@ def test_streamed_chat_and_completion_are_server_sent_events(tiny_gguf):
     assert get("edgeship_llm_completion_tokens_total", {"model": "tiny-random-llama"}) > 0
     assert get("edgeship_llm_prompt_tokens_total", {"model": "tiny-random-llama"}) > 0
     assert get("edgeship_llm_time_to_first_token_seconds_count", {"model": "tiny-random-llama"}) == 3
-    assert get("edgeship_llm_generation_tokens_per_second_count", {"model": "tiny-random-llama"}) >= 1
+    assert get("edgeship_llm_time_per_output_token_seconds_count", {"model": "tiny-random-llama"}) >= 1
 
 
 def test_full_queue_gets_503_with_retry_after(tiny_gguf):

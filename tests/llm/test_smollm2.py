@@ -33,3 +33,23 @@ def test_demo_section_measures_and_answers(smollm2, tmp_path):
     for key in ("load_s", "ttft_s", "decode_tps", "rss_mb", "prompt_tps"):
         assert result[key] is not None and result[key] > 0, key
     assert (tmp_path / "llm.json").is_file()
+
+
+def test_the_packaged_model_resolves_by_name(smollm2, tmp_path, monkeypatch):
+    from edgeship.llm.model_file import resolve_gguf
+
+    assert resolve_gguf("smollm2") == (smollm2, smollm2.stem)
+    assert resolve_gguf("SmolLM2") == (smollm2, smollm2.stem)  # case does not matter
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "smollm2").mkdir()  # a path of that name wins over the packaged model
+    with pytest.raises(Exception, match="not a bundle"):
+        resolve_gguf("smollm2")
+    monkeypatch.chdir(tmp_path.parent)
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-m", "edgeship.cli", "llm", "chat", "smollm2", "--max-tokens", "8",
+                          "--temperature", "0", "--threads", "1"], input="Say hi.\n", capture_output=True,
+                         text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip()

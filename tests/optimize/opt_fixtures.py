@@ -11,21 +11,18 @@ from pathlib import Path
 
 import numpy as np
 
+from tests.models.tiny_torch import tiny_cnn as shared_tiny_cnn
+
 CLASSES = ["a", "b", "c", "d"]
 
 
 def tiny_cnn(num_classes: int = 4, in_channels: int = 3, width: int = 16, seed: int = 0):
-    """conv(width) - conv(2*width) - conv(4*width) - pool - linear: every width a multiple of 8."""
-    import torch
-    from torch import nn
+    """conv(width) - conv(2*width) - conv(4*width) - pool - linear, with BatchNorm: every width a multiple of 8.
 
-    torch.manual_seed(seed)
-    return nn.Sequential(
-        nn.Conv2d(in_channels, width, 3, padding=1, bias=False), nn.BatchNorm2d(width), nn.ReLU(),
-        nn.Conv2d(width, 2 * width, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(2 * width), nn.ReLU(),
-        nn.Conv2d(2 * width, 4 * width, 3, padding=1, bias=False), nn.BatchNorm2d(4 * width), nn.ReLU(),
-        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4 * width, num_classes),
-    )
+    Returned in train mode, as the training stages receive a fresh model.
+    """
+    return shared_tiny_cnn(num_classes, in_channels, widths=(width, 2 * width, 4 * width), strides=(1, 2, 1),
+                           batchnorm=True, seed=seed).train()
 
 
 def register_tiny() -> str:

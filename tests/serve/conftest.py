@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from edgeship.bundle import Manifest, Postprocessing, Preprocessing, Resize, Task, TensorSpec, write_bundle
+from tests.models.tiny_torch import tiny_cnn
 from tests.serve.support import (
     CLASSES,
     DET_CLASSES,
@@ -36,12 +37,7 @@ def classifier_bundle_v4(tmp_path_factory) -> Path:
 
 def _classifier(tmp_path_factory, seed: int, version: str) -> Path:
     torch = pytest.importorskip("torch")
-    torch.manual_seed(seed)
-    net = torch.nn.Sequential(
-        torch.nn.Conv2d(3, 8, 3, stride=2, padding=1), torch.nn.ReLU(),
-        torch.nn.Conv2d(8, 16, 3, stride=2, padding=1), torch.nn.ReLU(),
-        torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(16, 10),
-    ).eval()
+    net = tiny_cnn(len(CLASSES), seed=seed)
     tmp = tmp_path_factory.mktemp("cls")
     x = np.random.default_rng(0).standard_normal((1, 3, 32, 32)).astype(np.float32)
     _export(net, torch.from_numpy(x), tmp / "model.onnx", ["logits"])

@@ -100,7 +100,10 @@ def test_alerts_turn_readiness_degraded(classifier_bundle, tmp_path):
     assert any("91.5 C is above 80.0 C" in r for r in report["reasons"])
     assert v2.status_code == 503 and v2.json()["ready"] is False
     assert 'edgeship_cpu_temperature_celsius{source="thermal_zone0 (cpu-thermal)"} 91.5' in metrics.text
-    assert "edgeship_ready 0.5" in metrics.text
+    assert 'edgeship_readiness{edgeship_readiness="degraded"} 1.0' in metrics.text
+    assert 'edgeship_readiness{edgeship_readiness="ready"} 0.0' in metrics.text
+    assert 'node_thermal_zone_temp{type="cpu-thermal",zone="0"} 91.5' in metrics.text
+    assert 'edgeship_thermal_status{edgeship_thermal_status="severe"} 1.0' in metrics.text  # generic limits: 85 C
 
 
 def test_alert_rules():

@@ -157,9 +157,12 @@ def test_metrics_pass_promtool(server, jpeg):
     for series in ("edgeship_requests_total{", "edgeship_queue_wait_seconds_bucket", "edgeship_preprocess_seconds_bucket",
                    "edgeship_inference_seconds_bucket", "edgeship_request_seconds_bucket", "edgeship_batch_size_bucket",
                    "edgeship_queue_depth{", 'edgeship_model_info{format="onnx"', "edgeship_memory_available_bytes",
-                   "edgeship_ready 1.0"):
+                   'edgeship_readiness{edgeship_readiness="ready"} 1.0', 'node_cpu_seconds_total{cpu="0",mode="idle"}'):
         assert series in text, series
-    assert 'endpoint="/v1/models/{name}/predict"' in text and 'status="200"' in text
+    assert 'endpoint="/v1/models/{name}/predict"' in text and 'status="200"' in text and 'model="tiny"' in text
+    # Each fixed metric once: resident memory only from the process collector, no stateful CPU percent.
+    assert "edgeship_process_resident_memory_bytes" not in text and "edgeship_cpu_percent" not in text
+    assert text.count("\nprocess_resident_memory_bytes ") == 1
     promtool = shutil.which("promtool")
     if promtool is None:
         pytest.skip("promtool not installed (Debian package 'prometheus')")

@@ -83,3 +83,35 @@ def interleaved(fns: dict[str, Callable[[], object]], warmup: int = 10, runs: in
                 fn()
                 samples[key].append((clock() - t0) * 1e3)
     return {k: LatencyStats.from_samples(v, batch) for k, v in samples.items()}
+
+
+def time_for(fn: Callable[[], object], duration_s: float, warmup: int = 10, batch: int = 1,
+             window_s: float = 1.0, progress: Callable[[float], None] | None = None,
+             clock: Callable[[], float] = time.perf_counter) -> tuple[LatencyStats, list[dict]]:
+    """Call ``fn`` for ``duration_s`` seconds (a sustained run); returns the latency stats and the
+    throughput of each ``window_s`` window: ``[{"t_s": 0.0, "seconds": 1.0, "items_per_s": 161.2}, ...]``.
+
+    ``t_s`` is measured from the start of the timed part, ``start`` is the window's ``clock()``
+    reading (to match other samplers against); ``progress`` receives seconds elapsed.
+    """
+    for _ in range(warmup):
+        fn()
+    samples: list[float] = []
+    windows: list[dict] = []
+    start = clock()
+    w_start, w_items = start, 0
+    deadline = start + duration_s
+    now = start
+    while now < deadline:
+        t0 = clock()
+        fn()
+        now = clock()
+        samples.append((now - t0) * 1e3)
+        w_items += batch
+        if now - w_start >= window_s or now >= deadline:
+            windows.append({"t_s": w_start - start, "start": w_start, "seconds": now - w_start,
+                            "items_per_s": w_items / (now - w_start) if now > w_start else 0.0})
+            if progress is not None:
+                progress(now - w_start)
+            w_start, w_items = now, 0
+    return LatencyStats.from_samples(samples, batch), windows

@@ -39,7 +39,7 @@ def _ratio(row: dict[str, Any], base: dict[str, Any]) -> str:
 
 COLUMNS = ["model", "backend", "p50 ms", "p95 ms", "p99 ms", "mean ± std", "items/s", "vs first"]
 BUNDLE_COLUMNS = ["model", "load ms", "first run ms", "RSS added MB", "peak RSS MB", "CPU °C before → after",
-                  "throttling", "J/item (batch)"]
+                  "throttling", "heat during the run", "J/item (batch)"]
 
 
 def table_cells(row: dict[str, Any], base: dict[str, Any]) -> list[str]:
@@ -51,14 +51,45 @@ def table_cells(row: dict[str, Any], base: dict[str, Any]) -> list[str]:
     ]
 
 
+def heat_cell(heat: dict[str, Any] | None) -> str:
+    """'stable (max 61.2 °C, clock 2400 MHz)' / 'THERMALLY UNSTABLE: the CPU clock fell 12% ...' / not available."""
+    if not heat or heat.get("thermally_unstable") is None:
+        return NA
+    parts = []
+    if heat.get("temp_c"):
+        parts.append(f"max {heat['temp_c']['max']:.1f} °C")
+    if heat.get("clock_khz"):
+        c = heat["clock_khz"]
+        parts.append(f"clock {c['min'] / 1000:.0f}-{c['max'] / 1000:.0f} MHz")
+    detail = f" ({', '.join(parts)})" if parts else ""
+    if heat["thermally_unstable"]:
+        return "THERMALLY UNSTABLE: " + "; ".join(heat["reasons"]) + detail
+    return "stable" + detail
+
+
 def bundle_cells(r: dict[str, Any]) -> list[str]:
     energy = [f"{v['energy_j_per_item']:.4f} ({b})" for b, v in r["batches"].items() if v.get("energy_j_per_item")]
     thr = r.get("throttling")
     return [
         r["name"], f"{r['load_ms']:.0f}", f"{r['first_inference_ms']:.1f}", _mb(r["rss_added_bytes"]),
         _mb(r["peak_rss_bytes"]), f"{_temp(r['cpu_temp_c_before'])} → {_temp(r['cpu_temp_c_after'])}",
-        NA if thr is None else thr, ", ".join(energy) or NA,
+        NA if thr is None else thr, heat_cell(r.get("heat")), ", ".join(energy) or NA,
     ]
+
+
+def fps_lines(report: dict[str, Any]) -> list[str]:
+    """For sustained runs: throughput in the first and last window and its range, per bundle and batch."""
+    out = []
+    for r in report["results"]:
+        for b, v in r["batches"].items():
+            w = v.get("fps_over_time")
+            if not w:
+                continue
+            ips = [x["items_per_s"] for x in w]
+            out.append(f"{r['name']} batch {b}, {v['duration_s']:g} s sustained: {ips[0]:.1f} items/s in the first "
+                       f"window, {ips[-1]:.1f} in the last (min {min(ips):.1f}, max {max(ips):.1f}, "
+                       f"{len(w)} windows; series in the JSON)")
+    return out
 
 
 def print_report(report: dict[str, Any], console) -> None:
@@ -75,10 +106,12 @@ def print_report(report: dict[str, Any], console) -> None:
         console.print(t)
     t = Table(title="load, memory, sensors", title_justify="left")
     for c in BUNDLE_COLUMNS:
-        t.add_column(c, justify="left" if c in ("model", "throttling") else "right")
+        t.add_column(c, justify="left" if c in ("model", "throttling", "heat during the run") else "right")
     for r in report["results"]:
         t.add_row(*bundle_cells(r))
     console.print(t)
+    for line in fps_lines(report):
+        console.print(line, highlight=False)
     for r in report["results"]:
         for note in r.get("assumed", []):
             console.print(f"{r['name']}: assumed {note}", style="yellow", highlight=False)
@@ -93,4 +126,7 @@ def markdown(report: dict[str, Any]) -> str:
         lines.append("")
     lines += ["| " + " | ".join(BUNDLE_COLUMNS) + " |", "|" + "---|" * len(BUNDLE_COLUMNS)]
     lines += ["| " + " | ".join(bundle_cells(r)) + " |" for r in report["results"]]
+    fps = fps_lines(report)
+    if fps:
+        lines += ["", *fps]
     return "\n".join(lines) + "\n"

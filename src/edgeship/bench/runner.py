@@ -7,6 +7,12 @@ Per bundle: load time, first-inference time, latency mean/std/p50/p90/p95/p99 an
 batch size, RSS added by the model and peak RSS; CPU temperature before and after, throttling and
 energy per inference where the host exposes sensors ("not available" otherwise); optionally the
 source PyTorch model timed beside it. The environment goes into the JSON.
+
+Heat: temperature, actual clock and throttle flags are sampled in the background during the run
+(:class:`edgeship.bench.heat.HeatSampler`); a run whose clock fell more than 5% or during which the
+firmware throttled is marked thermally unstable. ``duration_s`` runs each batch size for that long
+instead of ``runs`` times (a sustained run) and records the throughput of every ``window_s`` with
+the temperature and clock of that window.
 """
 
 from __future__ import annotations
@@ -19,12 +25,13 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from ..bundle import Bundle, open_bundle
+from ..bundle import Bundle, StageName, open_bundle
 from ..errors import BenchError, InputError
 from ..runtime.model import Model
 from ..runtime.session import RuntimeConfig
 from .env import environment
-from .latency import LatencyStats, time_callable
+from .heat import HeatSampler
+from .latency import LatencyStats, time_callable, time_for
 from ..util import rss as _rss
 
 
@@ -37,12 +44,24 @@ class BenchConfig:
     vs_torch: bool = False
     sensors_root: str = "/"
     runtime: RuntimeConfig | None = None  # a target preset's config; threads override it
+    duration_s: float | None = None  # a sustained run: seconds per batch size instead of ``runs``
+    window_s: float = 1.0  # throughput windows of a sustained run
+    heat_interval_s: float = 0.5  # how often the sensors are read during the run
 
     def __post_init__(self) -> None:
         if not self.batches or min(self.batches) < 1:
             raise InputError(f"--batch: positive sizes required, got {list(self.batches)}")
         if self.runs < 1 or self.warmup < 0:
             raise InputError(f"--runs must be at least 1 and --warmup at least 0 (got {self.runs}, {self.warmup})")
+        if self.duration_s is not None and not self.duration_s > 0:
+            raise InputError(f"--duration: expected a positive number of seconds, got {self.duration_s!r}")
+        if not (self.window_s > 0 and self.heat_interval_s > 0):
+            raise InputError(f"window_s and heat_interval_s must be positive (got {self.window_s}, {self.heat_interval_s})")
+
+    @property
+    def progress_units(self) -> float:
+        """What one batch size adds to a progress bar: timed runs, or seconds of a sustained run."""
+        return self.duration_s if self.duration_s is not None else self.runs
 
     def session_config(self) -> RuntimeConfig:
         base = self.runtime or RuntimeConfig()
@@ -101,7 +120,7 @@ def _input_for(model: Model, batch: int) -> np.ndarray:
 
 def _torch_timer(bundle: Bundle, threads: int | None) -> tuple[Callable[[np.ndarray], Any], str]:
     """The source PyTorch model of a bundle, rebuilt from its export provenance."""
-    export = next((s for s in bundle.manifest.provenance if s.stage == "export"), None)
+    export = next((s for s in bundle.manifest.provenance if s.stage is StageName.EXPORT), None)
     source = export.params.get("source") if export else None
     if not source:
         raise BenchError(f"{bundle.name}: --vs-torch needs a bundle made by `edgeship export` (its source is unknown)")
@@ -136,22 +155,18 @@ def bench_bundle(path: str | Path, cfg: BenchConfig, progress: Callable[[int], N
         model.run(x1)
         first_ms = (time.perf_counter() - t1) * 1e3
         temp_before = _celsius(monitor.cpu_temperature(cfg.sensors_root))
+        heat = HeatSampler(cfg.sensors_root, cfg.heat_interval_s).start()
         batches: dict[str, Any] = {}
-        for b in cfg.batches:
-            if model.max_batch is not None and b != model.max_batch:
-                batches[str(b)] = {"skipped": f"the graph has a fixed batch of {model.max_batch}; export with --dynamic-batch"}
-                if progress:
-                    progress(cfg.runs)
-                continue
-            x = _input_for(model, b)
-            meter = monitor.EnergyMeter(cfg.sensors_root)
-            meter.start()
-            stats = time_callable(lambda: model.run(x), cfg.warmup, cfg.runs, b, progress)
-            energy = meter.stop()
-            entry = stats.to_dict()
-            entry["energy_j_per_item"] = energy.joules / (cfg.runs * b) if energy is not None else None
-            entry["energy_source"] = f"{energy.source} ({energy.method})" if energy is not None else None
-            batches[str(b)] = entry
+        try:
+            for b in cfg.batches:
+                if model.max_batch is not None and b != model.max_batch:
+                    batches[str(b)] = {"skipped": f"the graph has a fixed batch of {model.max_batch}; export with --dynamic-batch"}
+                    if progress:
+                        progress(cfg.progress_units)
+                    continue
+                batches[str(b)] = _bench_batch(model, b, cfg, heat, progress)
+        finally:
+            heat.stop()
         temp_after = _celsius(monitor.cpu_temperature(cfg.sensors_root))
         throttling = _throttling(monitor.throttle_status(cfg.sensors_root))
     result: dict[str, Any] = {
@@ -167,11 +182,36 @@ def bench_bundle(path: str | Path, cfg: BenchConfig, progress: Callable[[int], N
         "cpu_temp_c_before": temp_before,
         "cpu_temp_c_after": temp_after,
         "throttling": throttling,
+        "heat": heat.summary(),
         "batches": batches,
     }
     if cfg.vs_torch:
         result["torch"] = bench_torch(bundle, model, cfg, progress)
     return result
+
+
+def _bench_batch(model: Model, b: int, cfg: BenchConfig, heat: HeatSampler, progress) -> dict[str, Any]:
+    from .. import monitor
+
+    x = _input_for(model, b)
+    meter = monitor.EnergyMeter(cfg.sensors_root)
+    meter.start()
+    if cfg.duration_s is None:
+        stats = time_callable(lambda: model.run(x), cfg.warmup, cfg.runs, b, progress)
+        windows = None
+    else:
+        stats, windows = time_for(lambda: model.run(x), cfg.duration_s, cfg.warmup, b, cfg.window_s, progress)
+        for w in windows:
+            t0 = w.pop("start") - heat.started_at
+            w.update(heat.series(t0, t0 + w["seconds"]))
+    energy = meter.stop()
+    entry = stats.to_dict()
+    entry["energy_j_per_item"] = energy.joules / (stats.runs * b) if energy is not None else None
+    entry["energy_source"] = f"{energy.source} ({energy.method})" if energy is not None else None
+    if windows is not None:
+        entry["duration_s"] = cfg.duration_s
+        entry["fps_over_time"] = windows
+    return entry
 
 
 def bench_torch(bundle: Bundle, model: Model, cfg: BenchConfig, progress=None) -> dict[str, Any]:
@@ -180,11 +220,14 @@ def bench_torch(bundle: Bundle, model: Model, cfg: BenchConfig, progress=None) -
     for b in cfg.batches:
         if model.max_batch is not None and b != model.max_batch:
             if progress:
-                progress(cfg.runs)
+                progress(cfg.progress_units)
             continue
         x = _input_for(model, 1).astype(np.float32)
         x = np.repeat(x, b, axis=0)
-        stats: LatencyStats = time_callable(lambda: run(x), cfg.warmup, cfg.runs, b, progress)
+        if cfg.duration_s is None:
+            stats: LatencyStats = time_callable(lambda: run(x), cfg.warmup, cfg.runs, b, progress)
+        else:
+            stats, _ = time_for(lambda: run(x), cfg.duration_s, cfg.warmup, b, cfg.window_s, progress)
         out["batches"][str(b)] = stats.to_dict()
     return out
 
@@ -193,7 +236,7 @@ def bench_bundles(paths: Sequence[str | Path], cfg: BenchConfig, show_progress: 
     """Benchmark bundles one after another in this process; returns the JSON-ready report."""
     if not paths:
         raise InputError("give at least one bundle")
-    per = len(cfg.batches) * cfg.runs * (2 if cfg.vs_torch else 1)
+    per = len(cfg.batches) * cfg.progress_units * (2 if cfg.vs_torch else 1)
     results = []
     if show_progress:
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -207,6 +250,7 @@ def bench_bundles(paths: Sequence[str | Path], cfg: BenchConfig, show_progress: 
         results = [bench_bundle(p, cfg) for p in paths]
     return {
         "environment": environment(cfg.threads),
-        "config": {"batches": list(cfg.batches), "threads": cfg.threads, "warmup": cfg.warmup, "runs": cfg.runs},
+        "config": {"batches": list(cfg.batches), "threads": cfg.threads, "warmup": cfg.warmup, "runs": cfg.runs,
+                   "duration_s": cfg.duration_s, "window_s": cfg.window_s, "heat_interval_s": cfg.heat_interval_s},
         "results": results,
     }

@@ -24,6 +24,7 @@ from .manifest import (
     Preprocessing,
     Resize,
     Stage,
+    StageName,
     Task,
     TensorSpec,
     now_iso,
@@ -32,7 +33,7 @@ from .store import Bundle, open_bundle, pack, read_manifest, sha256_file, unpack
 
 __all__ = [
     "GOLDEN_FILE", "IMAGENET_MEAN", "IMAGENET_STD", "LABELS_FILE", "MANIFEST", "SCHEMA_VERSION",
-    "BoxDecoder", "Bundle", "Format", "Golden", "Manifest", "Postprocessing", "Preprocessing", "Resize", "Stage", "Task",
+    "BoxDecoder", "Bundle", "Format", "Golden", "Manifest", "Postprocessing", "Preprocessing", "Resize", "Stage", "StageName", "Task",
     "TensorSpec", "now_iso", "open_bundle", "pack", "read_manifest", "sha256_file", "unpack",
     "update_manifest", "write_bundle",
 ]

@@ -162,15 +162,33 @@ class Golden:
     rtol: float = 1e-3
 
 
+class StageName(str, enum.Enum):
+    """``provenance[].stage``: the step of edgeship that made (or changed) the bundle."""
+
+    TRAIN = "train"  # optimize pipeline: a model trained from scratch
+    DISTILL = "distill"  # optimize pipeline: a student trained on a teacher's soft targets
+    PRUNE = "prune"
+    EXPORT = "export"
+    QUANTIZE = "quantize"
+
+
 @dataclass(frozen=True)
 class Stage:
     """One provenance row: which stage made the bundle, with what, and what it measured."""
 
-    stage: str
+    stage: StageName
     created: str
     tool: str = ""
     params: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.stage, StageName):  # a plain string from code: the same check as from JSON
+            try:
+                object.__setattr__(self, "stage", StageName(self.stage))
+            except ValueError:
+                known = ", ".join(repr(s.value) for s in StageName)
+                raise ValueError(f"stage: expected one of {known}, got {self.stage!r}") from None
 
 
 @dataclass(frozen=True)

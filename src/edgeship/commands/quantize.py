@@ -41,10 +41,16 @@ def register(sub) -> None:
                    help="auto: fp16 for GPU targets, dynamic for MatMul-heavy graphs, else static (default)")
     p.add_argument("--layouts", type=_layouts, default=None, metavar="L1,L2",
                    help=f"operator layouts to try (default: all that apply): {', '.join(_LAYOUTS)}")
+    p.add_argument("--gate", default="auto", choices=["auto", "accuracy", "agreement", "similarity"],
+                   help="how INT8 is judged against FP32. auto (default): accuracy with labelled data; else "
+                        "similarity when the bundle's provenance says random weights (top-1 of near-uniform outputs "
+                        "is noise); else agreement")
     p.add_argument("--min-accuracy", type=float, default=0.99,
                    help="with labelled data: the fraction of FP32 accuracy to keep (default 0.99)")
     p.add_argument("--min-agreement", type=float, default=0.98,
                    help="without labels: top-1 agreement with FP32 on held-out crops (default 0.98)")
+    p.add_argument("--max-output-error", type=float, default=0.15,
+                   help="similarity gate: ||INT8 - FP32|| over how much FP32's outputs vary by input (default 0.15)")
     p.add_argument("--min-speedup", type=float, default=1.05,
                    help="how much faster than FP32 a quantized model must be to be chosen (default 1.05)")
     p.add_argument("--eval", metavar="DIR", default=None,
@@ -64,18 +70,17 @@ def _fmt(v, spec: str = ".2f", suffix: str = "") -> str:
 
 
 def run(args) -> int:
-    import json
-    from pathlib import Path
-
     from rich.console import Console
     from rich.table import Table
 
     from ..optimize.quantize import QuantizeConfig, quantize
+    from ..util import write_json
 
     config = QuantizeConfig(
         mode=args.mode, target=args.target, calibration=args.calibration, method=args.method,
         calibration_samples=args.calibration_samples, eval=args.eval, eval_samples=args.eval_samples,
-        min_accuracy=args.min_accuracy, min_agreement=args.min_agreement, min_speedup=args.min_speedup, layouts=args.layouts,
+        gate=args.gate, min_accuracy=args.min_accuracy, min_agreement=args.min_agreement,
+        max_output_error=args.max_output_error, min_speedup=args.min_speedup, layouts=args.layouts,
         timing_runs=args.timing_runs, threads=args.threads,
     )
     console = Console()
@@ -83,16 +88,18 @@ def run(args) -> int:
         result = quantize(args.bundle, config, args.out, overwrite=args.force,
                           log=lambda line: (status.update(line), console.print(f"  {line}", highlight=False)))
     table = Table(title=f"{args.bundle}: quantization candidates (batch 1, {args.threads} threads, this host)")
-    for col in ("model", "p50 ms", "p95 ms", "vs FP32", "agreement", "accuracy", "float nodes", "gate"):
+    for col in ("model", "p50 ms", "p95 ms", "vs FP32", "agreement", "accuracy", "output error", "float nodes", "gate"):
         table.add_column(col, justify="left" if col == "model" else "right")
     for c in [result.fp32, *result.candidates]:
         gate = "" if c is result.fp32 else ("chosen" if c is result.chosen else
-                                            "fails accuracy" if c.passed is False else "not evaluated" if c.passed is None else "passes")
+                                            f"fails {result.gate}" if c.passed is False else "not evaluated" if c.passed is None else "passes")
         table.add_row(c.name, _fmt(c.p50_ms), _fmt(c.p95_ms), _fmt(c.speedup, ".2f", "x"), _fmt(c.agreement, ".4f"),
-                      _fmt(c.accuracy, ".4f"), str(len(c.plan.exclude)) if c.plan else "-", gate)
+                      _fmt(c.accuracy, ".4f"), _fmt(c.output_error, ".4f"), str(len(c.plan.exclude)) if c.plan else "-", gate)
     console.print(table)
+    gate = result.data.get("gate") or {}
+    console.print(f"gate: {gate.get('gate')} ({gate.get('why')})", highlight=False)
     console.print(f"choice: [bold]{result.choice}[/bold] — {result.reason}", highlight=False)
     console.print(f"wrote {result.bundle.root}")
     if args.json:
-        Path(args.json).write_text(json.dumps(result.to_dict(), indent=2, default=str) + "\n", encoding="utf-8")
+        write_json(args.json, result.to_dict())
     return 0

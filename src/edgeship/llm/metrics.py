@@ -1,7 +1,9 @@
 """Prometheus metrics of the LLM endpoints, registered on the registry the server passes in.
 
 Updated once per request, never per token: counters of tokens in and out, histograms of the
-time to first token (from the request's arrival, queueing included) and of the generation speed.
+time to first token (from the request's arrival, queueing included) and of the time per output
+token (seconds, as Prometheus wants base units; vLLM calls its own ``time_per_output_token_seconds``;
+tokens per second is ``1 / rate(sum) * rate(count)`` of it).
 """
 
 from __future__ import annotations
@@ -9,7 +11,8 @@ from __future__ import annotations
 from typing import Any
 
 TTFT_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
-TPS_BUCKETS = (1, 2, 5, 10, 20, 35, 50, 75, 100, 150, 200, 500, 1000)
+# Seconds per generated token: 1 ms (1000 tok/s) to 1 s (1 tok/s, a 7B model on a small board).
+TPOT_BUCKETS = (0.001, 0.002, 0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.2, 0.5, 1.0)
 
 
 class LLMMetrics:
@@ -25,9 +28,9 @@ class LLMMetrics:
         self.ttft = Histogram("edgeship_llm_time_to_first_token_seconds",
                               "From a request's arrival (queueing included) to its first generated token",
                               ["model"], buckets=TTFT_BUCKETS, registry=r).labels(model)
-        self.tps = Histogram("edgeship_llm_generation_tokens_per_second",
-                             "Generation speed of a request, tokens after the first one",
-                             ["model"], buckets=TPS_BUCKETS, registry=r).labels(model)
+        self.tpot = Histogram("edgeship_llm_time_per_output_token_seconds",
+                              "Mean time per generated token of a request, tokens after the first one",
+                              ["model"], buckets=TPOT_BUCKETS, registry=r).labels(model)
         self._requests = Counter("edgeship_llm_requests", "LLM requests by endpoint and outcome",
                                  ["model", "endpoint", "outcome"], registry=r)
         self.queue = Gauge("edgeship_llm_queue_depth", "Requests waiting for the model (not counting the running one)",
@@ -42,8 +45,8 @@ class LLMMetrics:
         self.completion_tokens.inc(completion_tokens)
         if ttft_s is not None and ttft_s == ttft_s:
             self.ttft.observe(ttft_s)
-        if tps is not None and tps == tps:
-            self.tps.observe(tps)
+        if tps is not None and tps == tps and tps > 0:
+            self.tpot.observe(1.0 / tps)
 
 
 __all__ = ["LLMMetrics"]

@@ -93,7 +93,9 @@ class LLMService:
 
         if queue_size < 0:
             raise ValueError(f"queue_size: expected 0 or more, got {queue_size}")
-        self.model_path = Path(model_path)
+        from .model_file import locate
+
+        self.model_path = locate(model_path)
         self.name: str = _model_name(self.model_path)
         self.load_config = LoadConfig(n_ctx=n_ctx, n_threads=n_threads)
         self.queue_size = queue_size

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import InputError
+from ..util import atomic_path
 from .errors import LLMError
 from .gguf_types import FileType
 
@@ -114,27 +115,16 @@ def write_quantized(src: Path, dst: Path, config: QuantizeConfig) -> float:
     params.ftype = int(config.type)
     params.nthread = config.n_threads or 0  # 0: llama.cpp uses every hardware thread
     params.allow_requantize = config.allow_requantize
-    tmp = dst.with_name(f".{dst.name}.{os.getpid()}.tmp")
     t0 = time.perf_counter()
     # llama.cpp logs a line per tensor on the C stderr: keep it aside, show it only when quantizing fails.
-    ok, tail = False, []
-    with tempfile.TemporaryFile() as log:
-        try:
-            with _stderr_to(log):
-                rc = lib.llama_model_quantize(str(src).encode(), str(tmp).encode(), ctypes.byref(params))
-            ok = rc == 0 and tmp.is_file()
-            if ok:
-                with open(tmp, "rb") as f:
-                    os.fsync(f.fileno())
-                os.replace(tmp, dst)
-            else:
-                log.seek(0)
-                tail = log.read().decode(errors="replace").strip().splitlines()[-5:]
-        finally:
-            tmp.unlink(missing_ok=True)
-    if not ok:
-        raise LLMError(f"llama.cpp could not quantize {src} to {config.type.name} (return code {rc}): "
-                       + (" | ".join(tail) or "no message"))
+    with tempfile.TemporaryFile() as log, atomic_path(dst) as tmp:
+        with _stderr_to(log):
+            rc = lib.llama_model_quantize(str(src).encode(), str(tmp).encode(), ctypes.byref(params))
+        if rc != 0 or not tmp.is_file():
+            log.seek(0)
+            tail = log.read().decode(errors="replace").strip().splitlines()[-5:]
+            raise LLMError(f"llama.cpp could not quantize {src} to {config.type.name} (return code {rc}): "
+                           + (" | ".join(tail) or "no message"))
     return time.perf_counter() - t0
 
 

@@ -101,6 +101,34 @@ def thermal_zones(root: PathLike = "/") -> list[ThermalZone]:
     return zones
 
 
+@dataclass(frozen=True)
+class TripPoint:
+    """A kernel trip point of a thermal zone: where the kernel throttles (passive), powers a fan
+    (active), warns (hot) or shuts down (critical)."""
+
+    zone: str
+    type: str  # passive, active, hot, critical
+    celsius: float
+    hysteresis_c: float | None = None
+
+
+def trip_points(root: PathLike = "/", zone_types: Sequence[str] = CPU_ZONE_TYPES) -> list[TripPoint]:
+    """Trip points of the CPU thermal zones (Jetson ``CPU-therm``, Pi ``cpu-thermal``), coolest first."""
+    out = []
+    for zone in glob(root, "sys/class/thermal/thermal_zone*"):
+        rel = zone.relative_to(root)
+        if read_text(root, f"{rel}/type") not in zone_types:
+            continue
+        for temp in glob(root, f"{rel}/trip_point_*_temp"):
+            base = str(temp.relative_to(root))[: -len("_temp")]
+            millis, kind = read_int(root, f"{base}_temp"), read_text(root, f"{base}_type")
+            if millis is None or kind is None or millis <= 0:
+                continue
+            hyst = read_int(root, f"{base}_hyst")
+            out.append(TripPoint(zone.name, kind, millis / 1000.0, hyst / 1000.0 if hyst is not None else None))
+    return sorted(out, key=lambda t: t.celsius)
+
+
 def _hwmon_cpu_temperature(root: PathLike) -> TempReading | None:
     for hw in glob(root, "sys/class/hwmon/hwmon*"):
         rel = hw.relative_to(root)
@@ -179,7 +207,32 @@ def decode_throttled(value: int) -> PiThrottle:
     return PiThrottle(raw=value, **flags)
 
 
-def pi_throttle(runner: Runner | None) -> PiThrottle | None:
+# The Raspberry Pi firmware driver shows the same bit field as vcgencmd, in hex, without a
+# subprocess: /sys/devices/platform/soc/soc:firmware/get_throttled on a Pi 4; the Pi 5's device
+# tree names the node differently, hence the patterns.
+GET_THROTTLED_GLOBS = ("sys/devices/platform/soc/soc:firmware/get_throttled",
+                       "sys/devices/platform/*firmware/get_throttled",
+                       "sys/devices/platform/*/*firmware/get_throttled")
+
+
+def sysfs_throttled(root: PathLike) -> PiThrottle | None:
+    """The firmware's ``get_throttled`` attribute (hex, e.g. ``50005``), or None when absent or garbled."""
+    for pattern in GET_THROTTLED_GLOBS:
+        for path in glob(root, pattern):
+            text = read_text(root, str(path.relative_to(root)))
+            try:
+                return decode_throttled(int(text, 16)) if text else None
+            except ValueError:
+                return None
+    return None
+
+
+def pi_throttle(runner: Runner | None, root: PathLike | None = None) -> PiThrottle | None:
+    """The firmware's throttle bits: sysfs ``get_throttled`` under ``root`` when there, else vcgencmd."""
+    if root is not None:
+        found = sysfs_throttled(root)
+        if found is not None:
+            return found
     out = runner(["vcgencmd", "get_throttled"]) if runner else None
     match = re.search(r"throttled=(0x[0-9a-fA-F]+|\d+)", out or "")
     return decode_throttled(int(match.group(1), 0)) if match else None
@@ -241,7 +294,29 @@ class ThrottleStatus:
 
 def throttle_status(root: PathLike = "/", runner: Runner | None = None) -> ThrottleStatus:
     """Pi firmware flags (vcgencmd), CPU clocks vs their maximum, and devfreq (Jetson GPU) clocks."""
-    return ThrottleStatus(pi_throttle(_runner_for(root, runner)), cpu_frequencies(root), devfreq_frequencies(root))
+    return ThrottleStatus(pi_throttle(_runner_for(root, runner), root), cpu_frequencies(root), devfreq_frequencies(root))
+
+
+@dataclass(frozen=True)
+class CoolingDevice:
+    """A /sys/class/thermal cooling device: a fan's speed step or a CPU's clock cap, ``cur`` of ``max``."""
+
+    name: str  # cooling_device0
+    type: str  # pwm-fan, cpufreq-cpu0
+    cur_state: int
+    max_state: int | None
+
+
+def cooling_devices(root: PathLike = "/") -> list[CoolingDevice]:
+    """Every cooling device whose ``cur_state`` is readable (the Pi 5's fan is ``pwm-fan``, 0-4)."""
+    out = []
+    for dev in glob(root, "sys/class/thermal/cooling_device*"):
+        rel = dev.relative_to(root)
+        cur = read_int(root, f"{rel}/cur_state")
+        if cur is not None:
+            out.append(CoolingDevice(dev.name, read_text(root, f"{rel}/type") or "?", cur,
+                                     read_int(root, f"{rel}/max_state")))
+    return out
 
 
 # --- system gauges -----------------------------------------------------------------------

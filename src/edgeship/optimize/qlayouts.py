@@ -20,6 +20,8 @@ from typing import Callable, Union
 
 import numpy as np
 
+from ..util import Registry
+
 
 class Layout(str, enum.Enum):
     ALL = "all"  # plain static QDQ: every operator ORT can quantize (the baseline the table compares with)
@@ -179,15 +181,8 @@ class GraphInfo:
 
 
 LayoutFn = Callable[[GraphInfo], Union[Plan, None]]
-LAYOUTS: dict[Layout, LayoutFn] = {}
-
-
-def register(layout: Layout) -> Callable[[LayoutFn], LayoutFn]:
-    def deco(fn: LayoutFn) -> LayoutFn:
-        LAYOUTS[layout] = fn
-        return fn
-
-    return deco
+LAYOUTS: Registry[Layout, LayoutFn] = Registry("layout")
+register = LAYOUTS.register
 
 
 @register(Layout.ALL)
@@ -252,7 +247,7 @@ def candidate_plans(g: GraphInfo, layouts: list[Layout]) -> list[Plan]:
     plans, seen = [], set()
     op_types = set(g.op_counts())
     for layout in layouts:
-        plan = LAYOUTS[layout](g)
+        plan = LAYOUTS.get(layout)(g)
         if plan is None:
             continue
         effective_types = frozenset(op_types if plan.op_types is None else op_types & set(plan.op_types))

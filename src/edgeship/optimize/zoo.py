@@ -18,23 +18,20 @@ from typing import Any, Callable, Union
 
 from .._deps import require
 from ..errors import InputError, ModelNotFoundError
+from ..util import Registry, atomic_file
 
 FMNIST_CLASSES = 10
-_ZOO: dict[str, Callable[..., Any]] = {}
+# Architecture builders ``fn(num_classes, in_channels) -> nn.Module`` by name.
+_ZOO: Registry[str, Callable[..., Any]] = Registry("architecture", ModelNotFoundError)
 
 
 def register(name: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Decorator: add an architecture builder ``fn(num_classes, in_channels) -> nn.Module`` to the zoo."""
-
-    def deco(fn: Callable[..., Any]) -> Callable[..., Any]:
-        _ZOO[name] = fn
-        return fn
-
-    return deco
+    return _ZOO.register(name)
 
 
 def names() -> list[str]:
-    return sorted(_ZOO)
+    return sorted(_ZOO.names())
 
 
 def _block(nn: Any, cin: int, cout: int) -> list[Any]:
@@ -70,7 +67,7 @@ def build(name: str, num_classes: int = FMNIST_CLASSES, in_channels: int = 1) ->
     """A fresh (randomly initialised) zoo architecture."""
     if name not in _ZOO:
         raise ModelNotFoundError(f"unknown architecture {name!r}; the zoo has {', '.join(names())}")
-    return _ZOO[name](num_classes=num_classes, in_channels=in_channels)
+    return _ZOO.get(name)(num_classes=num_classes, in_channels=in_channels)
 
 
 def save_checkpoint(module: Any, path: Union[str, os.PathLike], arch: str | None = None, **extra: Any) -> Path:
@@ -81,13 +78,8 @@ def save_checkpoint(module: Any, path: Union[str, os.PathLike], arch: str | None
     """
     torch = require("torch", "optimize")
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as f:
+    with atomic_file(path) as f:
         torch.save({"format": "edgeship-module/1", "arch": arch, "module": module, **extra}, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
     return path
 
 

@@ -24,14 +24,16 @@ from fastapi.responses import JSONResponse, Response
 from .. import __version__
 from ..bundle import Bundle
 from ..errors import InputError
+from ..monitor.memory import usage
 from ..runtime.backends import backend_class
 from ..runtime.model import Model
 from ..util import trim_heap
-from ..monitor.memory import usage
 from .batching import ModelWorker
 from .budget import Budget, BudgetCollector, Planner, create_budget_router, measured_now, start_line
-from .config import ServeConfig, Spinning, runtime_config
+from .config import ServeConfig, Spinning, runtime_config, thermal_limits
+from .dashboard import create_dashboard_router
 from .errors import install_handlers
+from .live import LiveStats
 from .health import READY, HealthChecker, check_model
 from .kserve import create_kserve_router
 from .metrics import RequestCounter, ServeMetrics
@@ -74,6 +76,20 @@ def load_models(sources: Sequence[ModelSource], config: ServeConfig, planner: Pl
     return models
 
 
+def check_variants(config: ServeConfig, served: dict) -> None:
+    """Each declared variant names a served model and is a bundle that opens (files checked)."""
+    from ..bundle import open_bundle
+
+    for name, source in config.variants.items():
+        if name not in served:
+            known = ", ".join(sorted(served)) or "none"
+            raise InputError(f"--variant {name}=...: no model named {name!r} is served (serving: {known})")
+        try:
+            open_bundle(source)
+        except Exception as exc:
+            raise InputError(f"--variant {name}={source}: not a usable bundle: {exc}") from exc
+
+
 def _warm_up(planner: Planner, name: str, worker: ModelWorker) -> None:
     """Run the model once before the server listens (golden input, else zeros): the first request does
     not pay the arena's growth, and the plan gets it. The twin draws from the same arena."""
@@ -108,11 +124,12 @@ def _warm_decoders(pool: HotThreadPool, model: Model, threads: int) -> None:
 
 
 def create_app(models: Sequence[ModelSource], config: Union[ServeConfig, None] = None, llm: Any = None,
-               registry: Any = None) -> FastAPI:
+               registry: Any = None, ota: Any = None, admin_token: Union[str, None] = None) -> FastAPI:
     """A FastAPI app serving ``models`` (bundle paths, Bundles or loaded Models) and, optionally, an LLMService.
 
     ``registry``: the prometheus CollectorRegistry to fill (one is made when None); give the same
-    one to the LLMService so /metrics shows both.
+    one to the LLMService so /metrics shows both. ``ota``: a factory ``state -> ServerOTA``
+    (serve/ota.py, ``--ota``); ``admin_token``: turns the admin API on (serve/admin.py).
     """
     config = config or ServeConfig()
     backend_class(runtime_config(config).backend).import_engine()  # its imports are not a model's memory
@@ -121,8 +138,9 @@ def create_app(models: Sequence[ModelSource], config: Union[ServeConfig, None] =
     try:
         if llm is not None and llm.name in {m.name for m in loaded}:
             raise InputError(f"the LLM and a vision model are both named {llm.name!r}; rename one")
+        limits = thermal_limits(config)
         with planner.measure("server: metrics, decode threads, health"):
-            metrics = ServeMetrics(config.sensors_root, config.disk_path, registry)
+            metrics = ServeMetrics(config.sensors_root, config.disk_path, registry, limits=limits)
             prep_pool = HotThreadPool(config.prep_threads, "edgeship-decode")
         served = {}
         for m in loaded:
@@ -153,8 +171,24 @@ def create_app(models: Sequence[ModelSource], config: Union[ServeConfig, None] =
     state.memory_at_start = measured_now()
     metrics.registry.register(BudgetCollector(state))
     log.info("%s", start_line(state.memory_plan, budget, state.memory_at_start))
+    state.primary.update({name: s.model.bundle for name, s in served.items()})
+    state.ota = ota(state) if ota is not None else None  # the updater of serve/ota.py, or none
     for name, s in served.items():
         s.metrics.queue_depth.set_function(lambda name=name: state.pending(name))  # across swaps too
+    from ..monitor.thermal import read_sample
+
+    live_stats = LiveStats(lambda: state.models, heat=lambda: read_sample(config.sensors_root),
+                           llm=(lambda: llm.model_card()) if llm is not None else (lambda: None),
+                           started=metrics.started, limits=limits)
+    governor = None
+    if config.governor is not None:
+        from .governor import GovernorService
+
+        check_variants(config, served)
+        governor = GovernorService(state, config, limits, metrics, live_stats)
+        # The live view shows what the governor read, instead of reading the sensors a second time.
+        live_stats.heat = lambda: governor.governor.last_sample
+        live_stats.governor = governor.snapshot
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -166,9 +200,19 @@ def create_app(models: Sequence[ModelSource], config: Union[ServeConfig, None] =
             after = usage()
             if before and after:  # what loading the LLM took, beside what the plan said
                 state.memory_llm_loaded = after.rss_bytes - before.rss_bytes
+        if state.ota is not None:
+            state.ota.start(asyncio.get_running_loop())
+        live_stats.start()
+        if governor is not None:
+            governor.start(asyncio.get_running_loop())
         try:
             yield
         finally:
+            if state.ota is not None:
+                state.ota.stop()
+            if governor is not None:
+                governor.stop()
+            live_stats.stop()
             state.closing = True  # a swap under way finishes; no new one starts
             for s in served.values():
                 s.worker.close()
@@ -183,8 +227,15 @@ def create_app(models: Sequence[ModelSource], config: Union[ServeConfig, None] =
 
     app = FastAPI(title="edgeship", version=__version__, lifespan=lifespan)
     app.state.edgeship = state
+    app.state.live = live_stats
+    app.state.governor = governor
     install_handlers(app)
-    app.add_middleware(RequestCounter, metrics=metrics)
+    known = lambda: (*served, *([llm.name] if llm is not None else []))  # noqa: E731
+    if governor is not None:
+        from .governor import GovernorGate
+
+        app.add_middleware(GovernorGate, service=governor)  # inside the counter: its 503s are counted
+    app.add_middleware(RequestCounter, metrics=metrics, known=known, live=live_stats)
 
     @app.get("/health/live")
     async def live() -> JSONResponse:
@@ -203,7 +254,11 @@ def create_app(models: Sequence[ModelSource], config: Union[ServeConfig, None] =
         body = await asyncio.to_thread(generate_latest, metrics.registry)
         return Response(body, media_type=CONTENT_TYPE_LATEST)
 
+    from .admin import create_admin_router
+
+    app.include_router(create_admin_router(state, admin_token))
     app.include_router(create_budget_router(state))
+    app.include_router(create_dashboard_router(live_stats))
     app.include_router(create_vision_router(state))
     app.include_router(create_kserve_router(state))
     if llm is not None:

@@ -172,6 +172,7 @@ class ModelWorker:
         self._thread: threading.Thread | None = None
         self._twin = None  # the spinning twin of the model (spinning "auto")
         self._last_submit = float("-inf")  # touched only on the event loop
+        self.shadow = None  # an OTA canary (serve/ota.py) offered each batch's input; None: off
         if config.spinning is Spinning.AUTO:
             with _lowest_priority_for_new_threads():  # ONNX Runtime starts the twin's threads here
                 self._twin = model.derive(**TWIN_CHANGES)
@@ -359,6 +360,8 @@ class ModelWorker:
             return [(batch[0], None, exc)]
         t1 = time.perf_counter()
         infer_ms = (t1 - t0) * 1e3
+        if self.shadow is not None:  # never blocks: a busy canary drops the sample
+            self.shadow.offer(x[:rows])
         self.metrics.inference.observe(t1 - t0)
         self.metrics.batch_size.observe(rows)
         offset = 0

@@ -9,7 +9,7 @@ from __future__ import annotations
 import enum
 import os
 from dataclasses import dataclass, field
-from typing import Union
+from typing import Any, Union
 
 from .._config import cli, non_negative_float, positive_float, positive_int
 from ..errors import InputError
@@ -62,8 +62,8 @@ class ServeConfig:
       requests) runs on a session whose threads sleep, so they never take the cores that
       decoding and HTTP need and an idle board does not burn power spinning. The second session
       shares the model's weights and arena (runtime/backends/ort_weights.py): it costs its own
-      session state, about 1 MB for EfficientNet-Lite0. "off": one session, threads never spin. "run": one session, threads spin while a run is in progress and sleep as soon as it
-      returns. "on": one session, ONNX Runtime's default, they keep spinning after a run too.
+      session state, about 1 MB for EfficientNet-Lite0. "off": one session, threads never spin.
+      "run": one session, threads spin while a run is in progress and sleep as soon as it returns. "on": one session, ONNX Runtime's default, they keep spinning after a run too.
       bench/serve_load.py and the README show what each costs.
     max_pixels: decompression-bomb guard, checked from the header before any pixel is decoded.
       A picture at the limit costs up to 24 bytes a pixel while it is decoded (an RGBA PNG; a JPEG
@@ -71,6 +71,13 @@ class ServeConfig:
     memory_budget: the memory the server may plan to use: bytes, or a share of the device's RAM
       (a float in (0, 1]); None: 75% of it. At start the planned peak (serve/budget.py) must fit,
       or the server refuses to start, naming the parts that do not fit and what to change.
+    target: the device preset whose thermal limits apply (``rpi5``: the firmware throttles from
+      80 C); None: this host's kernel trip points, else generic limits. ``thermal`` overrides them.
+    governor: a ``monitor.governor.GovernorConfig`` to run the thermal governor in the server; None
+      (default) leaves it off. ``variants``: per model name, the bundle of its lighter variant (its
+      INT8 or pruned form), which the governor's "variant" step serves in its place.
+    low_priority_rps: while the governor rate-limits, low-priority requests (RFC 9218 ``Priority:
+      u=5`` to ``u=7``) beyond this rate are answered 503 with Retry-After.
     """
 
     max_upload_bytes: int = field(default=10 * _MB, metadata=cli(
@@ -102,6 +109,11 @@ class ServeConfig:
     sensors_root: str = "/"
     disk_path: str = "/"
     alerts: AlertThresholds = field(default_factory=AlertThresholds)
+    target: Union[str, None] = None
+    thermal: Any = None  # monitor.thermal.ThermalLimits
+    governor: Any = None  # monitor.governor.GovernorConfig; None: off
+    variants: dict = field(default_factory=dict)  # model name -> bundle of its lighter variant
+    low_priority_rps: float = 1.0
 
     def __post_init__(self) -> None:
         for name in ("max_upload_bytes", "max_pixels", "queue_size", "max_batch", "prep_threads", "retry_after_s"):
@@ -119,10 +131,24 @@ class ServeConfig:
         if b is not None and (isinstance(b, bool) or not isinstance(b, (int, float)) or b <= 0
                               or (isinstance(b, float) and b > 1)):
             raise InputError(f"memory_budget: expected bytes (an integer), a share of RAM in (0, 1], or None; got {b!r}")
-        for name in ("max_wait_ms", "ready_cache_s", "shutdown_timeout_s"):
+        if self.governor is not None:
+            from ..monitor.governor import GovernorConfig
+
+            if not isinstance(self.governor, GovernorConfig):
+                raise InputError(f"governor: expected a GovernorConfig or None, got {self.governor!r}")
+        if not isinstance(self.variants, dict) or not all(isinstance(k, str) for k in self.variants):
+            raise InputError(f"variants: expected a mapping of model name to bundle, got {self.variants!r}")
+        for name in ("max_wait_ms", "ready_cache_s", "shutdown_timeout_s", "low_priority_rps"):
             v = getattr(self, name)
             if not isinstance(v, (int, float)) or v < 0:
                 raise InputError(f"{name}: expected a non-negative number, got {v!r}")
+
+
+def thermal_limits(config: ServeConfig):
+    """The thermal limits the server reports status and headroom against (and the governor acts on)."""
+    from ..monitor.thermal import limits_for
+
+    return config.thermal if config.thermal is not None else limits_for(config.target, config.sensors_root)
 
 
 def runtime_config(config: ServeConfig):

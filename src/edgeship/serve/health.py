@@ -91,7 +91,7 @@ class HealthChecker:
         status = NOT_READY if failed else DEGRADED if report["alerts"] else READY
         report["status"] = status
         report["reasons"] = reasons
-        self.metrics.ready.set({READY: 1.0, DEGRADED: 0.5, NOT_READY: 0.0}[status])
+        self.metrics.readiness.state(status)
         return report
 
     async def model_ready(self, name: str) -> bool:

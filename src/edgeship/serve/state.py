@@ -84,6 +84,11 @@ class ServerState:
     health: Any  # HealthChecker
     llm: Any = None
     swaps: dict[str, collections.deque] = field(default_factory=dict)
+    # What each name serves when nothing holds it back: the bundle given at start, then each version
+    # an update commits. A holder (the thermal governor on a lighter variant) puts its reason in
+    # ``held``; an update then only moves ``primary``, and the holder swaps back to it when it lets go.
+    primary: dict[str, Any] = field(default_factory=dict)
+    held: dict[str, str] = field(default_factory=dict)
     closing: bool = False
     memory_plan: Any = None  # MemoryPlan made at start (serve/budget.py)
     memory_budget: Any = None  # Budget it was checked against

@@ -97,7 +97,10 @@ def create_vision_router(state) -> APIRouter:
     async def get_model(name: str) -> JSONResponse:
         if state.llm is not None and name == state.llm.name:
             return JSONResponse(state.llm.model_card())
-        return JSONResponse(model_card(state.lookup(name), int(state.metrics.started), state.history(name)))
+        card = model_card(state.lookup(name), int(state.metrics.started), state.history(name))
+        if getattr(state, "ota", None) is not None:
+            card.update(state.ota.card(name))
+        return JSONResponse(card)
 
     async def predict(request: Request) -> JSONResponse:
         t0 = time.perf_counter()

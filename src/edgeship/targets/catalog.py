@@ -2,10 +2,11 @@
 
 >>> from edgeship.targets import device
 >>> device("rpi5").cpu_gflops, device("rpi5").source        # a catalog figure, not a measurement
-(13.0, 'article')
+(13.0, 'article (Calò 2026)')
 
-Every figure here comes from the article ("Deep Learning on Edge Devices", its overview table,
-its full-specification table and its benchmark table) unless the field is named in
+Every figure here comes from the article, Federico Calò's "Deep Learning on Edge Devices: From
+Cloud to Edge" (full reference and what edgeship takes from it: docs/article.md): its overview
+table, its full-specification table and its benchmark table, unless the field is named in
 ``Device.vendor_fields``, which marks the few figures the article leaves out (core counts) and
 that were taken from the vendors' datasheets. Printers label both kinds; none is a measurement.
 This module imports neither torch nor onnxruntime.
@@ -19,7 +20,8 @@ from typing import Literal, Union
 
 from ..errors import InputError
 
-CATALOG_SOURCE = "article"
+# Printed as the source of every catalog figure; docs/article.md gives the full reference.
+CATALOG_SOURCE = "article (Calò 2026)"
 VENDOR_SOURCE = "vendor datasheet"
 
 
@@ -87,7 +89,8 @@ QUANT_FORMATS: dict[QuantTarget, QuantFormat] = {
     QuantTarget.X86: QuantFormat(
         "u8", "s8",
         why="x86 without VNNI multiplies u8 by s8 in one instruction (VPMADDUBSW); s8 activations "
-            "leave part of the graph unfused (MEASURED.md: s8/s8 0.25-0.9x FP32, u8/s8 up to 1.9x).",
+            "leave part of the graph unfused (measured on 2 AVX2 cores: s8/s8 0.25-1.01x FP32, u8/s8 "
+            "0.71-2.03x; docs/benchmarks/before-edgeship.md).",
     ),
     QuantTarget.X86_VNNI: QuantFormat(
         "u8", "s8",
@@ -147,7 +150,7 @@ class Device:
     source: str = CATALOG_SOURCE
 
     def figure_source(self, field_name: str) -> str:
-        """Where a field's figure comes from: 'article' or 'vendor datasheet'."""
+        """Where a field's figure comes from: ``CATALOG_SOURCE`` or ``VENDOR_SOURCE``."""
         return VENDOR_SOURCE if field_name in self.vendor_fields else self.source
 
 
@@ -155,8 +158,9 @@ def _bench(rows: dict[str, tuple[str, float]], where: str) -> tuple[Benchmark, .
     return tuple(Benchmark(model, precision, ms, where) for model, (precision, ms) in rows.items())
 
 
-_TABLE = "benchmark table (article lines 569-576)"
-_PI_CODE = "Raspberry Pi 5 benchmark comments, 4 threads (article lines 248-251)"
+# Where in the article, named by its headings so that a reader of the web page can find them.
+_TABLE = "article, table 'Real Benchmarks: Vision Models on Edge (2025)'"
+_PI_CODE = "article, comments closing the code of 'Raspberry Pi 5: Setup and Optimized Inference', 4 threads"
 
 _RPI5_BENCH = _bench({
     "MobileNetV3-S": ("INT8", 45), "EfficientNet-B0": ("INT8", 68), "ResNet-18": ("INT8", 95),

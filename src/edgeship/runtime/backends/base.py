@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, Callable, ClassVar, Union
 import numpy as np
 
 from ...errors import BackendError
+from ...util import Registry
 from .kinds import BackendKind
 
 if TYPE_CHECKING:
@@ -36,7 +37,7 @@ _MODULES: dict[BackendKind, str] = {
     BackendKind.OPENVINO: "ov",
     BackendKind.TENSORRT: "trt",
 }
-_REGISTRY: dict[BackendKind, type["Backend"]] = {}
+_REGISTRY: Registry[BackendKind, type["Backend"]] = Registry("backend", BackendError)
 
 
 class Backend(abc.ABC):
@@ -88,8 +89,7 @@ def register_backend(kind: BackendKind) -> Callable[[type[Backend]], type[Backen
 
     def deco(cls: type[Backend]) -> type[Backend]:
         cls.kind = kind
-        _REGISTRY[kind] = cls
-        return cls
+        return _REGISTRY.register(kind)(cls)
 
     return deco
 
@@ -107,7 +107,7 @@ def backend_class(kind: Union[str, BackendKind]) -> type[Backend]:
         if kind not in _REGISTRY:
             have = ", ".join(k.value for k in implemented()) or "none"
             raise BackendError(f"the {kind.value} backend is not part of this edgeship version (implemented: {have})")
-    return _REGISTRY[kind]
+    return _REGISTRY.get(kind)
 
 
 def implemented() -> list[BackendKind]:

@@ -31,6 +31,7 @@ import numpy as np
 
 from ...bundle import BoxDecoder, Bundle, Task
 from ...errors import BundleError, InputError
+from ...util import Registry
 from .registry import register, softmax
 
 # torchvision's BoxCoder clamps dw/dh so exp() cannot overflow on garbage deltas.
@@ -43,17 +44,12 @@ _BACKGROUND = {"background", "__background__", "bg", "???"}
 
 
 Decoder = Callable[[list[np.ndarray], Bundle], tuple[np.ndarray, np.ndarray, np.ndarray]]
-_BOX_DECODERS: dict[BoxDecoder, Decoder] = {}
+_BOX_DECODERS: Registry[BoxDecoder, Decoder] = Registry("box decoder", BundleError)
 
 
 def register_box_decoder(kind: BoxDecoder) -> Callable[[Decoder], Decoder]:
     """Register a function ``(outputs, bundle) -> (boxes_xyxy, scores, classes)`` for ``kind``."""
-
-    def deco(fn: Decoder) -> Decoder:
-        _BOX_DECODERS[kind] = fn
-        return fn
-
-    return deco
+    return _BOX_DECODERS.register(kind)
 
 
 def iou_one_to_many(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
@@ -203,7 +199,7 @@ def detect_boxes(outputs: list[np.ndarray], bundle: Bundle) -> tuple[np.ndarray,
     """Decoded, thresholded, NMS-ed boxes in model-input pixels: (boxes [K, 4], scores [K], classes [K])."""
     post = bundle.manifest.postprocessing
     kind = post.decoder or BoxDecoder.YOLOV8  # the manifest only admits BoxDecoder members
-    decoder = _BOX_DECODERS[kind]
+    decoder = _BOX_DECODERS.get(kind)
     boxes, scores, classes = decoder(outputs, bundle)
     mask = scores > post.score_threshold
     boxes, scores, classes = boxes[mask], scores[mask], classes[mask]

@@ -15,17 +15,11 @@ from typing import Any, Callable
 import numpy as np
 
 from ...bundle import Bundle, Task
+from ...util import Registry
 
 Decoder = Callable[..., Any]
-_DECODERS: dict[Task, Decoder] = {}
-
-
-def register(task: Task) -> Callable[[Decoder], Decoder]:
-    def deco(fn: Decoder) -> Decoder:
-        _DECODERS[task] = fn
-        return fn
-
-    return deco
+_DECODERS: Registry[Task, Decoder] = Registry("decoder for the task")
+register = _DECODERS.register
 
 
 def decoder_for(task: Task) -> Decoder:
