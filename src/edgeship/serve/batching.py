@@ -160,6 +160,7 @@ class ModelWorker:
         # by the batch, not by the queue size (64 rows of a 640x640 detector would be 300 MB).
         self.in_flight = self.capacity + config.prep_threads
         self._slots: tuple[Any, asyncio.Semaphore] | None = None  # (its event loop, the semaphore)
+        self._batch_buf: np.ndarray | None = None
         self._max_wait = config.max_wait_ms / 1e3
         self._cv = threading.Condition()
         self._queue: collections.deque[_Job] = collections.deque()
@@ -341,11 +342,21 @@ class ModelWorker:
             for job, result, exc in answers:
                 job.loop.call_soon_threadsafe(_set, job.fut, result, exc)
 
+    def _batch_input(self, batch: list[_Job], rows: int) -> np.ndarray:
+        """Where a batch's rows are gathered: one buffer of ``capacity`` rows, made at the first batch and
+        reused (a new array per batch, of a size that changes with the load, left the allocator holding
+        several). Only the thread running the model touches it, one batch at a time."""
+        first = batch[0].x
+        buf = self._batch_buf
+        if buf is None or buf.shape[1:] != first.shape[1:] or buf.dtype != first.dtype:
+            buf = self._batch_buf = np.empty((self.capacity, *first.shape[1:]), dtype=first.dtype)
+        return buf[:rows]
+
     def _execute(self, batch: list[_Job], model: Any) -> list[tuple[_Job, Any, BaseException | None]]:
         """Run ``model`` (the model or its twin) on ``batch``; returns each job's (job, answer, error)."""
         t0 = time.perf_counter()
         rows = sum(j.rows for j in batch)
-        x = batch[0].x if len(batch) == 1 else np.concatenate([j.x for j in batch])
+        x = batch[0].x if len(batch) == 1 else np.concatenate([j.x for j in batch], out=self._batch_input(batch, rows))
         if len(batch) > 1:  # each job's rows now live in the batch: its own copy can go
             offset = 0
             for job in batch:

@@ -1,24 +1,25 @@
 """The server's memory: its plan, made while it starts from what it measures, and the budget it must fit.
 
->>> planner = Planner(config)                    # the process as it is before any model loads
->>> with planner.measure("mobilenet: session"):   # the RSS a step adds becomes a measured part
+>>> planner = Planner(config)                     # the process as it is before any model loads
+>>> with planner.measure("mobilenet: session"):    # the RSS a step adds becomes a measured part
 ...     model = Model.load("mobilenet/")
->>> planner.add_model(served, warmed)            # weights, twin, activations, batches, decodes
->>> budget = Budget.resolve(config.memory_budget) # 512 MB, 60% of RAM, or the default share
->>> budget.check(planner.plan)                   # MemoryBudgetError naming what does not fit
->>> create_budget_router(state)                  # GET /v1/budget: the plan against measured RSS
+>>> planner.add_weights("mobilenet", model)        # the mapped weights: their file size
+>>> planner.add_load_peaks("mobilenet", model, capacity=2, in_flight=4, first_run_bytes=1 << 20)
+>>> budget = Budget.resolve(config.memory_budget)  # 512 MB, 60% of RAM, or the default share
+>>> budget.check(planner.plan)                    # MemoryBudgetError naming what does not fit
+>>> create_budget_router(state)                   # GET /v1/budget: the plan against measured RSS
 
 One mechanism for the server and for ``edgeship fit``: fit starts the same server in a fresh
-process without listening (serve/plan.py), so its prediction is the plan the server would make. Parts are measured where the server can measure them as it starts (the process before
-any model, each session's anonymous memory, the first run's activations), read from file sizes
-(weights the sessions map), computed (an LLM's KV cache from its header), or predicted from those
-(a full batch, decodes at the pixel limit), and say which.
+process without listening (serve/plan.py), so its prediction is the plan the server would make.
+Parts are measured where the server can measure them as it starts (the process before any model,
+what each load, the twin, the first run and the decode threads add), read from file sizes (weights
+the sessions map), computed (an LLM's KV cache from its header, rows in flight), or predicted from
+those (a full batch, decodes at the pixel limit), and each says which.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 from dataclasses import dataclass
 from typing import Any, Iterator, Union

@@ -50,9 +50,9 @@ class ServeConfig:
       takes what is queued (up to ``max_batch`` rows) and waits up to ``max_wait_ms`` for more
       only while other requests are still being decoded: a lone request never waits. Each row of a
       batch costs its activations (8.5 MB for EfficientNet-Lite0 at 224x224, 1.2 MB for
-      MobileNetV3-Small). The default, 2, is what kept the peak RSS under 16 clients within 1.15x
-      of the article's unbatched server for both, at the same or better req/s than 8 on a 2-core VM
-      (bench/footprint.py, docs/footprint.md); a board with memory to spare may batch more.
+      MobileNetV3-Small). The default, 4, kept the req/s at 16 clients of the former 8 (MobileNetV3-
+      Small, same run: 95.5 against 98.9; 95.0 before this change) at a peak RSS 17 MB lower; 2 costs
+      a fifth of the req/s and saves 10 MB more (bench/footprint.py, docs/footprint.md).
     threads: ONNX Runtime intra-op threads (None: one per core).
     spinning: whether ONNX Runtime's intra-op threads busy-wait for work instead of sleeping.
       "auto" (default): a lone request (nothing else queued or being decoded) that comes within
@@ -86,7 +86,7 @@ class ServeConfig:
         "largest accepted image, in pixels (checked from the header, before decoding)", type=positive_int))
     queue_size: int = field(default=64, metadata=cli(
         "requests in flight per model; one more gets 503 with Retry-After", type=positive_int))
-    max_batch: int = field(default=2, metadata=cli("rows per model run, for dynamic-batch models (each row costs "
+    max_batch: int = field(default=4, metadata=cli("rows per model run, for dynamic-batch models (each row costs "
                                                    "its activations in memory)", type=positive_int))
     max_wait_ms: float = field(default=2.0, metadata=cli(
         "how long a batch waits for requests still being decoded (a lone request never waits)",

@@ -79,12 +79,24 @@ def _cpu_signature() -> str:
     return f"{platform.machine()}:{flags}"
 
 
+def _external_data_stamps(model_path: Path) -> list[str]:
+    """Size and mtime of the files beside the model that may hold its external data (``model.onnx.data``,
+    ``*.bin``, ...): a changed weights file is a new entry even when the graph file is the same."""
+    stamps = []
+    for f in sorted(model_path.parent.iterdir()):
+        if f != model_path and f.is_file() and (f.name.startswith(model_path.stem) or f.suffix in (".data", ".bin")):
+            st = f.stat()
+            stamps.append(f"{f.name}:{st.st_size}:{st.st_mtime_ns}")
+    return stamps
+
+
 def cache_key(model_path: Union[str, os.PathLike], cfg: "RuntimeConfig") -> str:
     import onnxruntime as ort
 
     from ...bundle.cache import file_sha256
 
-    parts = [file_sha256(model_path), ort.__version__, cfg.graph_optimization, _cpu_signature(), str(_FORMAT)]
+    parts = [file_sha256(model_path), *_external_data_stamps(Path(model_path)), ort.__version__,
+             cfg.graph_optimization, _cpu_signature(), str(_FORMAT)]
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:32]
 
 
