@@ -139,6 +139,36 @@ def servers_for(name: str, bundle: Path, jpeg: bytes, variants: list[tuple[str, 
     return out
 
 
+IMPORT_STEPS = (
+    ("interpreter", ""),
+    ("numpy, Pillow", "import numpy, PIL.Image"),
+    ("onnxruntime", "import onnxruntime"),
+    ("fastapi, uvicorn (the article's server has these too)", "import fastapi, uvicorn, multipart"),
+    ("prometheus-client", "import prometheus_client"),
+    ("edgeship's CLI and server modules", "import edgeship.cli; edgeship.cli.build_parser(); import edgeship.serve.app"),
+    ("what uvicorn.run imports", "from edgeship.serve.plan import import_server_stack; import_server_stack()"),
+)
+
+
+def import_breakdown() -> list[dict]:
+    """The RSS each group of imports adds, in one fresh interpreter, in the order the server imports them."""
+    code = ("import json, sys\n"
+            "def rss():\n"
+            "    for line in open('/proc/self/status'):\n"
+            "        if line.startswith('VmRSS'): return int(line.split()[1]) * 1024\n"
+            "out = []\n"
+            "for name, stmt in json.loads(sys.argv[1]):\n"
+            "    exec(stmt)\n"
+            "    out.append([name, rss()])\n"
+            "print(json.dumps(out))\n")
+    done = subprocess.run([sys.executable, "-c", code, json.dumps(IMPORT_STEPS)], capture_output=True, text=True)
+    rows, before = [], 0
+    for name, rss in json.loads(done.stdout):
+        rows.append({"part": name, "mb": round((rss - before) / MB, 1), "rss_mb": round(rss / MB, 1)})
+        before = rss
+    return rows
+
+
 def fit_prediction(bundle: Path, flags: list[str]) -> dict | None:
     """``edgeship fit BUNDLE --target host`` for the server's settings, in a fresh process (its JSON)."""
     with tempfile.TemporaryDirectory() as tmp:
@@ -257,9 +287,14 @@ def main() -> int:
     p.add_argument("--burst-s", type=float, default=24.0, help="seconds at --clients per server, over all rounds")
     p.add_argument("--rounds", type=int, default=8)
     p.add_argument("--no-fit", action="store_true", help="skip edgeship fit's prediction")
+    p.add_argument("--imports-only", action="store_true", help="print where the imports' memory goes, and stop")
     p.add_argument("--work", help="folder for the exported bundles (default: a temp folder)")
     p.add_argument("--json", default=str(HERE / "results" / "footprint.json"))
     args = p.parse_args()
+    if args.imports_only:
+        for row in import_breakdown():
+            print(f"{row['part']:<55} +{row['mb']:6.1f} MB  (RSS {row['rss_mb']} MB)")
+        return 0
     work = Path(args.work) if args.work else Path(tempfile.mkdtemp(prefix="edgeship-footprint-"))
     work.mkdir(parents=True, exist_ok=True)
     # A cache of this run's own, so the first start is a cold one (servers and fit inherit it).
@@ -279,6 +314,7 @@ def main() -> int:
         "image": {"width": 640, "height": 480, "jpeg_bytes": len(jpeg)},
         "models": {},
     }
+    report["imports"] = import_breakdown()
     for name in args.models.split(","):
         r = bench_model(name, work, jpeg, args, variants)
         r["verdict"] = verdict(r)
@@ -293,6 +329,11 @@ def main() -> int:
 
 
 def print_tables(report: dict) -> None:
+    print("\nWhere the process before models goes (a fresh interpreter, measured):")
+    print("| imports | adds MB | RSS MB |")
+    print("|---|---|---|")
+    for row in report.get("imports", []):
+        print(f"| {row['part']} | {row['mb']} | {row['rss_mb']} |")
     print(f"\n| model | server | start → first answer s | RSS idle MB | RSS after {report['settings']['sequential']} "
           f"sequential MB | peak RSS at {report['settings']['clients']} clients MB | req/s at "
           f"{report['settings']['clients']} clients | fit's prediction MB (resident / peak) |")
