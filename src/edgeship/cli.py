@@ -91,11 +91,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from rich.markup import escape  # messages hold 'edgeship[llm]', not markup
-
-    from .util import console
-
-    err = console(stderr=True)
     parser = build_parser()
     try:
         args, extras = parser.parse_known_args(argv)
@@ -109,17 +104,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.run(args) or 0)
     except MissingDependencyError as exc:
-        err.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False)
+        _error(exc)
         return 1
     except USAGE_ERRORS as exc:
-        err.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False)
+        _error(exc)
         return 2
     except EdgeshipError as exc:
-        err.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False)
+        _error(exc)
         return 1
     except KeyboardInterrupt:
-        err.print("interrupted")
+        print("interrupted", file=sys.stderr)
         return 130
+
+
+def _error(exc: BaseException) -> None:
+    # rich is imported only here: a verb that prints nothing with it (serve) keeps it out of its memory
+    from rich.markup import escape  # messages hold 'edgeship[llm]', not markup
+
+    from .util import console
+
+    console(stderr=True).print(f"[red]error:[/red] {escape(str(exc))}", highlight=False)
 
 
 if __name__ == "__main__":

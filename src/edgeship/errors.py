@@ -8,7 +8,8 @@
      │    ├── IntegrityError      a file's sha256 does not match the manifest
      │    └── UnsafeArchiveError  a .tar holds an absolute path, '..', a link or a device
      ├── InputError               an input (image, array, argument) is malformed
-     │    └── LimitError          an input is over a stated limit (pixels, decode memory): 413 when served
+     │    ├── LimitError          an input is over a stated limit (pixels, decode memory): 413 when served
+     │    └── MemoryBudgetError   the server's planned peak memory does not fit its budget (names the parts)
      ├── ExportError              export failed or the exported model disagrees with torch
      ├── QuantizeError            quantization cannot be carried out on this model or data
      ├── ModelNotFoundError       an architecture name or import path does not resolve
@@ -42,6 +43,10 @@ class InputError(EdgeshipError, ValueError):
 
 class LimitError(InputError):
     """An input is over a limit edgeship states (pixels, bytes to decode, ...); the message names the limit."""
+
+
+class MemoryBudgetError(InputError):
+    """The planned peak memory of a server does not fit its memory budget; the message names the parts."""
 
 
 class NotABundleError(BundleError, InputError):

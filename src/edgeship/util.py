@@ -152,6 +152,20 @@ def console(stderr: bool = False):
     return Console(stderr=stderr, width=None if stream.isatty() else 160)
 
 
+def trim_heap() -> bool:
+    """Give the memory the C heap holds free back to the system (glibc's ``malloc_trim``); False elsewhere.
+
+    After a burst of temporary allocations (a model's load, the optimizer's work), glibc keeps the freed
+    pages for reuse; a server that will not need them again gives them back once.
+    """
+    try:
+        import ctypes
+
+        return bool(ctypes.CDLL("libc.so.6").malloc_trim(0))
+    except (OSError, AttributeError):
+        return False
+
+
 def rss() -> int:
     """This process's resident set size in bytes."""
     import psutil

@@ -118,7 +118,8 @@ def free_port() -> int:
 class ServerProcess:
     """`edgeship serve` in a subprocess on 127.0.0.1, stopped with SIGTERM (graceful) at the end."""
 
-    def __init__(self, bundles: list[Path], *flags: str, env: dict[str, str] | None = None, cwd: Path | None = None):
+    def __init__(self, bundles: list[Path], *flags: str, env: dict[str, str] | None = None, cwd: Path | None = None,
+                 preexec_fn=None):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         cmd = [sys.executable, "-c", SERVE_MAIN, *map(str, bundles), "--port", str(self.port),
@@ -127,7 +128,7 @@ class ServerProcess:
 
         self.log = tempfile.TemporaryFile()  # a file, not a pipe: a chatty server never blocks on it
         self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT,
-                                     env={**os.environ, **(env or {})}, cwd=cwd)
+                                     env={**os.environ, **(env or {})}, cwd=cwd, preexec_fn=preexec_fn)
 
     def wait_live(self, timeout: float = 60.0) -> "ServerProcess":
         import httpx

@@ -150,6 +150,44 @@ def test_concurrent_requests_batch_and_never_overlap():
     assert batched and all(m is model for m in batched)
 
 
+def test_decoded_rows_in_flight_are_bounded_by_the_batch_not_the_queue():
+    """40 requests at once: decoded rows not yet answered are at most a batch running (2) and the
+    max_batch + prep_threads in-flight slots behind it, never the 40."""
+    model = RecordingModel(run_s=0.01)
+    live, most = [0], [0]
+    lock = threading.Lock()
+
+    def prepare(value):
+        def run():
+            with lock:
+                live[0] += 1
+                most[0] = max(most[0], live[0])
+            x = np.full((1, 2), value, np.float32)
+
+            def finish(outputs):
+                with lock:
+                    live[0] -= 1
+                return float(outputs[0][0, 0])
+
+            return x, finish, {}
+
+        return run
+
+    async def main():
+        worker = ModelWorker(model, ServeConfig(max_batch=2, prep_threads=2, max_wait_ms=5), _metrics(), pool)
+        worker.start()
+        try:
+            out = await asyncio.gather(*(worker.submit(prepare(float(v))) for v in range(40)))
+        finally:
+            worker.stop()
+        return [a for a, _ in out], worker
+
+    with ThreadPoolExecutor(2, thread_name_prefix="decode") as pool:
+        answers, worker = asyncio.run(main())
+    assert answers == [2.0 * v for v in range(40)] and worker.in_flight == 4
+    assert 2 <= most[0] <= 4 + 2
+
+
 @pytest.mark.skipif(not os.path.isdir("/proc/self/task"), reason="thread priorities are read from Linux's /proc")
 def test_the_spinning_twins_threads_run_at_the_lowest_priority(tiny_bundle):
     """With --spinning auto, the twin's ONNX Runtime threads get nice 19; the model's own keep the process's."""

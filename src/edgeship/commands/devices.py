@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from .args import lazy, positive_int
+from .args import add_config_flags, lazy, positive_int
 
 # A literal, not built from targets.CATALOG_SOURCE: importing targets here would load numpy and the
 # runtime for `edgeship --help`. tests/test_devices.py keeps the two in step.
@@ -29,6 +29,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     f.add_argument("--target", required=True, help="catalog id (rpi5, jetson-orin-nx, ...) or host")
     f.add_argument("--runs", type=positive_int, default=10, help="timed runs on this host (default 10)")
     f.add_argument("--json", metavar="OUT", help="also write the prediction as JSON to OUT")
+    f.add_argument("--no-server", dest="server", action="store_false",
+                   help="skip the prediction of `edgeship serve BUNDLE`'s memory (a start of the server, not listening)")
+    from ..serve.config import ServeConfig
+
+    # The server's settings, spelled as `edgeship serve` spells them: its memory depends on them.
+    add_config_flags(f, ServeConfig)
     f.set_defaults(run=lazy("edgeship.commands.devices:run_fit"))
 
 
@@ -153,6 +159,41 @@ def _fit_table(p) -> Any:
     return table
 
 
+def _server_fields(args: argparse.Namespace) -> dict[str, Any]:
+    """The ServeConfig fields given on the command line, JSON-safe (for the planning process)."""
+    import dataclasses
+    import enum
+
+    from edgeship.serve.config import ServeConfig
+
+    from .args import config_from_args
+
+    config = config_from_args(ServeConfig, args)
+    out = {}
+    for f in dataclasses.fields(ServeConfig):
+        if "cli" in f.metadata and getattr(args, f.name, None) is not None:
+            value = getattr(config, f.name)
+            out[f.name] = value.value if isinstance(value, enum.Enum) else value
+    return out
+
+
+def _server_table(memory: dict, ram: dict[str, int]) -> Any:
+    from rich.table import Table
+
+    mib = lambda b: f"{b / (1 << 20):.1f} MiB"  # noqa: E731
+    table = Table(title="PREDICTION: `edgeship serve` memory for this bundle and these settings", show_header=True)
+    for col in ("part", "size", "kind", "when", "note"):
+        table.add_column(col, overflow="fold")
+    for p in memory["parts"]:
+        table.add_row(p["name"], mib(p["bytes"]), f"{p['source']} (here)" if p["source"] == "measured" else p["source"],
+                      p["when"], p["note"])
+    table.add_row("server RSS while serving", mib(memory["resident_bytes"]), "PREDICTED", "resident", "the resident parts")
+    table.add_row("server peak", mib(memory["peak_bytes"]), "PREDICTED", "peak", "every part, work in flight included")
+    for name, size in ram.items():
+        table.add_row(f"fits in {name}", "yes" if memory["peak_bytes"] <= size else "NO", "PREDICTED", "peak", "")
+    return table
+
+
 def run_fit(args: argparse.Namespace) -> int:
     from edgeship.targets import preset
     from edgeship.targets.fit import fit
@@ -160,12 +201,24 @@ def run_fit(args: argparse.Namespace) -> int:
 
     console = make_console()
     preset(args.target)  # an unknown target fails before any measuring
+    fields = _server_fields(args)  # a bad setting fails before any measuring too
     with console.status("measuring the model and a MatMul on this host ..."):
         prediction = fit(args.bundle, args.target, host_runs=args.runs)
     console.print(_fit_table(prediction))
     for note in prediction.notes:
         console.print(f"note: {note}", highlight=False)
+    data = prediction.to_dict()
+    if args.server:
+        from edgeship.serve.plan import predict_server_memory
+
+        with console.status("starting the server (not listening) to plan its memory ..."):
+            memory = predict_server_memory([str(args.bundle)], fields)
+        memory = {"kind": "PREDICTION", **memory}
+        console.print(_server_table(memory, prediction.ram.ram_bytes))
+        console.print("note: the server's RSS is predicted from parts measured as this host starts it; another "
+                      "device's differs by its own imports and allocator.", highlight=False)
+        data["server_memory"] = memory
     if args.json:
-        write_json(args.json, prediction.to_dict())
+        write_json(args.json, data)
         console.print(f"wrote {args.json}")
     return 0

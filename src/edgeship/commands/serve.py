@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 from ..pipeline.config import DescribeConfig
 from ..serve.config import ServeConfig
@@ -160,6 +161,11 @@ def make_llm(args, registry, config=None):
                       registry=registry, max_tokens=args.llm_max_tokens, limits=limits)
 
 
+def say(line: str) -> None:
+    # plain stderr, not rich: the server would carry rich's modules (1.5 MB) for these few lines
+    print(line, file=sys.stderr, flush=True)
+
+
 def ota_setup(args, bundles):
     """Install BUNDLEs missing from the store, serve the store's committed versions, and the agent factory."""
     import logging
@@ -205,11 +211,13 @@ def run(args) -> int:
         raise InputError("give at least one BUNDLE to serve, --llm MODEL, or --ota URL with a store that has models")
     require("uvicorn", "serve", "the REST server")
     from prometheus_client import CollectorRegistry
-    from rich.console import Console
 
     from ..serve import create_app
+    from ..serve.budget import start_line
+    from ..serve.plan import import_server_stack
 
-    console = Console(stderr=True)
+    import_server_stack()  # what uvicorn.run imports later, so that the memory plan counts it
+
     config = build_config(args)
     describe = config_from_args(DescribeConfig, args)  # a bad prompt template fails here, before any load
     registry = CollectorRegistry(auto_describe=True)
@@ -226,23 +234,23 @@ def run(args) -> int:
     for name, served in state.models.items():
         m = served.model.bundle.manifest
         batching = f"batches up to {served.worker.capacity}" if served.model.dynamic_batch else "fixed batch"
-        console.print(f"model [bold]{name}[/bold] v{m.version} ({m.task.value}, {batching}) "
-                      f"-> POST /v1/models/{name}/predict", highlight=False)
-        console.print(f"  runs on {served.model.describe_short()}", highlight=False)
+        say(f"model {name} v{m.version} ({m.task.value}, {batching}) -> POST /v1/models/{name}/predict")
+        say(f"  runs on {served.model.describe_short()}")
     if llm is not None:
-        console.print(f"llm [bold]{llm.name}[/bold] -> POST /v1/chat/completions", highlight=False)
+        say(f"llm {llm.name} -> POST /v1/chat/completions")
     if state.models:
-        console.print(f"describe -> POST /v1/pipelines/describe{'' if len(state.models) == 1 else '?model=NAME'} "
-                      f"({'with ' + llm.name if llm is not None else 'no LLM: vision answers only'})", highlight=False)
+        say(f"describe -> POST /v1/pipelines/describe{'' if len(state.models) == 1 else '?model=NAME'} "
+            f"({'with ' + llm.name if llm is not None else 'no LLM: vision answers only'})")
+    say(start_line(state.memory_plan, state.memory_budget, state.memory_at_start) + " -> GET /v1/budget")
     _log_to_stderr(args.log_level)
     governor = app.state.governor
     if governor is not None:
         ladder = ", ".join(f"{s.action.value} at {s.set_c:g} C" for s in config.governor.steps)
-        console.print(f"thermal governor on ({governor.governor.limits.source}): {ladder}", highlight=False)
-    console.print(f"dashboard: http://{args.host}:{args.port}/", highlight=False)
+        say(f"thermal governor on ({governor.governor.limits.source}): {ladder}")
+    say(f"dashboard: http://{args.host}:{args.port}/")
     if args.host not in ("127.0.0.1", "localhost", "::1") and not config.api_key_file:
-        console.print(f"[yellow]listening on {args.host} without --api-key-file: anyone who reaches this port can "
-                      "run the models[/yellow] (docs/security.md)", highlight=False)
+        say(f"WARNING: listening on {args.host} without --api-key-file: anyone who reaches this port can "
+            "run the models (docs/security.md)")
     from ..serve.server import run_server
 
     run_server(app, config, args.host, args.port, log_level=args.log_level, access_log=args.access_log)

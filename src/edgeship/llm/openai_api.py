@@ -121,6 +121,14 @@ class LLMService:
         self._avg_request_s = 1.0  # for Retry-After: a moving average of request durations
         self._created = int(time.time())
 
+    def memory_parts(self) -> list:
+        """What serving this model will hold (weights, KV cache for n_ctx, compute), known before loading it."""
+        from .memory import llm_parts
+        from .model_file import resolve_gguf
+
+        path, _ = resolve_gguf(self.model_path)
+        return llm_parts(path, self.load_config.n_ctx, self.load_config.n_batch, self.name)
+
     # -- lifecycle ---------------------------------------------------------------------------------
 
     def _move(self, to: ServiceState) -> None:

@@ -24,14 +24,18 @@ from fastapi.responses import JSONResponse, Response
 from .. import __version__
 from ..bundle import Bundle
 from ..errors import InputError
+from ..monitor.memory import usage
+from ..runtime.backends import BackendKind, backend_class
 from ..runtime.model import Model
+from ..util import trim_heap
 from .batching import ModelWorker
-from .config import ServeConfig, runtime_config, runtime_given, thermal_limits
+from .budget import Budget, BudgetCollector, Planner, create_budget_router, measured_now, start_line
+from .config import ServeConfig, Spinning, runtime_config, runtime_given, thermal_limits
 from .dashboard import create_dashboard_router
 from .errors import install_handlers
 from .guard import Guard, load_api_keys
 from .live import LiveStats
-from .health import READY, HealthChecker
+from .health import READY, HealthChecker, check_model
 from .kserve import create_kserve_router
 from .metrics import RequestCounter, ServeMetrics
 from .pool import HotThreadPool
@@ -43,14 +47,28 @@ log = logging.getLogger("edgeship.serve")
 ModelSource = Union[str, os.PathLike, Bundle, Model]
 
 
-def load_models(sources: Sequence[ModelSource], config: ServeConfig) -> list[Model]:
+def load_models(sources: Sequence[ModelSource], config: ServeConfig, planner: Planner | None = None) -> list[Model]:
     """Models from bundle paths (loaded with the server's settings) or as given, names checked unique.
 
     A Model given loaded keeps its own settings and picture limits; every upload is held to
-    ``config.max_pixels`` before decoding anyway (serve/upload.py).
+    ``config.max_pixels`` before decoding anyway (serve/upload.py). With a ``planner``, the memory
+    each load adds is measured into the plan.
     """
     runtime = runtime_config(config)
-    models = [s if isinstance(s, Model) else _load(s, runtime, config) for s in sources]
+    models = []
+    for s in sources:
+        if isinstance(s, Model):
+            models.append(s)  # loaded by the caller: its memory is in "process before models"
+            continue
+        if planner is None:
+            models.append(_load(s, runtime, config))
+            continue
+        with planner.measure(f"{s}: session", "what the load made resident, the weights apart") as step:
+            model = _load(s, runtime, config)
+            step.name = f"{model.name}: session"
+            planner.add_weights(model.name, model)
+            trim_heap()  # what loading left free (the file's bytes, the graph's) goes back to the system
+        models.append(model)
     seen: set[str] = set()
     for m in models:
         if m.name in seen:
@@ -105,6 +123,39 @@ def check_variants(config: ServeConfig, served: dict) -> None:
             raise InputError(f"--variant {name}={source}: not a usable bundle: {exc}") from exc
 
 
+def _warm_up(planner: Planner, name: str, worker: ModelWorker) -> None:
+    """Run the model once before the server listens (golden input, else zeros): the first request does
+    not pay the arena's growth, and the plan gets it. The twin draws from the same arena."""
+    with planner.measure(f"{name}: first run", "activations of one row") as step:
+        check_model(worker.model)
+    planner.add_load_peaks(name, worker.model, worker.capacity, worker.in_flight, step.bytes or 0)
+
+
+def _warm_decoders(pool: HotThreadPool, model: Model, threads: int) -> None:
+    """Each decode thread decodes a 640x480 JPEG (a camera frame) twice before the server listens:
+    what its allocator keeps after a few requests is in place, and in the plan, from the start."""
+    import io
+    import threading
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.new("RGB", (640, 480), (120, 90, 60)).save(buf, "JPEG", quality=90)
+    frame = buf.getvalue()
+    together = threading.Barrier(threads)  # one task per thread: each waits until all have started
+
+    def work() -> None:
+        try:
+            together.wait(timeout=5)
+        except threading.BrokenBarrierError:
+            pass
+        for _ in range(2):
+            model.prepare(frame)
+
+    for f in [pool.submit(work) for _ in range(threads)]:
+        f.result()
+
+
 def create_app(models: Sequence[ModelSource], config: Union[ServeConfig, None] = None, llm: Any = None,
                registry: Any = None, ota: Any = None, admin_token: Union[str, None] = None,
                describe: Any = None, hot: Any = None) -> FastAPI:
@@ -123,19 +174,48 @@ def create_app(models: Sequence[ModelSource], config: Union[ServeConfig, None] =
     from .sharing import VisionActivity
 
     config = config or ServeConfig()
-    loaded = load_models(models, config)
-    if llm is not None and llm.name in {m.name for m in loaded}:
-        raise InputError(f"the LLM and a vision model are both named {llm.name!r}; rename one")
-    limits = thermal_limits(config)
-    metrics = ServeMetrics(config.sensors_root, config.disk_path, registry, limits=limits)
-    prep_pool = HotThreadPool(config.prep_threads, "edgeship-decode")
-    activity = VisionActivity()  # what the LLM yields to (serve/sharing.py)
-    served = {}
-    for m in loaded:
-        mm = metrics.for_model(m.name, m)
-        served[m.name] = ServedModel(m, ModelWorker(m, config, mm, prep_pool, activity=activity), mm)
+    # The engine's imports are not a model's memory (ONNX Runtime unless --backend names another;
+    # a bundle whose recorded choice is another engine counts that engine's imports in its load).
+    backend_class(runtime_config(config).backend or BackendKind.ONNXRUNTIME).import_engine()
+    planner = Planner(config)
+    loaded = load_models(models, config, planner)
+    try:
+        if llm is not None and llm.name in {m.name for m in loaded}:
+            raise InputError(f"the LLM and a vision model are both named {llm.name!r}; rename one")
+        limits = thermal_limits(config)
+        with planner.measure("server: metrics, decode threads, health"):
+            metrics = ServeMetrics(config.sensors_root, config.disk_path, registry, limits=limits)
+            prep_pool = HotThreadPool(config.prep_threads, "edgeship-decode")
+        activity = VisionActivity()  # what the LLM yields to (serve/sharing.py)
+        served = {}
+        for m in loaded:
+            mm = metrics.for_model(m.name, m)
+            twin = config.spinning is Spinning.AUTO
+            with planner.measure(f"{m.name}: twin session", "the spinning twin: its session, weights shared") \
+                    if twin else contextlib.nullcontext():
+                worker = ModelWorker(m, config, mm, prep_pool, activity=activity)
+            served[m.name] = ServedModel(m, worker, mm)
+            _warm_up(planner, m.name, worker)
+        pictures = [m for m in loaded if m.takes_images]
+        if pictures:
+            with planner.measure("decode threads: a 640x480 picture each", "their allocators' high-water mark"):
+                _warm_decoders(prep_pool, pictures[0], config.prep_threads)
+            planner.add_decodes()
+        if llm is not None:
+            planner.add_llm(llm)
+        budget = Budget.resolve(config.memory_budget)
+        budget.check(planner.plan)
+    except BaseException:
+        for m in loaded:
+            if m not in models:  # loaded here: free it; a caller's model stays the caller's
+                m.close()
+        raise
     health = HealthChecker(served, config, metrics, llm)
     state = ServerState(served, config, metrics, prep_pool, health, llm)
+    state.memory_plan, state.memory_budget = planner.plan, budget
+    state.memory_at_start = measured_now()
+    metrics.registry.register(BudgetCollector(state))
+    log.info("%s", start_line(state.memory_plan, budget, state.memory_at_start))
     state.primary.update({name: s.model.bundle for name, s in served.items()})
     state.ota = ota(state) if ota is not None else None  # the updater of serve/ota.py, or none
     for name, s in served.items():
@@ -162,7 +242,11 @@ def create_app(models: Sequence[ModelSource], config: Union[ServeConfig, None] =
         for s in served.values():
             s.worker.start()
         if llm is not None:
+            before = usage()
             await llm.start()
+            after = usage()
+            if before and after:  # what loading the LLM took, beside what the plan said
+                state.memory_llm_loaded = after.rss_bytes - before.rss_bytes
             await share_cores(llm, activity, config.llm_sharing)
             await describer.start()
         if state.ota is not None:
@@ -232,6 +316,7 @@ def create_app(models: Sequence[ModelSource], config: Union[ServeConfig, None] =
     from .admin import create_admin_router
 
     app.include_router(create_admin_router(state, admin_token))
+    app.include_router(create_budget_router(state))
     app.include_router(create_dashboard_router(live_stats))
     app.include_router(create_vision_router(state))
     app.include_router(create_kserve_router(state))

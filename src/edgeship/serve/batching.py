@@ -72,6 +72,7 @@ class _Job:
     finish: Any = None
     timing: dict = field(default_factory=dict)
     t_enqueued: float = 0.0
+    slot: Any = None  # the worker's in-flight slot this job holds (touched only on the event loop)
 
     @property
     def rows(self) -> int:
@@ -127,6 +128,18 @@ def _lowest_priority_for_new_threads(label: str = "edgeship-twin", reniced: list
                 pass
 
 
+def _free_slot(job: "_Job") -> None:
+    """On the event loop: give back the job's in-flight slot, once (its rows are in a batch, or it is done)."""
+    if job.slot is not None:
+        job.slot.release()
+        job.slot = None
+
+
+def _free_slots(jobs: list["_Job"]) -> None:
+    for job in jobs:
+        _free_slot(job)
+
+
 def _set(fut: asyncio.Future, result: Any, exc: BaseException | None) -> None:
     if fut.done():  # the request was cancelled (client gone, shutdown timeout)
         return
@@ -148,6 +161,12 @@ class ModelWorker:
         self.prep_pool = prep_pool
         self.fixed_batch = model.max_batch  # None when the batch axis is dynamic
         self.capacity = self.fixed_batch or config.max_batch
+        # Requests past decoding hold their input rows until answered; at most this many are decoding,
+        # waiting or running at once (a batch running, the next one decoding), so those rows are bounded
+        # by the batch, not by the queue size (64 rows of a 640x640 detector would be 300 MB).
+        self.in_flight = self.capacity + config.prep_threads
+        self._slots: tuple[Any, asyncio.Semaphore] | None = None  # (its event loop, the semaphore)
+        self._batch_buf: np.ndarray | None = None
         self._max_wait = config.max_wait_ms / 1e3
         self._cv = threading.Condition()
         self._queue: collections.deque[_Job] = collections.deque()
@@ -210,16 +229,24 @@ class ModelWorker:
             job.fut.add_done_callback(lambda _: self.activity.leave())
         job.streaming = job.t_submit - self._last_submit < STREAM_GAP_S
         self._last_submit = job.t_submit
-        with self._cv:
-            self._preparing += 1
+        if self._slots is None or self._slots[0] is not loop:  # an app run again on a new loop (tests)
+            self._slots = (loop, asyncio.Semaphore(self.in_flight))
+        slots = self._slots[1]
+        await slots.acquire()  # the wait for a slot counts as queueing (t_submit is before it)
+        job.slot = slots
         try:
-            self.prep_pool.submit(self._prepare, job)
-        except RuntimeError:  # the pool is shut down
             with self._cv:
-                self._preparing -= 1
-            job.fut.cancel()
-            raise Overloaded("the server is shutting down", self.config.retry_after_s) from None
-        return await job.fut
+                self._preparing += 1
+            try:
+                self.prep_pool.submit(self._prepare, job)
+            except RuntimeError:  # the pool is shut down
+                with self._cv:
+                    self._preparing -= 1
+                job.fut.cancel()
+                raise Overloaded("the server is shutting down", self.config.retry_after_s) from None
+            return await job.fut
+        finally:
+            _free_slot(job)
 
     def close(self) -> None:
         """Refuse new requests; what is admitted still runs."""
@@ -319,6 +346,8 @@ class ModelWorker:
     def _execute_and_release(self, batch: list[_Job], twin: bool = False) -> None:
         """Run ``batch``, free the model, then answer: a client that hears back finds the model idle."""
         answers: list[tuple[_Job, Any, BaseException | None]] = []
+        # The rows go into this batch's input now: the next batch may be decoded while this one runs.
+        batch[0].loop.call_soon_threadsafe(_free_slots, batch)
         try:
             answers = self._execute(batch, self._twin if twin and self._twin is not None else self.model)
         except BaseException as exc:  # noqa: BLE001  never let the thread die
@@ -332,11 +361,25 @@ class ModelWorker:
             for job, result, exc in answers:
                 job.loop.call_soon_threadsafe(_set, job.fut, result, exc)
 
+    def _batch_input(self, batch: list[_Job], rows: int) -> np.ndarray:
+        """Where a batch's rows are gathered: one buffer of ``capacity`` rows, made at the first batch and
+        reused (a new array per batch, of a size that changes with the load, left the allocator holding
+        several). Only the thread running the model touches it, one batch at a time."""
+        first = batch[0].x
+        buf = self._batch_buf
+        if buf is None or buf.shape[1:] != first.shape[1:] or buf.dtype != first.dtype:
+            buf = self._batch_buf = np.empty((self.capacity, *first.shape[1:]), dtype=first.dtype)
+        return buf[:rows]
+
     def _execute(self, batch: list[_Job], model: Any) -> list[tuple[_Job, Any, BaseException | None]]:
         """Run ``model`` (the model or its twin) on ``batch``; returns each job's (job, answer, error)."""
         t0 = time.perf_counter()
         rows = sum(j.rows for j in batch)
-        x = batch[0].x if len(batch) == 1 else np.concatenate([j.x for j in batch])
+        x = batch[0].x if len(batch) == 1 else np.concatenate([j.x for j in batch], out=self._batch_input(batch, rows))
+        if len(batch) > 1:  # each job's rows now live in the batch: its own copy can go
+            offset = 0
+            for job in batch:
+                job.x, offset = x[offset : offset + job.rows], offset + job.rows
         if self.fixed_batch and rows < self.fixed_batch:  # a fixed-batch graph: pad, then drop the padding
             x = np.concatenate([x, np.zeros((self.fixed_batch - rows, *x.shape[1:]), dtype=x.dtype)])
         try:

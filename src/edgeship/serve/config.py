@@ -36,6 +36,12 @@ class LLMSharing(str, enum.Enum):
     PAUSE = "pause"
 
 
+def _budget(text: str):
+    from .budget import parse_budget
+
+    return parse_budget(text)
+
+
 def _default_prep_threads() -> int:
     # Decode and resize release the GIL. One decode thread per core, up to 4: with one thread on a
     # 2-core board, decoding was the bottleneck under load (bench/serve_load.py: MobileNetV3-Small
@@ -51,7 +57,11 @@ class ServeConfig:
       one more is answered 503 with ``Retry-After`` at once, before its body is read.
     max_batch / max_wait_ms: micro-batching for models with a dynamic batch axis. The worker
       takes what is queued (up to ``max_batch`` rows) and waits up to ``max_wait_ms`` for more
-      only while other requests are still being decoded: a lone request never waits.
+      only while other requests are still being decoded: a lone request never waits. Each row of a
+      batch costs its activations (8.5 MB for EfficientNet-Lite0 at 224x224, 1.2 MB for
+      MobileNetV3-Small). The default, 4, kept the req/s at 16 clients of the former 8 (MobileNetV3-
+      Small, same run: 95.5 against 98.9; 95.0 before this change) at a peak RSS 17 MB lower; 2 costs
+      a fifth of the req/s and saves 10 MB more (bench/footprint.py, docs/footprint.md).
     threads: ONNX Runtime intra-op threads (None: one per core).
     spinning: whether ONNX Runtime's intra-op threads busy-wait for work instead of sleeping.
       "auto" (default): a lone request (nothing else queued or being decoded) that comes within
@@ -60,9 +70,9 @@ class ServeConfig:
       never delays a wake-up the request needs; everything else (batches under load, sparse
       requests) runs on a session whose threads sleep, so they never take the cores that
       decoding and HTTP need and an idle board does not burn power spinning. The second session
-      costs about twice the model file in memory. "off": one session, threads never spin (least
-      memory). "run": one session, threads spin while a run is in progress and sleep as soon as it
-      returns. "on": one session, ONNX Runtime's default, they keep spinning after a run too.
+      shares the model's weights and arena (runtime/backends/ort_weights.py): it costs its own
+      session state, about 1 MB for EfficientNet-Lite0. "off": one session, threads never spin.
+      "run": one session, threads spin while a run is in progress and sleep as soon as it returns. "on": one session, ONNX Runtime's default, they keep spinning after a run too.
       bench/serve_load.py and the README show what each costs.
     max_pixels: decompression-bomb guard, checked from the header before any pixel is decoded.
     max_decode_bytes: what decoding and converting one picture may allocate (runtime/preprocess.py
@@ -72,6 +82,11 @@ class ServeConfig:
     llm_sharing: with an LLM, how it leaves the cores to vision requests (serve/sharing.py):
       "priority" (default: the LLM's threads at nice 19), "pause" (also, a generation waits
       between two tokens while a vision request is in flight) or "off".
+      A picture at the limit costs up to 24 bytes a pixel while it is decoded (an RGBA PNG; a JPEG
+      2): the default 25 MP is up to 600 MB per decode thread, which the memory plan counts.
+    memory_budget: the memory the server may plan to use: bytes, or a share of the device's RAM
+      (a float in (0, 1]); None: 75% of it. At start the planned peak (serve/budget.py) must fit,
+      or the server refuses to start, naming the parts that do not fit and what to change.
     target: the device preset whose thermal limits apply (``rpi5``: the firmware throttles from
       80 C); None: this host's kernel trip points, else generic limits. ``thermal`` overrides them.
     governor: a ``monitor.governor.GovernorConfig`` to run the thermal governor in the server; None
@@ -93,7 +108,8 @@ class ServeConfig:
         "largest accepted image, in pixels (checked from the header, before decoding)", type=positive_int))
     queue_size: int = field(default=64, metadata=cli(
         "requests in flight per model; one more gets 503 with Retry-After", type=positive_int))
-    max_batch: int = field(default=8, metadata=cli("rows per model run, for dynamic-batch models", type=positive_int))
+    max_batch: int = field(default=4, metadata=cli("rows per model run, for dynamic-batch models (each row costs "
+                                                   "its activations in memory)", type=positive_int))
     max_wait_ms: float = field(default=2.0, metadata=cli(
         "how long a batch waits for requests still being decoded (a lone request never waits)",
         type=non_negative_float))
@@ -102,7 +118,7 @@ class ServeConfig:
     spinning: Spinning = field(default=Spinning.AUTO, metadata=cli(
         "ONNX Runtime threads busy-wait for work: auto (a lone request that comes within 40 ms of the one "
         "before runs on a second session of the model whose threads spin, at the lowest priority; batches "
-        "and sparse requests on one that sleeps; a second copy of the model in memory), off (never), run "
+        "and sparse requests on one that sleeps; the two share the weights), off (never), run "
         "(only while a run is in progress) or on (ONNX Runtime's default)"))
     backend: Union[str, None] = field(default=None, metadata=cli(
         "engine for every bundle: onnxruntime, openvino, litert or tensorrt (default: each bundle's recorded "
@@ -150,6 +166,9 @@ class ServeConfig:
     llm_sharing: LLMSharing = field(default=LLMSharing.PRIORITY, metadata=cli(
         "how the LLM leaves the cores to vision requests: priority (its threads at the lowest priority), "
         "pause (also, it waits between two tokens while a vision request is in flight) or off"))
+    memory_budget: Union[int, float, None] = field(default=None, metadata=cli(
+        "memory the server may plan to use, e.g. 512M, 1.5G, or 60%% of RAM (default: 75%% of RAM); the "
+        "server refuses to start when its planned peak does not fit", type=_budget, metavar="SIZE"))
     retry_after_s: int = 1
     ready_cache_s: float = 1.0
     shutdown_timeout_s: float = 30.0
@@ -181,6 +200,10 @@ class ServeConfig:
             raise InputError(f"llm_sharing: expected one of {choices}, got {self.llm_sharing!r}") from None
         if self.threads is not None and (not isinstance(self.threads, int) or self.threads < 1):
             raise InputError(f"threads: expected a positive integer or None, got {self.threads!r}")
+        b = self.memory_budget
+        if b is not None and (isinstance(b, bool) or not isinstance(b, (int, float)) or b <= 0
+                              or (isinstance(b, float) and b > 1)):
+            raise InputError(f"memory_budget: expected bytes (an integer), a share of RAM in (0, 1], or None; got {b!r}")
         if self.governor is not None:
             from ..monitor.governor import GovernorConfig
 
@@ -212,9 +235,12 @@ def runtime_config(config: ServeConfig):
     """The runtime settings of a served model (engine flags, threads, ONNX Runtime's spinning)."""
     from ..runtime.session import RuntimeConfig
 
+    # One arena for the model's sessions (the twin runs only while the model does not), and no
+    # activation block kept per batch size (docs/footprint.md has the figures).
     return RuntimeConfig(intra_op_threads=config.threads, allow_spinning=config.spinning in (Spinning.RUN, Spinning.ON),
-                         stop_spinning_after_run=config.spinning is Spinning.RUN, backend=config.backend,
-                         provider=config.provider, variant=config.bundle_variant, options=config.provider_options)
+                         stop_spinning_after_run=config.spinning is Spinning.RUN, memory_pattern=False,
+                         shared_arena=True, backend=config.backend, provider=config.provider,
+                         variant=config.bundle_variant, options=config.provider_options)
 
 
 def runtime_given(config: ServeConfig) -> bool:

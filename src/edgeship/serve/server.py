@@ -192,7 +192,8 @@ def server_config(app: Any, config: Any, host: str, port: int, log_level: str = 
     return uvicorn.Config(
         app, host=host, port=port, http=protocol_for(config), limit_concurrency=config.max_connections,
         timeout_keep_alive=config.keep_alive_s, timeout_graceful_shutdown=int(config.shutdown_timeout_s),
-        log_level=log_level, **uvicorn_kw,
+        log_level=log_level, ws="none",  # no WebSocket routes: not importing a WebSocket protocol saves its memory
+        **uvicorn_kw,
     )
 
 

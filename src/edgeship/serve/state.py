@@ -90,6 +90,10 @@ class ServerState:
     primary: dict[str, Any] = field(default_factory=dict)
     held: dict[str, str] = field(default_factory=dict)
     closing: bool = False
+    memory_plan: Any = None  # MemoryPlan made at start (serve/budget.py)
+    memory_budget: Any = None  # Budget it was checked against
+    memory_at_start: Any = None  # the process's memory measured when the plan was made
+    memory_llm_loaded: Any = None  # RSS the LLM's load added, measured
     _retiring: dict[str, list[ModelWorker]] = field(default_factory=dict)
     _locks: dict[str, asyncio.Lock] = field(default_factory=dict)
 

@@ -55,6 +55,10 @@ class Backend(abc.ABC):
         self.model_path = model_path
         self.config = config
 
+    @classmethod
+    def import_engine(cls) -> None:
+        """Import the engine's own (heavy) package now, e.g. before measuring what a model adds."""
+
     @property
     @abc.abstractmethod
     def inputs(self) -> list["TensorSpec"]:

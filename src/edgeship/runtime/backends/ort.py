@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Union
@@ -16,30 +17,15 @@ import numpy as np
 
 from ...errors import BackendError, BundleError, InputError
 from .base import Backend, BackendKind, register_backend
+from .ort_options import _DTYPES, available_providers, resolve_providers, session_options
+
+__all__ = ["OrtBackend", "available_providers", "create_session", "resolve_providers", "session_options"]
 
 if TYPE_CHECKING:
     from ...bundle import TensorSpec
     from ..config import RuntimeConfig
 
-# ONNX element types as numpy dtype names (TensorSpec.dtype); others keep ORT's own spelling.
-_DTYPES = {
-    "tensor(float)": "float32", "tensor(float16)": "float16", "tensor(double)": "float64",
-    "tensor(uint8)": "uint8", "tensor(int8)": "int8", "tensor(uint16)": "uint16", "tensor(int16)": "int16",
-    "tensor(uint32)": "uint32", "tensor(int32)": "int32", "tensor(uint64)": "uint64", "tensor(int64)": "int64",
-    "tensor(bool)": "bool",
-}
-
-
-def available_providers() -> list[str]:
-    import onnxruntime as ort
-
-    return list(ort.get_available_providers())
-
-
-def resolve_providers(wanted: tuple[str, ...]) -> list[str]:
-    have = set(available_providers())
-    chosen = [p for p in wanted if p in have and p != "CPUExecutionProvider"]
-    return [*chosen, "CPUExecutionProvider"]
+log = logging.getLogger("edgeship.runtime")
 
 
 _INSTALL = {
@@ -70,33 +56,11 @@ def explicit_providers(cfg: "RuntimeConfig") -> list:
     return [first] if name == "CPUExecutionProvider" else [first, "CPUExecutionProvider"]
 
 
-def session_options(cfg: "RuntimeConfig"):
-    import onnxruntime as ort
+def create_session(model_path: Union[str, os.PathLike], cfg: "RuntimeConfig | None" = None, weights: Any = None):
+    """An onnxruntime.InferenceSession for ``model_path``; load failures become BundleError.
 
-    opts = ort.SessionOptions()
-    if cfg.intra_op_threads is not None:
-        opts.intra_op_num_threads = cfg.intra_op_threads
-    if cfg.inter_op_threads is not None:
-        opts.inter_op_num_threads = cfg.inter_op_threads
-    opts.execution_mode = (
-        ort.ExecutionMode.ORT_PARALLEL if cfg.execution_mode == "parallel" else ort.ExecutionMode.ORT_SEQUENTIAL
-    )
-    opts.graph_optimization_level = {
-        "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
-        "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
-        "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
-        "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
-    }[cfg.graph_optimization]
-    if cfg.allow_spinning is not None:
-        opts.add_session_config_entry("session.intra_op.allow_spinning", "1" if cfg.allow_spinning else "0")
-    if cfg.stop_spinning_after_run:
-        opts.add_session_config_entry("session.force_spinning_stop", "1")
-    opts.log_severity_level = cfg.log_severity
-    return opts
-
-
-def create_session(model_path: Union[str, os.PathLike], cfg: "RuntimeConfig | None" = None):
-    """An onnxruntime.InferenceSession for ``model_path``; load failures become BundleError."""
+    ``weights``: a SharedWeights (ort_weights.py) to load the cached optimized graph from instead.
+    """
     import onnxruntime as ort
 
     from ..config import RuntimeConfig
@@ -106,8 +70,15 @@ def create_session(model_path: Union[str, os.PathLike], cfg: "RuntimeConfig | No
     if not path.is_file():
         raise BundleError(f"{path}: model file not found")
     providers = explicit_providers(cfg) if cfg.provider else resolve_providers(cfg.providers)
+    opts = session_options(cfg)
+    source = str(path)
+    if weights is not None:
+        weights.attach(opts)
+        source = str(weights.model_path)
     try:
-        session = ort.InferenceSession(str(path), session_options(cfg), providers=providers)
+        session = ort.InferenceSession(source, opts, providers=providers)
+        if weights is not None:
+            session._edgeship_weights = weights  # the mapping lives as long as the session that borrows it
     except Exception as exc:  # ORT raises Fail / InvalidProtobuf / RuntimeException
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         if cfg.provider and cfg.provider != "cpu":
@@ -140,11 +111,24 @@ class OrtBackend(Backend):
 
     def __init__(self, model_path: Union[str, os.PathLike], config: "RuntimeConfig"):
         super().__init__(model_path, config)
-        self._session = create_session(model_path, config)
+        self.weights = _shared_weights(model_path, config)
+        self.weights_note = "shared: mapped from the optimized-graph cache" if self.weights else "private"
+        try:
+            self._session = create_session(model_path, config, self.weights)
+        except BundleError:
+            if self.weights is None:
+                raise
+            log.warning("%s: the cached optimized graph did not load; loading the model itself", model_path)
+            self.weights, self.weights_note = None, "private (the cached optimized graph did not load)"
+            self._session = create_session(model_path, config)
         self._inputs = [_spec(a) for a in self._session.get_inputs()]
         self._outputs = [_spec(a) for a in self._session.get_outputs()]
         self._input_name = self._inputs[0].name
         self._output_names = [o.name for o in self._outputs]
+
+    @classmethod
+    def import_engine(cls) -> None:
+        import onnxruntime  # noqa: F401
 
     @property
     def inputs(self) -> list["TensorSpec"]:
@@ -191,7 +175,26 @@ class OrtBackend(Backend):
             "graph_optimization": c.graph_optimization,
             "allow_spinning": c.allow_spinning,
             "stop_spinning_after_run": c.stop_spinning_after_run,
+            "weights": self.weights_note,
         }
 
     def close(self) -> None:
         self._session = None
+        self.weights = None  # a run still under way holds the session, and the session the mapping
+
+
+def _shared_weights(model_path: Union[str, os.PathLike], config: "RuntimeConfig"):
+    """The model's SharedWeights when the config asks for them and the CPU runs it; None otherwise."""
+    if (not config.shared_weights or config.provider not in (None, "cpu")
+            or resolve_providers(config.providers) != ["CPUExecutionProvider"]):
+        return None
+    if not Path(model_path).is_file():
+        return None  # create_session says what is wrong
+    from .ort_weights import SharedWeights
+
+    try:
+        return SharedWeights.get(model_path, config)
+    except Exception as exc:  # noqa: BLE001  a read-only cache, a graph ORT cannot save: run as before
+        log.warning("%s: weights not shared (%s: %s); each session holds its own", model_path,
+                    type(exc).__name__, str(exc)[:200])
+        return None
