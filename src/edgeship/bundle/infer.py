@@ -89,8 +89,9 @@ def _tflite_graph(path: Path) -> tuple[list[TensorSpec], list[TensorSpec], tuple
     return [spec(d, True) for d in ins], [spec(d, False) for d in outs], quant
 
 
-def _hw(spec: TensorSpec) -> tuple[Any, Any]:
-    return tuple(spec.shape[2:4]) if spec.layout == "NCHW" else tuple(spec.shape[1:3])
+def _hw(spec: TensorSpec) -> tuple[Union[int, str, None], Union[int, str, None]]:
+    i = 2 if spec.layout == "NCHW" else 1  # a spec with a layout is 4-d
+    return spec.shape[i], spec.shape[i + 1]
 
 
 # ------------------------------------------------------------------ exporters' metadata
@@ -208,14 +209,14 @@ def infer_manifest(path: Path, labels: Union[list[str], None] = None, preset: Un
         inputs, outputs, quant = _tflite_graph(path)
         from .tflite_meta import read_tflite_metadata
 
-        meta = read_tflite_metadata(path)
-        if meta.labels:
-            hints["labels"] = meta.labels
-            found.append(f"{len(meta.labels)} labels from {meta.label_file} zipped onto the file")
-        if meta.mean and meta.std:
-            hints["tflite_norm"] = (meta.mean, meta.std)
-        if meta.name:
-            found.append(f"TFLite metadata: {meta.name!r}")
+        tfl = read_tflite_metadata(path)
+        if tfl.labels:
+            hints["labels"] = tfl.labels
+            found.append(f"{len(tfl.labels)} labels from {tfl.label_file} zipped onto the file")
+        if tfl.mean and tfl.std:
+            hints["tflite_norm"] = (tfl.mean, tfl.std)
+        if tfl.name:
+            found.append(f"TFLite metadata: {tfl.name!r}")
     names = [o.name.lower() for o in outputs]
     if preset is None and "regressors" in names and "classificators" in names:
         preset = "blazeface"
@@ -231,8 +232,8 @@ def infer_manifest(path: Path, labels: Union[list[str], None] = None, preset: Un
         return Inferred(manifest, labels, extra, found, assumed)
     h, w = _hw(image)
     size = hints.get("size")
-    if size is None and all(isinstance(d, int) for d in (h, w)):
-        size = (int(h), int(w))
+    if size is None and isinstance(h, int) and isinstance(w, int):
+        size = (h, w)
         found.append(f"input size {size[0]}x{size[1]} from the graph")
     elif size is None:
         size = (224, 224) if preset != "yolov8" else (640, 640)
@@ -264,7 +265,7 @@ def infer_manifest(path: Path, labels: Union[list[str], None] = None, preset: Un
             found.append(f"output {outputs[0].name!r} is already probabilities (no softmax applied)")
     elif "task" in hints:
         assumed.append(f"task {hints['task']!r} has no decoder in edgeship: outputs are returned raw")
-    if labels_given:
+    if labels_given and labels is not None:
         found.append(f"{len(labels)} labels from the labels file given")
     elif labels is not None:
         pass

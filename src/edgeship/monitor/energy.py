@@ -83,7 +83,8 @@ class EnergyReading:
 
 
 def _rapl(root: PathLike) -> tuple[list[EnergyCounter], list[str]]:
-    readable, unreadable = [], []
+    readable: list[EnergyCounter] = []
+    unreadable: list[EnergyCounter] = []
     domains = [p for p in glob(root, "sys/class/powercap/intel-rapl:*") if p.name.count(":") == 1]
     for d in domains:  # top-level domains only: subzones (core, uncore, dram) are inside package
         rel = d.relative_to(root)
@@ -132,7 +133,7 @@ def _vi_reader(volt: Path, curr: Path) -> Callable[[], float | None]:
 
 
 def _hwmon_gauges(root: PathLike) -> list[PowerGauge]:
-    out = []
+    out: list[PowerGauge] = []
     for hw, name in _hwmon_dirs(root):
         source = Source.INA if name in INA_NAMES else Source.HWMON_POWER
         channels: dict[str, PowerGauge] = {}
@@ -247,14 +248,15 @@ class EnergyMeter:
             if self.method == "counter":
                 # Polled often enough that a counter cannot wrap twice between two reads.
                 for i, c in enumerate(self.counters):
-                    now = c.read_uj()
-                    if now is not None and self._last[i] is not None:
-                        self._uj += c.delta_uj(self._last[i], now)
+                    now, last = c.read_uj(), self._last[i]
+                    if now is not None and last is not None:
+                        self._uj += c.delta_uj(last, now)
                     self._last[i] = now if now is not None else self._last[i]
             else:
                 watts = [g.read_w() for g in self.gauges]
-                if all(w is not None for w in watts):
-                    self._samples.append((time.perf_counter(), float(sum(watts))))
+                read = [w for w in watts if w is not None]
+                if len(read) == len(watts):
+                    self._samples.append((time.perf_counter(), float(sum(read))))
 
     def _loop(self) -> None:
         wait = self.counter_poll_s if self.method == "counter" else self.interval_s
@@ -277,10 +279,11 @@ class EnergyMeter:
         if self.method == "counter":
             joules, samples = self._uj / 1e6, 2
         else:
-            joules, samples = _integrate(self._samples), len(self._samples)
-            if joules is None:
+            integrated = _integrate(self._samples)
+            if integrated is None:
                 self.reading = None
                 return None
+            joules, samples = integrated, len(self._samples)
         mean = joules / seconds if seconds > 0 else 0.0
         self.reading = EnergyReading(joules, seconds, mean, self.source or "", self.method, samples)
         return self.reading

@@ -304,6 +304,7 @@ class Governor:
                 s = steps[want_temp - 1]
                 return self._move(t, want_temp, "temperature",
                                   f"temperature {temp:.1f} C reached the set point of {s.action.value} ({s.set_c:g} C)")
+            assert signal is not None  # want_signal rises above the level only on a signal
             return self._move(t, want_signal, signal[0], signal[1])
         if not self.engaged or signal is not None:
             return None

@@ -125,22 +125,28 @@ def _write(path: Path, text: str) -> None:
     write_text_atomic(path, text, durable=False)
 
 
-@dataclass
+@dataclass(init=False)
 class ThermalPlant:
     """The board's state, advanced by ``step``; ``write`` puts it into the fake sysfs tree."""
 
     params: PlantParams
-    root: PathLike
-    temp_c: float | None = None
+    root: Path
+    temp_c: float
     clock_khz: int = 0
     sticky: int = 0  # the since-boot half of get_throttled
     sim_s: float = 0.0
-    _written: dict = field(default_factory=dict, repr=False)
+    _written: dict[str, int] = field(default_factory=dict, repr=False)
 
-    def __post_init__(self) -> None:
-        self.root = Path(self.root)
-        if self.temp_c is None:
-            self.temp_c = self.params.settle_c(0.0)
+    # written out rather than generated so that root may be a str and temp_c None (the settled idle
+    # temperature) while the attributes themselves are always a Path and a float
+    def __init__(self, params: PlantParams, root: PathLike, temp_c: float | None = None, clock_khz: int = 0,
+                 sticky: int = 0, sim_s: float = 0.0) -> None:
+        self.params = params
+        self.root = Path(root)
+        self.temp_c = params.settle_c(0.0) if temp_c is None else temp_c
+        self.sticky = sticky
+        self.sim_s = sim_s
+        self._written = {}
         self.clock_khz = firmware_clock(self.params, self.temp_c)
         self.sticky |= self._bits_now() << 16
         self.write()

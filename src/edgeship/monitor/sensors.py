@@ -160,8 +160,8 @@ def cpu_temperature(root: PathLike = "/", runner: Runner | None = None) -> TempR
     """The CPU temperature: a CPU thermal zone, else a CPU hwmon sensor, else vcgencmd; or None."""
     by_type = {z.type: z for z in thermal_zones(root) if z.celsius is not None}
     for kind in CPU_ZONE_TYPES:
-        if kind in by_type:
-            zone = by_type[kind]
+        zone = by_type.get(kind)
+        if zone is not None and zone.celsius is not None:
             return TempReading(zone.celsius, f"{zone.name} ({zone.type})")
     return _hwmon_cpu_temperature(root) or vcgencmd_temperature(_runner_for(root, runner))
 

@@ -60,6 +60,13 @@ class AgentConfig:
         return self.interval_s * (1 + rng.uniform(-self.jitter, self.jitter))
 
 
+def _candidate(rec: ModelRecord) -> VersionRef:
+    """The version being installed, which every in-flight state from DOWNLOADING on records."""
+    if rec.candidate is None:
+        raise StoreError(f"{rec.model}: expected a candidate version in state {rec.state.value}, got none")
+    return rec.candidate
+
+
 @dataclass
 class Stats:
     bytes_downloaded: int = 0
@@ -78,6 +85,12 @@ class Agent:
         self.last_check: dict[str, str] = {}
         self._rng = random.Random()
 
+    def _repo(self) -> tuple[AgentConfig, RepoClient]:
+        """The configuration and client of the repository; polling without one is an UpdateError."""
+        if self.config is None or self.client is None:
+            raise UpdateError("no update repository configured: this agent only recovers and rolls back")
+        return self.config, self.client
+
     def models(self) -> list[str]:
         return list(self.config.models if self.config else ()) or self.store.models()
 
@@ -90,7 +103,7 @@ class Agent:
         while not stop.wait(delay):
             for name in self.models():
                 self.check_logged(name)
-            delay = self.config.next_delay(self._rng)
+            delay = self._repo()[0].next_delay(self._rng)
 
     def check_logged(self, name: str) -> str:
         try:
@@ -113,10 +126,11 @@ class Agent:
             return self.recover(name)
         if rec.pinned:
             return f"pinned to {rec.pinned}"
-        session = self.client.session()
-        rows = self.client.channel_versions(session, name, self.config.channel)
+        config, client = self._repo()
+        session = client.session()
+        rows = client.channel_versions(session, name, config.channel)
         if not rows:
-            return f"no versions of {name} on {self.config.channel}"
+            return f"no versions of {name} on {config.channel}"
         newest = rows[-1]["version"]
         mine = rec.committed.version if rec.committed else None
         if mine is not None and version_key(newest) < version_key(mine):
@@ -128,7 +142,7 @@ class Agent:
         if not wanted:
             return f"up to date ({mine})"
         version = wanted[-1]["version"]
-        recipe, sha, data = self.client.recipe(session, name, version)
+        recipe, sha, data = client.recipe(session, name, version)
         self.store.save_recipe(sha, data)
         rec = self.store.transition(rec, S.DOWNLOADING, candidate=VersionRef(version, "", sha), attempts=0)
         return self._install(rec, recipe)
@@ -148,7 +162,7 @@ class Agent:
         if not resume and not quick:
             return f"{rec.state.value}: resumes when the agent runs"
         if rec.state in (S.DOWNLOADING, S.VERIFYING):
-            path = self.store.root / "recipes" / f"{rec.candidate.recipe}.json"
+            path = self.store.root / "recipes" / f"{_candidate(rec).recipe}.json"
             if not path.is_file():
                 self.store.transition(rec, S.IDLE, reason="recipe missing after restart", candidate=None)
                 self.store.gc(name)
@@ -171,7 +185,7 @@ class Agent:
     # --- steps -----------------------------------------------------------------------------------
 
     def _install(self, rec: ModelRecord, recipe: Recipe) -> str:
-        name, version = rec.model, rec.candidate.version
+        name, version = rec.model, _candidate(rec).version
         try:
             if rec.state is S.DOWNLOADING:
                 with faults.step("download"):
@@ -181,7 +195,7 @@ class Agent:
             with faults.step("verify"):
                 files = self._assemble(rec, recipe)
             with faults.step("staging"):
-                ref = self.store.stage(name, version, rec.candidate.recipe, files)
+                ref = self.store.stage(name, version, _candidate(rec).recipe, files)
                 rec = self.store.transition(rec, S.STAGED, candidate=ref)
                 self.store.clear_downloads()
         except TransferError:
@@ -217,10 +231,11 @@ class Agent:
         return f"aborted {version}: {reason}"
 
     def _free_check(self, need: int) -> None:
+        min_free = self.config.min_free_bytes if self.config else AgentConfig.min_free_bytes
         free = shutil.disk_usage(self.store.root).free
-        if free - need < self.config.min_free_bytes:
+        if free - need < min_free:
             raise StoreError(f"disk full: the update needs {need / 1e6:.1f} MB and {free / 1e6:.1f} MB are free "
-                             f"(keeping {self.config.min_free_bytes / 1e6:.0f} MB free)")
+                             f"(keeping {min_free / 1e6:.0f} MB free)")
 
     def _download(self, rec: ModelRecord, recipe: Recipe) -> None:
         local = self.store.local_chunks(rec, recipe.chunk_avg)
@@ -230,10 +245,12 @@ class Agent:
                   and not self.store.blob(sha).exists()}
         missing_files = [f for f in recipe.files.values() if not self.store.blob(f.sha256).exists()]
         self._free_check(sum(wanted.values()) + sum(f.size for f in missing_files))
+        client = self._repo()[1] if wanted else None
         for sha, size in wanted.items():
-            before = self.client.fetcher.bytes_received
-            self.client.fetcher.download_chunk(self.client.chunk_url(sha), downloads / f"{sha}.part", size, sha)
-            self.stats.bytes_downloaded += self.client.fetcher.bytes_received - before
+            assert client is not None
+            before = client.fetcher.bytes_received
+            client.fetcher.download_chunk(client.chunk_url(sha), downloads / f"{sha}.part", size, sha)
+            self.stats.bytes_downloaded += client.fetcher.bytes_received - before
             self.stats.chunks_downloaded += 1
 
     def _assemble(self, rec: ModelRecord, recipe: Recipe) -> dict[str, str]:
@@ -312,7 +329,7 @@ class Agent:
 
     def _gate(self, rec: ModelRecord, commit: bool = True) -> str:
         name = rec.model
-        cand = self.store.bundle_dir(name, rec.candidate)
+        cand = self.store.bundle_dir(name, _candidate(rec))
         committed = self.store.bundle_dir(name, rec.committed) if rec.committed else None
         while True:
             rec = self.store.transition(rec, S.SWITCHING, attempts=rec.attempts + 1)
@@ -332,32 +349,33 @@ class Agent:
                 return self.rollback(rec, str(exc))
             if not commit:  # Mender commits later (ArtifactCommit)
                 self.gate.abort(name)
-                self.store.save(rec.replace(last_result={"result": "canary_passed", "version": rec.candidate.version,
+                self.store.save(rec.replace(last_result={"result": "canary_passed", "version": _candidate(rec).version,
                                                          "reason": summary, "at": now_iso()}))
-                return f"canary passed {rec.candidate.version}: {summary}"
+                return f"canary passed {_candidate(rec).version}: {summary}"
             return self._commit(rec, summary)
 
     def _commit(self, rec: ModelRecord, summary: str) -> str:
         # the server swaps first: a crash before the record says committing means the old version
         # serves at restart and the candidate gets another start attempt
         try:
-            self.gate.commit(rec.model, self.store.bundle_dir(rec.model, rec.candidate))
+            self.gate.commit(rec.model, self.store.bundle_dir(rec.model, _candidate(rec)))
         except Exception as exc:  # noqa: BLE001  e.g. the swap was refused: the old model still serves
             return self.rollback(rec, f"the switch to the candidate failed: {exc}")
         rec = self.store.transition(rec, S.COMMITTING, reason=summary,
-                                    last_result={"result": "committing", "version": rec.candidate.version,
+                                    last_result={"result": "committing", "version": _candidate(rec).version,
                                                  "reason": summary, "at": now_iso()})
         return self._finish_commit(rec, summary)
 
     def _finish_commit(self, rec: ModelRecord, summary: str) -> str:
         with faults.step("commit"):
-            self.store.set_current(rec.model, rec.candidate)
+            cand = _candidate(rec)
+            self.store.set_current(rec.model, cand)
             rec = self.store.transition(
-                rec, S.COMMITTED, reason=summary, committed=rec.candidate, previous=rec.committed, candidate=None,
-                attempts=0, last_result={"result": "committed", "version": rec.candidate.version, "reason": summary,
+                rec, S.COMMITTED, reason=summary, committed=cand, previous=rec.committed, candidate=None,
+                attempts=0, last_result={"result": "committed", "version": cand.version, "reason": summary,
                                          "at": now_iso()})
             self.store.gc(rec.model)
-        return f"committed {rec.committed.version}: {summary}"
+        return f"committed {cand.version}: {summary}"
 
     def rollback(self, rec: ModelRecord, reason: str) -> str:
         """Roll back the candidate (or, from a rest state, the committed version to the previous one)."""

@@ -235,10 +235,11 @@ class SubprocessGate:
     def __init__(self, config: CanaryConfig | None = None, timeout_s: float = 600.0):
         self.config = config or CanaryConfig()
         self.timeout_s = timeout_s
-        self._procs: dict[str, subprocess.Popen] = {}
+        self._procs: dict[str, subprocess.Popen[str]] = {}
 
     def _line(self, name: str) -> dict[str, Any]:
         proc = self._procs[name]
+        assert proc.stdout is not None  # started with stdout=PIPE
         line = proc.stdout.readline()
         if not line:
             code = proc.wait(self.timeout_s)

@@ -80,6 +80,7 @@ class RangeHandler(http.server.SimpleHTTPRequestHandler):
 
 class _Server(http.server.ThreadingHTTPServer):
     daemon_threads = True
+    verbose = False  # RangeHandler.log_message reads it
 
     def handle_error(self, request, client_address) -> None:
         import sys
@@ -100,7 +101,7 @@ class RepoServer:
 
     @property
     def url(self) -> str:
-        host, port = self.httpd.server_address[:2]
+        host, port = self.httpd.socket.getsockname()[:2]  # str, unlike server_address's str | bytes
         return f"http://{host}:{port}"
 
     def start(self) -> "RepoServer":

@@ -243,8 +243,8 @@ class Store:
                         offset += c.size
             elif chunk_avg and self.bundle_dir(record.model, ref).is_dir():
                 for f in self.bundle_dir(record.model, ref).iterdir():
-                    for c in chunk_file(f, ChunkParams.around(chunk_avg)):
-                        found.setdefault(c.sha256, (f, c.offset, c.size))
+                    for piece in chunk_file(f, ChunkParams.around(chunk_avg)):
+                        found.setdefault(piece.sha256, (f, piece.offset, piece.size))
         return found
 
     # --- garbage ---------------------------------------------------------------------------------

@@ -26,6 +26,7 @@ import json
 import logging
 import os
 import stat
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -66,6 +67,16 @@ def load_api_keys(path: str | os.PathLike) -> tuple[bytes, ...]:
 
 class Refused(ApiError):
     """A request the guard turns away; raised from ``receive`` inside a route, the app's ApiError handler answers it."""
+
+
+@dataclass
+class _Body:
+    """One request's body as the guard has seen it so far."""
+
+    more: bool  # a body part is still to come
+    size: int = 0
+    held: int = 0  # bytes counted in Guard.buffered until the request ends
+    started: bool = False  # the response has begun: a refusal can no longer be sent
 
 
 class Guard:
@@ -115,47 +126,44 @@ class Guard:
                 413, f"request body is {declared:,} bytes, over the limit of {limit:,} bytes", "payload_too_large"))
             return
         has_body = (declared or 0) > 0 or any(name == b"transfer-encoding" for name, _ in scope.get("headers", ()))
-        state = {"size": 0, "held": 0, "more": has_body, "refused": None, "started": False}
+        state = _Body(more=has_body)
         budget = self.config.max_body_buffer_bytes
 
         async def guarded_receive() -> dict:
             message = await receive()
-            if not state["more"]:
+            if not state.more:
                 return message
             if message["type"] != "http.request":
-                state["more"] = False
+                state.more = False
                 return message
             n = len(message.get("body", b""))
-            state["size"] += n
-            state["more"] = message.get("more_body", False)
-            if state["size"] > limit:
-                state["refused"] = Refused(
-                    413, f"request body is over the limit of {limit:,} bytes", "payload_too_large")
-                raise state["refused"]
+            state.size += n
+            state.more = message.get("more_body", False)
+            if state.size > limit:
+                raise Refused(413, f"request body is over the limit of {limit:,} bytes", "payload_too_large")
             if self.buffered + n > budget:
-                state["refused"] = Refused(
+                raise Refused(
                     503, f"the server holds {self.buffered:,} bytes of request bodies, its limit; retry shortly",
                     "overloaded", headers={"Retry-After": str(self.config.retry_after_s)})
-                raise state["refused"]
             self.buffered += n
-            state["held"] += n
+            state.held += n
             return message
 
         async def guarded_send(message: dict) -> None:
             if message["type"] == "http.response.start":
-                state["started"] = True
-                if state["more"]:  # answered before the body was read whole: do not drain the rest
+                state.started = True
+                if state.more:  # answered before the body was read whole: do not drain the rest
                     message = {**message, "headers": [*message.get("headers", ()), (b"connection", b"close")]}
             await send(message)
 
         try:
             await self.app(scope, guarded_receive, guarded_send)
         except Refused as exc:
-            if state["started"]:
+            if state.started:
                 raise
             await _refuse(scope, send, exc)
         finally:
-            self.buffered -= state["held"]
+            self.buffered -= state.held
 
 
 def _content_length(scope: dict) -> int | None:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
-from typing import Literal, Union
+from typing import Any, Literal, Union
 
 from ..errors import InputError
 
@@ -182,7 +182,7 @@ _RPI5_LLM = tuple(LlmBenchmark(m, "Q4_K_M", tps, ram, ttft) for m, tps, ram, ttf
 ])
 
 _JETSON_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider")
-_RPI5_CPU = dict(cpu="Cortex-A76", cores=4, big_cores=4, clock_ghz=2.4, cpu_gflops=13.0,
+_RPI5_CPU: dict[str, Any] = dict(cpu="Cortex-A76", cores=4, big_cores=4, clock_ghz=2.4, cpu_gflops=13.0,
                  quant_target=QuantTarget.ARM64_DOTPROD, benchmarks=_RPI5_BENCH, llm=_RPI5_LLM)
 
 CATALOG: dict[str, Device] = {d.id: d for d in [

@@ -79,6 +79,13 @@ COUNTERS: dict[str, Callable[[Callable[[str], Shape | None], Any], int | None]] 
 }
 
 
+def _what(model: Union[str, os.PathLike, bytes, Any]) -> str:
+    """The model as an error message names it: a path, never the repr of its bytes or protobuf."""
+    if isinstance(model, bytes):
+        return f"ONNX model ({len(model):,} bytes)"
+    return os.fsdecode(model) if isinstance(model, (str, os.PathLike)) else "ONNX model"
+
+
 def _load(model: Union[str, os.PathLike, bytes, Any]):
     onnx = require("onnx", "optimize", "counting FLOPs of an ONNX model")
     if isinstance(model, onnx.ModelProto):
@@ -91,7 +98,7 @@ def _load(model: Union[str, os.PathLike, bytes, Any]):
         # Weights stored outside the file are not needed: shapes are in the initializer headers.
         return onnx, onnx.load(os.fspath(model), load_external_data=False)
     except (OSError, ValueError, RuntimeError, Exception) as exc:  # DecodeError has no common base
-        raise BundleError(f"{model}: not a readable ONNX model ({exc})") from exc
+        raise BundleError(f"{_what(model)}: not a readable ONNX model ({exc})") from exc
 
 
 def _fix_inputs(model: Any, input_shapes: Mapping[str, Sequence[int]]) -> list[str]:
@@ -130,7 +137,7 @@ def onnx_cost(model: Union[str, os.PathLike, bytes, Any],
     try:
         inferred = onnx.shape_inference.infer_shapes(proto, data_prop=True)
     except Exception as exc:  # onnx raises InferenceError / ValidationError
-        raise BundleError(f"{model}: ONNX shape inference failed ({str(exc).splitlines()[0][:200]})") from exc
+        raise BundleError(f"{_what(model)}: ONNX shape inference failed ({str(exc).splitlines()[0][:200]})") from exc
 
     known: dict[str, Shape] = {}
     for init in inferred.graph.initializer:
@@ -138,8 +145,8 @@ def onnx_cost(model: Union[str, os.PathLike, bytes, Any],
     for vi in [*inferred.graph.input, *inferred.graph.value_info, *inferred.graph.output]:
         t = vi.type.tensor_type
         if vi.type.HasField("tensor_type") and t.HasField("shape"):
-            dims = [d.dim_value if d.HasField("dim_value") else None for d in t.shape.dim]
-            if all(d is not None for d in dims):
+            dims = [d.dim_value for d in t.shape.dim if d.HasField("dim_value")]
+            if len(dims) == len(t.shape.dim):  # every dimension known
                 known[vi.name] = tuple(dims)
     for node in inferred.graph.node:  # Constant nodes that hold weights (some exporters use them)
         if node.op_type == "Constant":

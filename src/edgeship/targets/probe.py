@@ -116,7 +116,8 @@ class HostInfo:
 
 def _cpuinfo(root: PathLike) -> list[dict[str, str]]:
     """/proc/cpuinfo as one dict per processor block (plus trailing board-level blocks on ARM)."""
-    blocks, cur = [], {}
+    blocks: list[dict[str, str]] = []
+    cur: dict[str, str] = {}
     for line in (read_text(root, "proc/cpuinfo") or "").splitlines():
         if not line.strip():
             if cur:
@@ -157,7 +158,7 @@ def _cores(root: PathLike, procs: list[dict[str, str]]) -> tuple[int, int, int]:
     """(physical, logical, big) cores; big = cores at more than half the top cpu_capacity."""
     cpus = glob(root, "sys/devices/system/cpu/cpu[0-9]*")
     logical = len(procs) or len(cpus) or 1
-    pairs = set()
+    pairs: set[tuple[object, object]] = set()  # (package, core): ints from sysfs, strings from cpuinfo
     for cpu in cpus:
         rel = cpu.relative_to(root)
         core = read_int(root, f"{rel}/topology/core_id")
