@@ -69,7 +69,7 @@ class VerbParser(argparse.ArgumentParser):
         self.error(f"unrecognized arguments: {' '.join(extras)}{hint}")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser() -> VerbParser:
     parser = VerbParser(
         prog="edgeship",
         description=(

@@ -16,6 +16,7 @@ same picture, prepared as that way is fed).
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -175,7 +176,7 @@ def compare_backends(path: Union[str, Path, Bundle], cfg: CompareConfig,
         say(f"{w.label}: loaded in {model.load_ms:.0f} ms" + (f", golden max error {check.max_abs_error:.2e}" if check else ""))
     try:
         inputs = {k: _input(m, cfg.batch) for k, (_, m) in loaded.items()}
-        fns = {k: (lambda m=m, x=inputs[k]: m.run(x)) for k, (_, m) in loaded.items()}
+        fns: dict[str, Callable[[], object]] = {k: functools.partial(m.run, inputs[k]) for k, (_, m) in loaded.items()}
         stats = interleaved(fns, cfg.warmup, cfg.runs, cfg.batch, cfg.rounds) if fns else {}
         rows = []
         for label, (w, m) in loaded.items():

@@ -80,7 +80,7 @@ class HeatSampler:
         raws = [s.throttled_raw for _, s in self.samples if s.throttled_raw is not None]
         reasons: list[str] = []
         drop = 0.0
-        peak = worst = None
+        peak = worst = 0  # kHz, set with drop
         if clocks:
             peak_so_far = clocks[0][1]
             for _, c in clocks:

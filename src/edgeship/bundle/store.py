@@ -28,7 +28,7 @@ import stat
 import tarfile
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 from ..errors import BundleError, IntegrityError, NotABundleError, SchemaError
 from ..util import write_text_atomic
@@ -289,7 +289,7 @@ def write_bundle(
     model_file: PathLike,
     labels: list[str] | None = None,
     golden: tuple[Any, Any] | None = None,
-    extra_files: dict[str, PathLike] | None = None,
+    extra_files: Mapping[str, PathLike] | None = None,
     overwrite: bool = False,
 ) -> Bundle:
     """Write a complete bundle to ``out`` atomically: built in a sibling temp folder, then renamed.

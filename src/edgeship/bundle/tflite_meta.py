@@ -104,7 +104,7 @@ def _metadata_buffer(buf: bytearray) -> bytes | None:
             index = entry.scalar(_META_BUFFER, N.Uint32Flags)
             buffers = model.tables(_MODEL_BUFFERS)
             if index is not None and index < len(buffers):
-                return buffers[index].bytes(_BUFFER_DATA) or None
+                return buffers[int(index)].bytes(_BUFFER_DATA) or None
     return None
 
 

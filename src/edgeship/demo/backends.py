@@ -68,10 +68,10 @@ def backends_section(out: Path, console, quick: bool) -> dict[str, Any]:
     console.print(table)
     for s in report["skipped"] + report["refused"]:
         console.print(f"  not run {s['label']}: {s['reason']}", style="yellow", highlight=False)
-    c = result.choice
-    console.print(f"pick for {result.host}: {pick} ({c.p50_ms:.2f} ms at p50), recorded in {bundle_dir}",
+    choice = result.choice
+    console.print(f"pick for {result.host}: {pick} ({choice.p50_ms:.2f} ms at p50), recorded in {bundle_dir}",
                   highlight=False)
-    md += ["", f"Pick for {result.host}: **{pick}** ({c.p50_ms:.2f} ms at p50), recorded in the bundle; "
+    md += ["", f"Pick for {result.host}: **{pick}** ({choice.p50_ms:.2f} ms at p50), recorded in the bundle; "
                "`edgeship predict` and `edgeship serve` use it on this host."]
     return {"bundle": str(bundle_dir), "gates": gates, "comparison": report, "host": result.host,
             "pick": pick, "markdown": "\n".join(md)}

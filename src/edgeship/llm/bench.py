@@ -19,7 +19,10 @@ import gc
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from rich.console import JustifyMethod
 
 from ..errors import InputError
 from .report import Spread, describe_environment, llm_environment
@@ -143,6 +146,7 @@ def bench_llm(model: str | os.PathLike, config: LLMBenchConfig | None = None, pr
         runs.append(run)
         if progress is not None:
             progress(i + 1)
+    assert info is not None  # LLMBenchConfig checks repeat >= 1
     summary = {key: Spread.of([r[key] for r in runs]) for key, *_ in METRICS}
     threads = config.n_threads
     if threads is None:
@@ -166,8 +170,9 @@ def render_table(result: LLMBenchResult):
     title = (f"{m['name']}  {m['quantization']}  {m['file_bytes'] / 2**20:.0f} MB  "
              f"{c['prompt_tokens']}-token prompt, {c['gen_tokens']} generated, {c['n_threads']} threads")
     table = Table(title=title, caption=f"{len(result.runs)} runs; {describe_environment(result.environment)}")
-    for col, justify in (("metric", "left"), ("mean", "right"), ("std", "right"), ("min", "right"),
-                         ("max", "right"), ("unit", "left")):
+    columns: tuple[tuple[str, JustifyMethod], ...] = (
+        ("metric", "left"), ("mean", "right"), ("std", "right"), ("min", "right"), ("max", "right"), ("unit", "left"))
+    for col, justify in columns:
         table.add_column(col, justify=justify)
     for key, label, unit, scale, fmt in METRICS:
         s = result.summary[key]

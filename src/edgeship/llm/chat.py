@@ -85,7 +85,7 @@ def chat(engine, config: ChatConfig, stdin: TextIO = sys.stdin, stdout: TextIO =
                                   seed=config.seed)
         if interactive:
             stdout.write("assistant> ")
-        parts = []
+        parts: list[str] = []
         for piece in engine.generate(prompt, sampling):
             if not parts:
                 piece = piece.lstrip()

@@ -179,7 +179,7 @@ class Engine:
         self.load_s = load_s
         self._lib = llama_cpp_module()
         self._vocab = llama._model.vocab
-        self._formatter = None
+        self._formatter: Callable[..., Any] | None = None  # llama_cpp's Jinja2ChatFormatter, built on first use
         self._max_piece: int | None = None
         # Called before each token is evaluated (before the prompt, then between two tokens); a
         # server sets it to let other work on the same cores go first (serve/sharing.py).
@@ -347,6 +347,7 @@ class Generation:
         self.prompt_tokens = len(tokens)
         self.completion_tokens = 0
         self.finish_reason: str | None = None
+        self.prompt_text: str | None = None  # the prompt as text, where a caller knows it (for its logs)
         self.t_start = self.t_first = self.t_end = 0.0
         self.t_arrival = 0.0  # set by the server: when the request arrived (perf_counter)
         self._started = False

@@ -19,7 +19,10 @@ import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from rich.console import JustifyMethod
 
 from ..errors import InputError
 from ..util import atomic_path
@@ -191,7 +194,9 @@ def render_table(result: QuantizeResult):
                            f"{result.config['gen_tokens']} generated, greedy, {result.config['repeat']} runs each; "
                            f"perplexity on edgeship's {result.perplexity_text} ({result.config['perplexity_ctx']}-token "
                            f"windows); {describe_environment(result.environment) if result.environment else ''}"))
-    for col, justify in (("", "left"), ("input", "right"), ("output", "right"), ("change", "right")):
+    columns: tuple[tuple[str, JustifyMethod], ...] = (
+        ("", "left"), ("input", "right"), ("output", "right"), ("change", "right"))
+    for col, justify in columns:
         table.add_column(col, justify=justify)
 
     def ratio(x, y):

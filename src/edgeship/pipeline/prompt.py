@@ -105,14 +105,14 @@ class PromptTemplate:
         if unknown:
             raise InputError(f"prompt template: unknown placeholder {{{unknown[0]}}}; known placeholders: "
                              + ", ".join("{" + n + "}" for n in sorted(_all_known())))
-        first = next(i for i, (_, n) in enumerate(parts) if n is not None)
+        first, first_name = next((i, n) for i, (_, n) in enumerate(parts) if n is not None)
         head = "".join(lit for lit, _ in parts[:first]) + parts[first][0]
         # Cut where the last run of white space before the first placeholder begins (none: cut at 0).
         cut = max((i for i, ch in enumerate(head) if ch.isspace()), default=-1)
         while cut > 0 and head[cut - 1].isspace():
             cut -= 1
         cut = max(cut, 0)
-        rest = _escape(head[cut:]) + "{" + parts[first][1] + "}" + "".join(
+        rest = _escape(head[cut:]) + "{" + first_name + "}" + "".join(
             _escape(lit) + ("{" + n + "}" if n is not None else "") for lit, n in parts[first + 1:])
         object.__setattr__(self, "fields", names)
         object.__setattr__(self, "fixed", head[:cut])

@@ -76,13 +76,16 @@ class Model:
             raise InputError(f"max_pixels: expected a positive integer or None, got {max_pixels!r}")
         variant = bundle.manifest.variant(config.variant) if config.variant else None
         config = _resolve(bundle, config, variant)
+        kind = config.backend
+        assert kind is not None  # _resolve settles the backend
+        self._kind: BackendKind = kind
         model_path = bundle.root / variant.model if variant else bundle.model_path
-        backend_cls = backend_class(config.backend)
+        backend_cls = backend_class(kind)
         if backend_cls.suffixes and model_path.suffix.lower() not in backend_cls.suffixes:
             fmt = bundle.manifest.format
             hint = "; use `edgeship llm` for .gguf models" if fmt is Format.GGUF else ""
             raise BundleError(
-                f"{bundle.source}: {model_path.name} is not run by the {config.backend.value} backend "
+                f"{bundle.source}: {model_path.name} is not run by the {kind.value} backend "
                 f"(it reads {', '.join(backend_cls.suffixes)} files){hint}"
             )
         if variant is not None and (variant.preprocessing is not None or variant.postprocessing is not None):
@@ -189,7 +192,7 @@ class Model:
     def max_batch(self) -> int | None:
         """None when any batch size is accepted, else the fixed batch the graph was exported with."""
         shape = self._backend.inputs[0].shape
-        return None if self.dynamic_batch or not shape else int(shape[0])
+        return None if self.dynamic_batch or not shape or shape[0] is None else int(shape[0])
 
     @property
     def takes_images(self) -> bool:
@@ -206,7 +209,7 @@ class Model:
 
     @property
     def backend(self) -> BackendKind:
-        return self.config.backend
+        return self._kind
 
     @property
     def session(self):
@@ -320,7 +323,7 @@ class Model:
         """Run the bundle's golden input and compare with its stored output (None when it has none)."""
         g = self.variant.golden if self.variant is not None and self.variant.golden else self.bundle.manifest.golden
         golden = self.golden()
-        if golden is None:
+        if golden is None or g is None:  # g is None only when golden() is
             return None
         x, expected = golden
         got = self.run(x)[0]

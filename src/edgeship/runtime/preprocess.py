@@ -23,7 +23,7 @@ import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Union
+from typing import IO, Any, Union, cast
 
 import numpy as np
 
@@ -71,6 +71,7 @@ def _open(src: ImageSource):
 
     if isinstance(src, Image.Image):
         return src
+    fp: Union[Path, IO[bytes]]
     if isinstance(src, (bytes, bytearray, memoryview)):
         if len(src) == 0:
             raise InputError("empty image: 0 bytes received; send a JPEG, PNG, WebP, BMP or TIFF file")
@@ -82,7 +83,7 @@ def _open(src: ImageSource):
             raise InputError(f"{path}: no such image file")
         fp, name = path, str(path)
     elif hasattr(src, "read"):
-        fp, name = src, "image stream"
+        fp, name = cast("IO[bytes]", src), "image stream"
     else:
         raise InputError(f"cannot read an image from {type(src).__name__}; give a path, bytes, a PIL image or an array")
     try:
@@ -276,6 +277,7 @@ class Preprocessor:
         s = self.spec
         th, tw = s.size
         if s.resize is Resize.SHORT_SIDE_CROP:
+            assert s.resize_to is not None  # PreprocessSpec requires it for SHORT_SIDE_CROP
             k = s.resize_to / min(w, h)
         elif s.resize is Resize.LETTERBOX:
             k = min(th / h, tw / w)

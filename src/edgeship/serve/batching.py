@@ -281,12 +281,13 @@ class ModelWorker:
             # cycle that holds them until the cyclic GC happens to run (measured: a server fed
             # truncated 16-bit PNGs grew by 500 MB before it did).
             traceback.clear_frames(exc.__traceback__)
-            fut, loop, job = job.fut, job.loop, None
+            fut, loop = job.fut, job.loop
+            del job
             with self._cv:
                 self._preparing -= 1
                 self._cv.notify()
             loop.call_soon_threadsafe(_set, fut, None, exc)
-            fut = None
+            del fut
             return
         job.t_enqueued = time.perf_counter()
         with self._cv:
@@ -358,8 +359,8 @@ class ModelWorker:
                 self._running = False
                 if self._queue or self._stopping:  # else the inference thread has nothing to do
                     self._cv.notify()
-            for job, result, exc in answers:
-                job.loop.call_soon_threadsafe(_set, job.fut, result, exc)
+            for job, result, error in answers:
+                job.loop.call_soon_threadsafe(_set, job.fut, result, error)
 
     def _batch_input(self, batch: list[_Job], rows: int) -> np.ndarray:
         """Where a batch's rows are gathered: one buffer of ``capacity`` rows, made at the first batch and
@@ -395,7 +396,7 @@ class ModelWorker:
         self.metrics.inference.observe(t1 - t0)
         self.metrics.batch_size.observe(rows)
         offset = 0
-        answers = []
+        answers: list[tuple[_Job, Any, BaseException | None]] = []
         for job in batch:
             n = job.rows
             mine = [o[offset : offset + n] if getattr(o, "ndim", 0) and o.shape[0] == x.shape[0] else o for o in outputs]
@@ -406,10 +407,11 @@ class ModelWorker:
             job.timing["infer"] = infer_ms
             job.timing["batch_size"] = rows
             t2 = time.perf_counter()
+            error: BaseException | None = None
             try:
-                result, exc = job.finish(mine), None
+                result = job.finish(mine)
             except Exception as err:  # noqa: BLE001
-                result, exc = None, err
+                result, error = None, err
             job.timing["postprocess"] = (time.perf_counter() - t2) * 1e3
-            answers.append((job, (result, job.timing), exc))
+            answers.append((job, (result, job.timing), error))
         return answers

@@ -233,13 +233,15 @@ def thermal_limits(config: ServeConfig):
 
 def runtime_config(config: ServeConfig):
     """The runtime settings of a served model (engine flags, threads, ONNX Runtime's spinning)."""
+    from ..runtime.backends.kinds import BackendKind
     from ..runtime.session import RuntimeConfig
 
     # One arena for the model's sessions (the twin runs only while the model does not), and no
     # activation block kept per batch size (docs/footprint.md has the figures).
     return RuntimeConfig(intra_op_threads=config.threads, allow_spinning=config.spinning in (Spinning.RUN, Spinning.ON),
                          stop_spinning_after_run=config.spinning is Spinning.RUN, memory_pattern=False,
-                         shared_arena=True, backend=config.backend, provider=config.provider,
+                         shared_arena=True, provider=config.provider,
+                         backend=BackendKind.parse(config.backend) if config.backend is not None else None,
                          variant=config.bundle_variant, options=config.provider_options)
 
 

@@ -94,7 +94,7 @@ def describe_job(model, body: bytes, content_type: str | None, top_k: int | None
 class DescribeService:
     """The describe route's state: the Pipeline (made once the LLM has loaded), the heat gate, metrics."""
 
-    def __init__(self, state, config, llm=None, hot=None, registry=None):
+    def __init__(self, state: Any, config: Any, llm: Any = None, hot: Any = None, registry: Any = None) -> None:
         self.state = state
         self.config = config  # pipeline.DescribeConfig
         self.llm = llm

@@ -197,7 +197,7 @@ class GovernorGate:
         self.app = app
         self.service = service
 
-    async def __call__(self, scope, receive, send):
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
         path = scope.get("path", "")
@@ -207,7 +207,7 @@ class GovernorGate:
 
             self.service.metrics.readiness.state("not_ready")
             scope["edgeship_endpoint"] = path  # for the request counter: this never reaches a route
-            body = {"status": "not_ready", "reasons": [self.service.stop_reason()]}
+            body: dict[str, Any] = {"status": "not_ready", "reasons": [self.service.stop_reason()]}
             if path.startswith("/v2"):
                 body = {"ready": False, **body}
             return await JSONResponse(body, status_code=503)(scope, receive, send)

@@ -21,10 +21,10 @@ from typing import Any, Callable
 class _Worker:
     __slots__ = ("task", "wake", "thread")
 
-    def __init__(self) -> None:
+    def __init__(self, run: Callable[["_Worker"], None], name: str) -> None:
         self.task: tuple | None = None
         self.wake = threading.Semaphore(0)
-        self.thread: threading.Thread | None = None
+        self.thread = threading.Thread(target=run, args=(self,), name=name, daemon=True)
 
 
 class HotThreadPool(Executor):
@@ -39,8 +39,7 @@ class HotThreadPool(Executor):
         self._workers: list[_Worker] = []
         self._shutdown = False
         for i in range(threads):
-            w = _Worker()
-            w.thread = threading.Thread(target=self._run, args=(w,), name=f"{name}_{i}", daemon=True)
+            w = _Worker(self._run, f"{name}_{i}")
             self._workers.append(w)
             self._idle.append(w)
         for w in self._workers:

@@ -24,6 +24,7 @@ from the time of the last bytes, so a request costs no timer operation per chunk
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from typing import Any
@@ -50,8 +51,8 @@ def protocol_for(config: Any) -> type:
             self._awaiting_headers = True
             self._header_bytes = 0
             self._received_any = False
-            self._header_timer = None
-            self._body_timer = None
+            self._header_timer: asyncio.TimerHandle | None = None
+            self._body_timer: asyncio.TimerHandle | None = None
             self._body_pending = False
             self._last_body = 0.0
             self._lingering = False

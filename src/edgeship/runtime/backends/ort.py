@@ -45,6 +45,7 @@ def explicit_providers(cfg: "RuntimeConfig") -> list:
 
     from ..config import PROVIDERS
 
+    assert cfg.provider is not None  # called only for a config that names a provider
     name = PROVIDERS[cfg.provider]
     have = available_providers()
     if name not in have:

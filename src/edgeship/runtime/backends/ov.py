@@ -133,7 +133,7 @@ class OpenVINOBackend(Backend):
             "backend": self.kind.value,
             "version": self._version,
             "device": "CPU",
-            "precision": self.config.precision if self.config.precision in ("int8", "uint8") else _BACK.get(used, used),
+            "precision": self.config.precision if self.config.precision in ("int8", "uint8") else (_BACK.get(used, used) if used is not None else None),
             "precision_hint": used,
             "threads": threads,
             "performance_hint": self._props.get("PERFORMANCE_HINT"),

@@ -127,7 +127,8 @@ class TensorRTBackend(Backend):
         cudart = _import_cudart()
         self._trt, self._cudart = trt, cudart
         try:
-            self._batch = tuple(int(opts.get(k, d)) for k, d in (("min_batch", 1), ("opt_batch", 1), ("max_batch", 32)))
+            self._batch: tuple[int, int, int] = (
+                int(opts.get("min_batch", 1)), int(opts.get("opt_batch", 1)), int(opts.get("max_batch", 32)))
             workspace = int(opts.get("workspace_mb", 1024)) << 20
             self._device = int(opts.get("device", 0))
         except ValueError as exc:
@@ -219,7 +220,7 @@ class TensorRTBackend(Backend):
     def _spec(self, name: str, is_input: bool) -> "TensorSpec":
         from ...bundle import TensorSpec
 
-        shape = [int(d) if d >= 0 else None for d in self._engine.get_tensor_shape(name)]
+        shape: list[Union[int, str, None]] = [int(d) if d >= 0 else None for d in self._engine.get_tensor_shape(name)]
         layout = "NCHW" if is_input and len(shape) == 4 and shape[1] in (1, 3) else None
         return TensorSpec(name, shape, self._dtypes[name].name, layout)
 

@@ -185,8 +185,8 @@ def _input_hw(bundle: Bundle) -> tuple[int, int]:
         return int(pre.size[0]), int(pre.size[1])
     for spec in bundle.manifest.inputs[:1]:
         dims = spec.shape[2:4] if spec.layout != "NHWC" else spec.shape[1:3]
-        if len(dims) == 2 and all(isinstance(d, int) for d in dims):
-            return int(dims[0]), int(dims[1])
+        if len(dims) == 2 and isinstance(dims[0], int) and isinstance(dims[1], int):
+            return dims[0], dims[1]
     raise BundleError(f"{bundle.name}: cannot tell the model input size to scale SSD anchors; add preprocessing.size")
 
 
