@@ -54,17 +54,17 @@ class DistillConfig:
 
     def __post_init__(self) -> None:
         if self.epochs < 1:
-            raise ValueError(f"epochs: must be at least 1, got {self.epochs}")
+            raise InputError(f"epochs: must be at least 1, got {self.epochs}")
         if self.batch_size < 1:
-            raise ValueError(f"batch_size: must be at least 1, got {self.batch_size}")
+            raise InputError(f"batch_size: must be at least 1, got {self.batch_size}")
         if not self.lr > 0:
-            raise ValueError(f"lr: must be positive, got {self.lr}")
+            raise InputError(f"lr: must be positive, got {self.lr}")
         if self.temperature <= 0:
-            raise ValueError(f"temperature: must be positive, got {self.temperature}")
+            raise InputError(f"temperature: must be positive, got {self.temperature}")
         if not 0.0 <= self.alpha <= 1.0:
-            raise ValueError(f"alpha: must be within [0, 1], got {self.alpha}")
+            raise InputError(f"alpha: must be within [0, 1], got {self.alpha}")
         if self.threads is not None and self.threads < 1:
-            raise ValueError(f"threads: must be at least 1, got {self.threads}")
+            raise InputError(f"threads: must be at least 1, got {self.threads}")
 
 
 @dataclass(frozen=True)

@@ -28,7 +28,7 @@ import numpy as np
 from .. import __version__
 from .._deps import require
 from ..bundle import Bundle, Golden, Manifest, Preprocessing, Stage, StageName, Task, TensorSpec, now_iso, write_bundle
-from ..errors import ExportError
+from ..errors import ExportError, InputError
 
 
 @dataclass(frozen=True)
@@ -48,13 +48,13 @@ class ExportSpec:
 
     def __post_init__(self) -> None:
         if not 7 <= self.opset <= 23:
-            raise ValueError(f"opset: expected 7 to 23, got {self.opset}")
+            raise InputError(f"opset: expected 7 to 23, got {self.opset}")
         if self.batch < 1:
-            raise ValueError(f"batch: must be at least 1, got {self.batch}")
+            raise InputError(f"batch: must be at least 1, got {self.batch}")
         if self.input_size is not None and min(self.input_size) < 8:
-            raise ValueError(f"input_size: at least 8x8, got {list(self.input_size)}")
+            raise InputError(f"input_size: at least 8x8, got {list(self.input_size)}")
         if self.atol < 0 or self.rtol < 0:
-            raise ValueError("atol/rtol: must not be negative")
+            raise InputError("atol/rtol: must not be negative")
 
 
 @dataclass

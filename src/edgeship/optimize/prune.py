@@ -49,19 +49,19 @@ class PruneConfig:
     def __post_init__(self) -> None:
         chosen = [n for n in ("ratio", "target_flops", "target_params") if getattr(self, n) is not None]
         if len(chosen) > 1:
-            raise ValueError(f"set only one of ratio, target_flops, target_params (got {', '.join(chosen)})")
+            raise InputError(f"set only one of ratio, target_flops, target_params (got {', '.join(chosen)})")
         if self.ratio is not None and not 0.0 <= self.ratio < 1.0:
-            raise ValueError(f"ratio: must be within [0, 1), got {self.ratio}")
+            raise InputError(f"ratio: must be within [0, 1), got {self.ratio}")
         for name in ("target_flops", "target_params"):
             v = getattr(self, name)
             if v is not None and not 0.0 < v <= 1.0:
-                raise ValueError(f"{name}: the fraction to keep, within (0, 1], got {v}")
+                raise InputError(f"{name}: the fraction to keep, within (0, 1], got {v}")
         if self.round_to < 1:
-            raise ValueError(f"round_to: must be at least 1, got {self.round_to}")
+            raise InputError(f"round_to: must be at least 1, got {self.round_to}")
         if not 0.0 < self.max_layer_ratio < 1.0:
-            raise ValueError(f"max_layer_ratio: must be within (0, 1), got {self.max_layer_ratio}")
+            raise InputError(f"max_layer_ratio: must be within (0, 1), got {self.max_layer_ratio}")
         if self.search_steps < 1:
-            raise ValueError(f"search_steps: must be at least 1, got {self.search_steps}")
+            raise InputError(f"search_steps: must be at least 1, got {self.search_steps}")
 
     @property
     def goal(self) -> tuple[str, float]:
