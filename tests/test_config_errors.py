@@ -21,7 +21,7 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "edgeship"
 # "module:Class" -> keyword arguments with one field wrong (the rest valid or defaulted)
 BAD = {
     "edgeship.bench.compare:CompareConfig": {"batch": 0},
-    "edgeship.bench.runner:BenchConfig": {"batches": ()},
+    "edgeship.bench.config:BenchConfig": {"batches": ()},
     "edgeship.bundle.manifest:TensorSpec": {"name": "input", "shape": [1, 3], "layout": "CHWN"},
     "edgeship.bundle.manifest:Preprocessing": {"color": "CMYK"},
     "edgeship.bundle.manifest:Postprocessing": {"top_k": 0},
@@ -43,9 +43,9 @@ BAD = {
     "edgeship.monitor.thermal:ThermalLimits": {"light_c": 60, "moderate_c": 50, "severe_c": 70, "critical_c": 80,
                                                "emergency_c": 90, "shutdown_c": 100},
     "edgeship.optimize.data:DataSpec": {"train_limit": 0},
-    "edgeship.optimize.distill:DistillConfig": {"batch_size": 0},
-    "edgeship.optimize.export:ExportSpec": {"opset": 3},
-    "edgeship.optimize.prune:PruneConfig": {"ratio": 0.5, "target_flops": 0.5},
+    "edgeship.optimize.config:DistillConfig": {"batch_size": 0},
+    "edgeship.optimize.config:ExportSpec": {"opset": 3},
+    "edgeship.optimize.config:PruneConfig": {"ratio": 0.5, "target_flops": 0.5},
     "edgeship.optimize.qconfig:QuantizeConfig": {"method": "median"},
     "edgeship.optimize.recipe:ModelSpec": {"model": ""},
     "edgeship.optimize.recipe:MeasureSpec": {"runs": 0},

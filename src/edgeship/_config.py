@@ -169,6 +169,8 @@ def _number(kind: type, ok: Callable[[float], bool], what: str) -> Callable[[str
 
 
 positive_int = _number(int, lambda v: v >= 1, "a positive integer")
+non_negative_int = _number(int, lambda v: v >= 0, "an integer >= 0")
+fraction = _number(float, lambda v: 0.0 <= v <= 1.0, "a number from 0 to 1")
 positive_float = _number(float, lambda v: v > 0, "a positive number")
 non_negative_float = _number(float, lambda v: v >= 0, "a number >= 0")
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .args import lazy, positive_int
+from .args import add_json_flag, lazy, positive_int
 
 
 def register(sub) -> None:
@@ -26,7 +26,7 @@ def register(sub) -> None:
     b.add_argument("--prompt-tokens", type=positive_int, default=128, help="prompt length in tokens (default 128)")
     b.add_argument("--gen-tokens", type=positive_int, default=128, help="tokens to generate (default 128)")
     b.add_argument("--repeat", type=positive_int, default=3, help="runs, each loading the model afresh (default 3)")
-    b.add_argument("--json", metavar="OUT", help="write every run, the summary and the environment as JSON")
+    add_json_flag(b, "every run, the summary and the environment")
     b.set_defaults(run=lazy("edgeship.llm.bench:run_cli"))
 
     q = verbs.add_parser(
@@ -43,7 +43,7 @@ def register(sub) -> None:
     q.add_argument("--repeat", type=positive_int, default=3, help="benchmark runs per model (default 3)")
     q.add_argument("--no-measure", action="store_true", help="only quantize; skip the speed and perplexity comparison")
     q.add_argument("--force", action="store_true", help="replace OUT if it exists")
-    q.add_argument("--json", metavar="OUT", help="write the comparison as JSON")
+    add_json_flag(q, "the comparison")
     q.set_defaults(run=lazy("edgeship.llm.quantize:run_cli"))
 
     c = verbs.add_parser(

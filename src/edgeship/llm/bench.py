@@ -184,12 +184,13 @@ def run_cli(args) -> int:
 
     from ..util import console as make_console
     from .engine import llama_cpp_module
-    from .report import write_json
+    from ..util import emit_json
+    from .report import _clean
 
     llama_cpp_module()  # first: without the llm extra, say which one to install
     config = LLMBenchConfig(prompt_tokens=args.prompt_tokens, gen_tokens=args.gen_tokens, repeat=args.repeat,
                             n_threads=args.threads, n_ctx=args.ctx)
-    console = make_console()
+    console = make_console(stderr=args.json == "-")
     with Progress(console=console, transient=True) as bar:
         task = bar.add_task("loading and generating", total=config.repeat)
         result = bench_llm(args.model, config, progress=lambda i: bar.update(task, completed=i))
@@ -197,9 +198,7 @@ def run_cli(args) -> int:
     if result.model["quantization"] in ("Q4_1", "Q5_1", "Q5_0") and not args.json:
         console.print("[dim]hint: Q4_0 has repacked AVX2/NEON kernels in llama.cpp; "
                       "`edgeship llm quantize IN OUT --type Q4_0` and bench both to compare[/dim]")
-    if args.json:
-        write_json(args.json, result.to_dict())
-        console.print(f"wrote {args.json}")
+    emit_json(args.json, _clean(result.to_dict()), say=console.print)
     return 0
 
 
