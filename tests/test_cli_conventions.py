@@ -34,6 +34,9 @@ CONFIG_VERBS = [
     ("distill", "edgeship.optimize.config:DistillConfig", ["--student", "s", "-o", "O"], {}),
     ("prune", "edgeship.optimize.config:PruneConfig", ["m", "-o", "O"], {}),
     ("bench", "edgeship.bench.config:BenchConfig", ["B"], {}),
+    ("llm bench", "edgeship.llm.bench:LLMBenchConfig", ["M"], {}),
+    ("llm chat", "edgeship.llm.chat:ChatConfig", ["M"], {}),
+    ("llm chat", "edgeship.llm.engine:LoadConfig", ["M"], {}),
 ]
 
 
@@ -53,7 +56,7 @@ def test_verb_flags_are_the_configs_fields_with_their_defaults(verb, cls_path, a
     args = parser.parse_args(argv)
     # no flag given: exactly the config's defaults (no default restated in the verb that could drift)
     assert config_from_args(cls, args, **fixed) == cls(**fixed)
-    assert main([verb, "--help"]) == 0
+    assert main([*verb.split(), "--help"]) == 0
     help_text = " ".join(capsys.readouterr().out.split())
     marked = [f for f in dataclasses.fields(cls) if "cli" in f.metadata]
     assert marked, f"{cls.__name__} marks no field as a flag"

@@ -15,14 +15,8 @@ import enum
 import importlib
 from typing import Any, Callable
 
-from .._config import (
-    csv_ints,
-    fraction,
-    non_negative_float,
-    non_negative_int,
-    positive_float,
-    positive_int,
-)
+from .._config import cli_fields, config_from_args, csv_ints, fraction, non_negative_float, non_negative_int
+from .._config import positive_float, positive_int
 from ..util import emit_json
 
 __all__ = ["add_config_flags", "add_json_flag", "add_runtime_flags", "config_from_args", "csv_ints", "emit_json",
@@ -47,19 +41,13 @@ def _flag(f: dataclasses.Field) -> str:
     return f.metadata["cli"]["flag"] or "--" + f.name.replace("_", "-")
 
 
-def _cli_fields(cls: type, only: tuple[str, ...] | None, exclude: tuple[str, ...]):
-    for f in dataclasses.fields(cls):
-        if f.metadata.get("cli") is not None and (only is None or f.name in only) and f.name not in exclude:
-            yield f, f.metadata["cli"]
-
-
 def add_config_flags(parser: Any, cls: type, only: tuple[str, ...] | None = None, exclude: tuple[str, ...] = ()) -> None:
     """One flag per field of ``cls`` that carries ``_config.cli(...)`` metadata; its default is the field's.
 
     ``parser`` may be a mutually exclusive group; ``only``/``exclude`` pick fields (a verb that sets one itself).
     A list field (``default_factory=list``) becomes a repeatable flag.
     """
-    for f, spec in _cli_fields(cls, only, exclude):
+    for f, spec in cli_fields(cls, only, exclude):
         default = f.default if f.default is not dataclasses.MISSING else None
         metavar = spec["metavar"] or _flag(f).lstrip("-").replace("-", "_").upper()
         kwargs: dict[str, Any] = {"dest": f.name, "default": None, "metavar": metavar}
@@ -82,23 +70,6 @@ def add_config_flags(parser: Any, cls: type, only: tuple[str, ...] | None = None
         else:
             tail = f" (default: {shown:g})" if isinstance(shown, float) else f" (default: {shown})"
         parser.add_argument(_flag(f), help=spec["help"] + tail, **kwargs)
-
-
-def config_from_args(cls: type, args: argparse.Namespace, only: tuple[str, ...] | None = None,
-                     exclude: tuple[str, ...] = (), **fixed: Any):
-    """``cls`` built from the flags ``add_config_flags`` added: flags left out keep the field's default;
-    ``fixed`` values (set by the verb itself) win over flags."""
-    values = {}
-    for f, spec in _cli_fields(cls, only, exclude):
-        if getattr(args, f.name, None) is None:
-            continue
-        value = getattr(args, f.name)
-        if spec["unit"] != 1:
-            value = int(value * spec["unit"]) if isinstance(f.default, int) else value * spec["unit"]
-        if isinstance(f.default, tuple):
-            value = tuple(value)
-        values[f.name] = value
-    return cls(**{**values, **fixed})
 
 
 # --- one meaning per flag name across verbs ----------------------------------------------------
