@@ -274,8 +274,8 @@ def create_budget_router(state: Any):
 
     router = APIRouter()
 
-    @router.get("/v1/budget")
-    async def get_budget() -> JSONResponse:
+    @router.get("/v1/budget", response_class=JSONResponse)
+    async def get_budget():  # no return annotation: FastAPI would take a lazy one for a response model
         return JSONResponse(report(state.memory_plan, state.memory_budget, at_start=state.memory_at_start,
                                    llm_loaded=state.memory_llm_loaded))
 
