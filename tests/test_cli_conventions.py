@@ -147,6 +147,9 @@ def test_json_dash_prints_only_json_on_stdout(tiny_bundle, tmp_path, capsys):
     captured = capsys.readouterr()
     assert json.loads(captured.out)["results"][0]["classes"]  # stdout is the JSON alone
     assert "model load" in captured.err  # the table and notes went to stderr
+    assert main(["devices", "--json", "-"]) == 0
+    captured = capsys.readouterr()
+    assert json.loads(captured.out)["devices"] and "Raspberry Pi 5" in captured.err
 
 
 # --- bench --target on a smaller host ------------------------------------------------------------

@@ -107,7 +107,7 @@ def _probe_table(info, host) -> Any:
 def run_devices(args: argparse.Namespace) -> int:
     from edgeship.util import console as make_console, emit_json
 
-    console = make_console()
+    console = make_console(stderr=args.json == "-")  # --json -: stdout holds the JSON alone
     if args.probe:
         from edgeship.targets import host_preset
         from edgeship.targets import probe_host
@@ -197,7 +197,7 @@ def run_fit(args: argparse.Namespace) -> int:
     from edgeship.targets.fit import fit
     from edgeship.util import console as make_console, emit_json
 
-    console = make_console()
+    console = make_console(stderr=args.json == "-")  # --json -: stdout holds the JSON alone
     preset(args.target)  # an unknown target fails before any measuring
     fields = _server_fields(args)  # a bad setting fails before any measuring too
     with console.status("measuring the model and a MatMul on this host ..."):

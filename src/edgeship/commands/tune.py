@@ -36,7 +36,7 @@ def run(args) -> int:
     from ..util import console as make_console
     from ..util import emit_json
 
-    console = make_console()
+    console = make_console(stderr=args.json == "-")  # --json -: stdout holds the JSON alone
     cfg = CompareConfig(backends=args.backends, threads=args.threads, warmup=args.warmup, runs=max(args.runs, 5),
                         rounds=max(1, min(20, args.runs // 10)),
                         options=parse_options(args.provider_option))
