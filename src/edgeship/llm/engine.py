@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
+from .._config import cli, positive_int
 from .._deps import require
 from ..errors import InputError
 from .errors import ContextLengthError, LLMError
@@ -62,8 +63,9 @@ def default_threads() -> int:
 class LoadConfig:
     """How a GGUF model is loaded. ``n_threads=None``: the physical cores this process may use."""
 
-    n_ctx: int = 2048
-    n_threads: int | None = None
+    n_ctx: int = field(default=2048, metadata=cli("context length in tokens", flag="--ctx", type=positive_int))
+    n_threads: int | None = field(default=None, metadata=cli(
+        "llama.cpp threads (default: the physical cores this process may use)", flag="--threads", type=positive_int))
     n_batch: int = 512
     # Only perplexity needs the logits of every position; it costs 11-12% prompt speed otherwise.
     logits_all: bool = False
