@@ -19,6 +19,8 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
+from ..errors import RequestError
+
 MAX_STOP = 4
 MAX_STOP_CHARS = 256
 ROLES = ("system", "developer", "user", "assistant", "tool")
@@ -48,13 +50,13 @@ class Endpoint(str, enum.Enum):
 CHAT, COMPLETION = Endpoint.CHAT, Endpoint.COMPLETION
 
 
-class OpenAIError(Exception):
+class OpenAIError(RequestError):
     """A request the server refuses, carrying the HTTP status and the OpenAI-style error body."""
 
     def __init__(self, status: int, message: str, *, type: str = "invalid_request_error",
                  param: str | None = None, code: str | None = None, headers: dict[str, str] | None = None):
-        super().__init__(message)
-        self.status, self.message, self.type, self.param, self.code = status, message, type, param, code
+        super().__init__(status, message)
+        self.type, self.param, self.code = type, param, code
         self.headers = headers or {}
 
     def body(self) -> dict[str, Any]:

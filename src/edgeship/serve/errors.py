@@ -21,7 +21,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from ..errors import BackendError, BundleError, EdgeshipError, InputError, LimitError
+from ..errors import BackendError, BundleError, EdgeshipError, InputError, LimitError, RequestError
 
 log = logging.getLogger("edgeship.serve")
 
@@ -32,13 +32,11 @@ _TYPES = {
 }
 
 
-class ApiError(EdgeshipError):
+class ApiError(RequestError):
     """An error with an HTTP status; raised in handlers and in the decode/inference threads."""
 
     def __init__(self, status: int, message: str, kind: str | None = None, headers: dict[str, str] | None = None):
-        super().__init__(message)
-        self.status = status
-        self.message = message
+        super().__init__(status, message)
         self.kind = kind or _TYPES.get(status, "error")
         self.headers = headers or {}
 
