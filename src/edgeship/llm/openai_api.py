@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import enum
+import logging
 import math
 import os
 import threading
@@ -271,10 +272,19 @@ class LLMService:
         except ContextLengthError as exc:
             raise OpenAIError(400, str(exc), param="messages" if req.endpoint is CHAT else "prompt",
                               code="context_length_exceeded") from None
+        grammar = None
+        if req.response_format is not None:
+            from .grammar import response_grammar
+
+            try:
+                grammar = response_grammar(*req.response_format)
+            except InputError as exc:
+                raise OpenAIError(400, str(exc), param="response_format", code="invalid_value") from None
         sampling = SamplingConfig(
             max_tokens=max_tokens, temperature=req.temperature, top_p=max(req.top_p, 1e-6),
             # Server-side guards kept from llama.cpp's defaults; the API has no names for them.
             top_k=40, min_p=0.05, stop=req.stop, seed=req.seed,
+            frequency_penalty=req.frequency_penalty, presence_penalty=req.presence_penalty, grammar=grammar,
         )
         return engine.generate(prompt, sampling, cancel=threading.Event())
 
@@ -383,11 +393,10 @@ class LLMService:
         return JSONResponse(response(endpoint, self.name, text, finish, usage(gen.prompt_tokens, gen.completion_tokens)))
 
     def _refuse(self, endpoint: Endpoint, exc: OpenAIError):
-        """Count the refusal and answer it as an OpenAI-style JSON error."""
-        from fastapi.responses import JSONResponse
-
+        """Count the refusal, log it in one line (no traceback: a client's mistake is not the server's)
+        and answer it as an OpenAI-style JSON error."""
         self.metrics.request(endpoint.value, f"error_{exc.status}")
-        return JSONResponse(exc.body(), status_code=exc.status, headers=exc.headers)
+        return refusal(exc, f"POST {_PATHS[endpoint]}")
 
     @staticmethod
     async def _until_done_or_gone(fut: asyncio.Future, request: Any, cancel: threading.Event) -> str:
@@ -450,6 +459,54 @@ class LLMService:
             gen.cancel.set()
 
 
+_PATHS = {Endpoint.CHAT: "/v1/chat/completions", Endpoint.COMPLETION: "/v1/completions"}
+log = logging.getLogger("edgeship.serve")
+
+
+def refusal(exc: OpenAIError, what: str):
+    """The JSON answer of a refused OpenAI request, and its one log line (ERROR for the server's
+    own failures, INFO for the client's; never a traceback)."""
+    from fastapi.responses import JSONResponse
+
+    level = logging.ERROR if exc.status >= 500 and exc.status != 503 else logging.INFO
+    message = exc.message if len(exc.message) <= 300 else exc.message[:300] + "..."
+    log.log(level, "%s -> %d %s", what, exc.status, message)
+    return JSONResponse(exc.body(), status_code=exc.status, headers=exc.headers)
+
+
+def not_loaded(what: str) -> OpenAIError:
+    """The answer of an OpenAI route on a server started without ``--llm``."""
+    return OpenAIError(404, f"no language model is loaded on this server, so {what}; start the server with one "
+                            "(serve --llm MODEL: a .gguf file, a bundle folder, or smollm2)", code="model_not_loaded")
+
+
+def embeddings_refused(service: "LLMService | None") -> OpenAIError:
+    """The answer of ``POST /v1/embeddings``: this server computes none (docs/llm.md says why)."""
+    if service is None:
+        return not_loaded("POST /v1/embeddings cannot be answered")
+    return OpenAIError(
+        400, f"this server does not compute embeddings: '{service.name}' is served for generation, and the "
+             "hidden states of a chat model are not trained embeddings. Serve an embedding GGUF with llama.cpp's "
+             "own server (llama-server -m MODEL.gguf --embedding) and point the client's embeddings at it.",
+        param="model", code="embeddings_not_supported")
+
+
+def create_no_llm_router():
+    """OpenAI's routes on a server without ``--llm``: an OpenAI-shaped 404 that says how to load one."""
+    from fastapi import APIRouter
+
+    router = APIRouter(tags=["llm"])
+
+    def refuse(path: str):
+        async def endpoint():
+            return refusal(not_loaded(f"POST {path} cannot be answered"), f"POST {path}")
+        return endpoint
+
+    for path in (*_PATHS.values(), "/v1/embeddings"):
+        router.add_api_route(path, refuse(path), methods=["POST"], include_in_schema=False)
+    return router
+
+
 def create_llm_router(service: LLMService):
     """A FastAPI router with the two OpenAI generation endpoints of ``service``."""
     from fastapi import APIRouter, Request
@@ -468,6 +525,11 @@ def create_llm_router(service: LLMService):
         endpoint.__annotations__ = {"request": Request}
     router.add_api_route("/v1/chat/completions", chat_completions, methods=["POST"], include_in_schema=True)
     router.add_api_route("/v1/completions", completions, methods=["POST"])
+
+    async def embeddings():
+        return refusal(embeddings_refused(service), "POST /v1/embeddings")
+
+    router.add_api_route("/v1/embeddings", embeddings, methods=["POST"])
     return router
 
 

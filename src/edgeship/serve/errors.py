@@ -56,6 +56,8 @@ def as_api_error(exc: BaseException) -> ApiError:
     """Translate anything raised while serving into an ApiError (logging the unexpected)."""
     if isinstance(exc, ApiError):
         return exc
+    if isinstance(exc, RequestError):  # another kind of refusal (an OpenAIError): its status is kept
+        return ApiError(exc.status, exc.message, headers=getattr(exc, "headers", None))
     if isinstance(exc, LimitError):
         return ApiError(413, str(exc), "image_too_large")
     if isinstance(exc, InputError):
@@ -100,6 +102,14 @@ def install_handlers(app: FastAPI) -> None:
     @app.exception_handler(EdgeshipError)
     async def _edgeship(request: Request, exc: EdgeshipError) -> JSONResponse:
         return error_response(request, _logged(request, as_api_error(exc)))
+
+    from ..llm.openai_protocol import OpenAIError
+
+    @app.exception_handler(OpenAIError)
+    async def _openai(request: Request, exc: OpenAIError) -> JSONResponse:
+        from ..llm.openai_api import refusal
+
+        return refusal(exc, f"{request.method} {request.url.path[:200]}")
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
