@@ -71,7 +71,6 @@ def test_client_errors_are_logged_as_one_line_without_a_traceback(server):
         ]
         time.sleep(0.3)  # the log file is written by the server process
     statuses = [a.status_code for a in answers]
-    print(statuses); print(server.output()[before:])
     assert all(400 <= s < 500 for s in statuses), [(a.status_code, a.text) for a in answers]
     log = server.output()[before:]
     assert "Traceback" not in log, log
@@ -89,3 +88,53 @@ def _png() -> bytes:
     buf = io.BytesIO()
     Image.fromarray(arr).save(buf, format="PNG")
     return buf.getvalue()
+
+
+def test_tritonclient_reads_the_model_config_statistics_and_repository_index(server):
+    """What perf_analyzer and Triton's clients ask before they infer, with Triton's own HTTP client."""
+    th = pytest.importorskip("tritonclient.http")
+    client = th.InferenceServerClient(server.url.removeprefix("http://"))
+    for cfg in (client.get_model_config("tiny"), client.get_model_config("tiny", "3")):
+        assert cfg["name"] == "tiny" and cfg["platform"] == "onnxruntime_onnx" and cfg["backend"] == "onnxruntime"
+        assert cfg["max_batch_size"] == 4  # --max-batch: the most rows one run takes
+        (inp,), (out,) = cfg["input"], cfg["output"]
+        assert (inp["name"], inp["data_type"], inp["format"], inp["dims"]) == ("input", "TYPE_FP32", "FORMAT_NCHW",
+                                                                             [3, 16, 16])
+        assert (out["name"], out["data_type"], out["dims"]) == ("output", "TYPE_FP32", [4])
+        assert cfg["dynamic_batching"]["max_queue_delay_microseconds"] >= 0
+    assert {"model_configuration", "statistics"} <= set(client.get_server_metadata()["extensions"])
+
+    def success(stats):
+        (stat,) = [s for s in stats["model_stats"] if s["name"] == "tiny" and s["version"] == "3"]
+        return stat
+
+    before = success(client.get_inference_statistics("tiny"))
+    x = np.random.default_rng(0).standard_normal((2, 3, 16, 16)).astype(np.float32)
+    for _ in range(3):
+        inp = th.InferInput("input", list(x.shape), "FP32")
+        inp.set_data_from_numpy(x, binary_data=True)
+        result = client.infer("tiny", [inp], outputs=[th.InferRequestedOutput("output", binary_data=True)])
+        assert result.as_numpy("output").shape == (2, 4)
+    after = success(client.get_inference_statistics("tiny", "3"))
+    grown = {k: after["inference_stats"][k]["count"] - before["inference_stats"][k]["count"]
+             for k in ("success", "queue", "compute_input", "compute_infer", "compute_output")}
+    assert grown == dict.fromkeys(grown, 3), grown
+    assert after["inference_stats"]["success"]["ns"] > before["inference_stats"]["success"]["ns"]
+    assert after["inference_stats"]["compute_infer"]["ns"] > before["inference_stats"]["compute_infer"]["ns"]
+    assert after["inference_count"] - before["inference_count"] == 6  # rows, as Triton counts
+    assert 1 <= after["execution_count"] - before["execution_count"] <= 3
+    assert any(b["batch_size"] >= 2 and b["compute_infer"]["ns"] > 0 for b in after["batch_stats"])
+    assert after["last_inference"] >= max(before["last_inference"], 1)  # ms since the epoch
+    every = client.get_inference_statistics()  # GET /v2/models/stats
+    assert [s["name"] for s in every["model_stats"]] == ["tiny"]
+
+    assert client.get_model_repository_index() == [{"name": "tiny", "version": "3", "state": "READY"}]
+
+    with httpx.Client(base_url=server.url, timeout=30) as c:
+        for path in ("/v2/models/tiny/versions/9/config", "/v2/models/tiny/versions/9/stats",
+                     "/v2/models/nosuch/stats"):
+            r = c.get(path)
+            assert r.status_code == 404 and isinstance(r.json()["error"], str), (path, r.text)
+        r = c.post("/v2/repository/index", json={"ready": "yes"})
+        assert r.status_code == 400 and "ready" in r.json()["error"]
+        assert c.post("/v2/repository/index", json={"ready": True}).json()[0]["state"] == "READY"

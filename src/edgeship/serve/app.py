@@ -37,6 +37,7 @@ from .guard import Guard, load_api_keys
 from .live import LiveStats
 from .health import READY, HealthChecker, check_model
 from .kserve import create_kserve_router
+from .triton import create_triton_router
 from .metrics import RequestCounter, ServeMetrics
 from .pool import HotThreadPool
 from .state import ServedModel, ServerState
@@ -319,6 +320,7 @@ def create_app(models: Sequence[ModelSource], config: Union[ServeConfig, None] =
     app.include_router(create_budget_router(state))
     app.include_router(create_dashboard_router(live_stats))
     app.include_router(create_vision_router(state))
+    app.include_router(create_triton_router(state))  # first: /v2/models/stats is not a model named "stats"
     app.include_router(create_kserve_router(state))
     app.include_router(create_describe_router(describer))
     if llm is not None:
