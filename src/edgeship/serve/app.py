@@ -39,6 +39,7 @@ from .health import READY, HealthChecker, check_model
 from .kserve import create_kserve_router
 from .triton import create_triton_router
 from .metrics import RequestCounter, ServeMetrics
+from .openapi import document_predict
 from .pool import HotThreadPool
 from .state import ServedModel, ServerState
 from .vision import create_vision_router
@@ -284,6 +285,7 @@ def create_app(models: Sequence[ModelSource], config: Union[ServeConfig, None] =
     app.state.live = live_stats
     app.state.governor = governor
     install_handlers(app)
+    document_predict(app)
     known = lambda: (*served, *([llm.name] if llm is not None else []))  # noqa: E731
     if governor is not None:
         from .governor import GovernorGate

@@ -274,8 +274,10 @@ def create_budget_router(state: Any):
 
     router = APIRouter()
 
-    @router.get("/v1/budget")
-    async def get_budget() -> JSONResponse:
+    # No return annotation: under postponed annotations it is the string "JSONResponse", which FastAPI
+    # resolves against this module's globals, where it is not (a lazy import): /docs/openapi.json failed.
+    @router.get("/v1/budget", response_class=JSONResponse)
+    async def get_budget():
         return JSONResponse(report(state.memory_plan, state.memory_budget, at_start=state.memory_at_start,
                                    llm_loaded=state.memory_llm_loaded))
 
