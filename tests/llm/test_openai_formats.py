@@ -117,3 +117,23 @@ def test_a_server_without_llm_answers_openai_routes_with_model_not_loaded(tiny_b
         assert err["type"] == "invalid_request_error"
         assert "no language model is loaded" in err["message"] and "serve --llm MODEL" in err["message"]
     assert vision.status_code == 200 and vision.json()["id"] == "tiny"
+
+
+def test_a_client_error_is_one_log_line_and_a_server_failure_keeps_its_traceback(caplog):
+    from edgeship.llm.openai_protocol import OpenAIError
+    from edgeship.llm.refusals import refusal
+
+    try:
+        raise RuntimeError("llama_decode returned -3")
+    except RuntimeError as exc:
+        cause = exc
+    with caplog.at_level("INFO", logger="edgeship.serve"):
+        client = refusal(OpenAIError(400, "Invalid 'stop'", param="stop"), "POST /v1/chat/completions")
+        busy = refusal(OpenAIError(503, "busy", type="server_error"), "POST /v1/completions")
+        failed = refusal(OpenAIError(500, "Generation failed", type="server_error"), "POST /v1/completions", cause)
+    assert [client.status_code, busy.status_code, failed.status_code] == [400, 503, 500]
+    lines = caplog.records
+    assert [r.levelname for r in lines] == ["INFO", "INFO", "ERROR"]
+    assert lines[0].getMessage() == "POST /v1/chat/completions -> 400 Invalid 'stop'"
+    assert lines[0].exc_info is None and lines[1].exc_info is None
+    assert lines[2].exc_info[1] is cause

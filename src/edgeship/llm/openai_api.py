@@ -22,7 +22,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import enum
-import logging
 import math
 import os
 import threading
@@ -45,6 +44,7 @@ from .openai_protocol import (
     usage,
 )
 from .queueing import _END, _Failed, acquire_or_gone
+from .refusals import _PATHS, embeddings_refused, log_refusal, refusal
 
 
 class ServiceState(str, enum.Enum):
@@ -387,16 +387,16 @@ class LLMService:
             text = await self._until_done_or_gone(fut, request, gen.cancel)
         except Exception as exc:  # llama.cpp failed mid-generation
             return self._refuse(endpoint, OpenAIError(500, f"Generation failed: {exc}", type="server_error",
-                                                      code="generation_failed"))
+                                                      code="generation_failed"), cause=exc)
         self.metrics.request(endpoint.value, "ok")
         finish = gen.finish_reason if gen.finish_reason in ("stop", "length") else "stop"
         return JSONResponse(response(endpoint, self.name, text, finish, usage(gen.prompt_tokens, gen.completion_tokens)))
 
-    def _refuse(self, endpoint: Endpoint, exc: OpenAIError):
-        """Count the refusal, log it in one line (no traceback: a client's mistake is not the server's)
-        and answer it as an OpenAI-style JSON error."""
+    def _refuse(self, endpoint: Endpoint, exc: OpenAIError, cause: BaseException | None = None):
+        """Count the refusal, log it (one line for a client's mistake; the traceback of ``cause`` for
+        the server's own failure) and answer it as an OpenAI-style JSON error."""
         self.metrics.request(endpoint.value, f"error_{exc.status}")
-        return refusal(exc, f"POST {_PATHS[endpoint]}")
+        return refusal(exc, f"POST {_PATHS[endpoint]}", cause)
 
     @staticmethod
     async def _until_done_or_gone(fut: asyncio.Future, request: Any, cancel: threading.Event) -> str:
@@ -422,6 +422,7 @@ class LLMService:
                 await self._acquire()
                 self._submit(gen, emit)
             except OpenAIError as exc:
+                log_refusal(exc, f"POST {_PATHS[enc.endpoint]} (streamed)")
                 yield enc.error(exc)
                 return
             role = enc.role()
@@ -449,6 +450,7 @@ class LLMService:
                     else:
                         err = OpenAIError(500, f"Generation failed: {item.exc}", type="server_error",
                                           code="generation_failed")
+                        log_refusal(err, f"POST {_PATHS[enc.endpoint]} (streamed)", item.exc)
                         out.append(enc.error(err))
                         yield b"".join(out)
                         return
@@ -457,54 +459,6 @@ class LLMService:
             # Normal end, or the client went away (Starlette cancels this generator): either way the
             # worker stops at the next token and its done-callback frees the model.
             gen.cancel.set()
-
-
-_PATHS = {Endpoint.CHAT: "/v1/chat/completions", Endpoint.COMPLETION: "/v1/completions"}
-log = logging.getLogger("edgeship.serve")
-
-
-def refusal(exc: OpenAIError, what: str):
-    """The JSON answer of a refused OpenAI request, and its one log line (ERROR for the server's
-    own failures, INFO for the client's; never a traceback)."""
-    from fastapi.responses import JSONResponse
-
-    level = logging.ERROR if exc.status >= 500 and exc.status != 503 else logging.INFO
-    message = exc.message if len(exc.message) <= 300 else exc.message[:300] + "..."
-    log.log(level, "%s -> %d %s", what, exc.status, message)
-    return JSONResponse(exc.body(), status_code=exc.status, headers=exc.headers)
-
-
-def not_loaded(what: str) -> OpenAIError:
-    """The answer of an OpenAI route on a server started without ``--llm``."""
-    return OpenAIError(404, f"no language model is loaded on this server, so {what}; start the server with one "
-                            "(serve --llm MODEL: a .gguf file, a bundle folder, or smollm2)", code="model_not_loaded")
-
-
-def embeddings_refused(service: "LLMService | None") -> OpenAIError:
-    """The answer of ``POST /v1/embeddings``: this server computes none (docs/llm.md says why)."""
-    if service is None:
-        return not_loaded("POST /v1/embeddings cannot be answered")
-    return OpenAIError(
-        400, f"this server does not compute embeddings: '{service.name}' is served for generation, and the "
-             "hidden states of a chat model are not trained embeddings. Serve an embedding GGUF with llama.cpp's "
-             "own server (llama-server -m MODEL.gguf --embedding) and point the client's embeddings at it.",
-        param="model", code="embeddings_not_supported")
-
-
-def create_no_llm_router():
-    """OpenAI's routes on a server without ``--llm``: an OpenAI-shaped 404 that says how to load one."""
-    from fastapi import APIRouter
-
-    router = APIRouter(tags=["llm"])
-
-    def refuse(path: str):
-        async def endpoint():
-            return refusal(not_loaded(f"POST {path} cannot be answered"), f"POST {path}")
-        return endpoint
-
-    for path in (*_PATHS.values(), "/v1/embeddings"):
-        router.add_api_route(path, refuse(path), methods=["POST"], include_in_schema=False)
-    return router
 
 
 def create_llm_router(service: LLMService):

@@ -330,7 +330,7 @@ def create_app(models: Sequence[ModelSource], config: Union[ServeConfig, None] =
 
         app.include_router(create_llm_router(llm))
     else:  # an OpenAI client pointed here gets OpenAI's error shape saying how to load a model, not a bare 404
-        from ..llm.openai_api import create_no_llm_router
+        from ..llm.refusals import create_no_llm_router
 
         app.include_router(create_no_llm_router())
     return app

@@ -107,7 +107,7 @@ def install_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(OpenAIError)
     async def _openai(request: Request, exc: OpenAIError) -> JSONResponse:
-        from ..llm.openai_api import refusal
+        from ..llm.refusals import refusal
 
         return refusal(exc, f"{request.method} {request.url.path[:200]}")
 

@@ -99,7 +99,7 @@ def create_vision_router(state) -> APIRouter:
         if state.llm is not None and name == state.llm.name:
             return JSONResponse(state.llm.model_card())
         if state.llm is None and name not in state.models:  # an OpenAI client asking for a language model
-            from ..llm.openai_api import not_loaded
+            from ..llm.refusals import not_loaded
 
             served = ", ".join(state.models) or "none"
             err = not_loaded(f"there is no model '{name[:100]}' here (vision models served: {served})")
