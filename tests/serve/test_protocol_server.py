@@ -7,7 +7,6 @@ llama.cpp (tests/llm/conftest.py). No torch.
 
 from __future__ import annotations
 
-import json
 import time
 
 import numpy as np
@@ -18,7 +17,7 @@ pytest.importorskip("uvicorn")
 pytest.importorskip("llama_cpp")
 
 from tests.serve.support import ServerProcess  # noqa: E402
-from tests.support import build_tiny_classifier, jpeg_bytes, make_tiny_bundle  # noqa: E402
+from tests.support import build_tiny_classifier, make_tiny_bundle  # noqa: E402
 
 CTX = 1024
 
