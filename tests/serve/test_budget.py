@@ -121,9 +121,14 @@ def test_the_llm_kv_cache_is_planned_before_it_is_loaded_and_a_context_too_big_i
     kv = parts["llm tiny-llm: KV cache for 256 tokens"]
     assert kv.bytes == 2 * 256 * (32 + 32) * 2 * 2 and kv.source.value == "computed"
     assert parts["llm tiny-llm: weights"].bytes == path.stat().st_size
-    app = create_app([classifier_bundle], ServeConfig(max_pixels=1_000_000, memory_budget=1024 * MB), llm=small)
+    # The budget is this process's own size plus room: under the full suite the test process holds
+    # torch and more, which the plan counts as "process before models".
+    from edgeship.util import rss
+
+    budget = rss() + 256 * MB
+    app = create_app([classifier_bundle], ServeConfig(max_pixels=1_000_000, memory_budget=budget), llm=small)
     assert "llm tiny-llm: KV cache for 256 tokens" in [p.name for p in app.state.edgeship.memory_plan.parts]
     huge = LLMService(path, n_ctx=1 << 20)
     with pytest.raises(MemoryBudgetError) as err:
-        create_app([classifier_bundle], ServeConfig(max_pixels=1_000_000, memory_budget=1024 * MB), llm=huge)
+        create_app([classifier_bundle], ServeConfig(max_pixels=1_000_000, memory_budget=budget), llm=huge)
     assert "KV cache for 1048576 tokens" in str(err.value) and "lower --llm-ctx" in str(err.value)
