@@ -274,10 +274,8 @@ def create_budget_router(state: Any):
 
     router = APIRouter()
 
-    # No return annotation: under postponed annotations it is the string "JSONResponse", which FastAPI
-    # resolves against this module's globals, where it is not (a lazy import): /docs/openapi.json failed.
     @router.get("/v1/budget", response_class=JSONResponse)
-    async def get_budget():
+    async def get_budget():  # no return annotation: FastAPI would take a lazy one for a response model
         return JSONResponse(report(state.memory_plan, state.memory_budget, at_start=state.memory_at_start,
                                    llm_loaded=state.memory_llm_loaded))
 
