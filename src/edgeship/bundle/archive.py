@@ -83,7 +83,8 @@ _EXTENDED = (tarfile.XHDTYPE, tarfile.XGLTYPE, tarfile.SOLARIS_XHDTYPE, tarfile.
 
 
 class _HeaderTooLarge(Exception):
-    pass
+    """Private: raised inside tarfile's header parsing, caught in this module and raised again as
+    UnsafeArchiveError (a tarfile subclass cannot raise edgeship's errors through tarfile's own handlers)."""
 
 
 class _TarInfo(tarfile.TarInfo):
