@@ -218,7 +218,7 @@ def test_fit_predicts_for_a_cpu_target(tiny_onnx):
     assert p.ram.fits == {"4 GiB": True, "8 GiB": True}
     assert p.ram.need_bytes == p.ram.model_file_bytes + p.ram.session_rss_bytes + p.ram.activation_bytes
     d = p.to_dict()
-    assert d["kind"] == "PREDICTION" and d["catalog"]["source"] == "article"
+    assert d["kind"] == "PREDICTION" and d["catalog"]["source"] == CATALOG_SOURCE
     assert "measured_on_this_host" in d and json.dumps(d)
 
 

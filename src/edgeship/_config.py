@@ -140,6 +140,31 @@ def cli(help: str, *, type: Callable[[str], Any] | None = None, flag: str | None
     return {"cli": {"help": help, "type": type, "flag": flag, "unit": unit, "metavar": metavar}}
 
 
+def cli_fields(cls: type, only: tuple[str, ...] | None, exclude: tuple[str, ...]):
+    for f in dataclasses.fields(cls):
+        if f.metadata.get("cli") is not None and (only is None or f.name in only) and f.name not in exclude:
+            yield f, f.metadata["cli"]
+
+
+
+def config_from_args(cls: type, args: argparse.Namespace, only: tuple[str, ...] | None = None,
+                     exclude: tuple[str, ...] = (), **fixed: Any):
+    """``cls`` built from the flags ``add_config_flags`` added: flags left out keep the field's default;
+    ``fixed`` values (set by the verb itself) win over flags."""
+    values = {}
+    for f, spec in cli_fields(cls, only, exclude):
+        if getattr(args, f.name, None) is None:
+            continue
+        value = getattr(args, f.name)
+        if spec["unit"] != 1:
+            value = int(value * spec["unit"]) if isinstance(f.default, int) else value * spec["unit"]
+        if isinstance(f.default, tuple):
+            value = tuple(value)
+        values[f.name] = value
+    return cls(**{**values, **fixed})
+
+
+
 # argparse types, shared by every verb and by config fields marked with cli(), so the same flag
 # fails the same way everywhere.
 
@@ -169,6 +194,8 @@ def _number(kind: type, ok: Callable[[float], bool], what: str) -> Callable[[str
 
 
 positive_int = _number(int, lambda v: v >= 1, "a positive integer")
+non_negative_int = _number(int, lambda v: v >= 0, "an integer >= 0")
+fraction = _number(float, lambda v: 0.0 <= v <= 1.0, "a number from 0 to 1")
 positive_float = _number(float, lambda v: v > 0, "a positive number")
 non_negative_float = _number(float, lambda v: v >= 0, "a number >= 0")
 

@@ -57,6 +57,13 @@ class VerbParser(argparse.ArgumentParser):
         super().__init__(*args, **kwargs)
         self.set_defaults(_verb_parser=self)
 
+    def error(self, message: str):
+        if message == "argument --json: expected one argument":
+            from .commands.args import JSON_MISSING_PATH
+
+            message = JSON_MISSING_PATH
+        super().error(message)
+
     def reject_unknown(self, extras: list[str]) -> None:
         import difflib
 

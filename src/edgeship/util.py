@@ -87,6 +87,23 @@ def write_json(path: str | os.PathLike, data: Any) -> Path:
     return write_text_atomic(path, json.dumps(data, indent=2, default=str) + "\n")
 
 
+def emit_json(path: str | None, data: Any, say: Callable[[str], Any] | None = None,
+              writer: Callable[[str, Any], Any] | None = None) -> None:
+    """What every verb's ``--json PATH`` does: write ``data`` to PATH atomically (``say`` is told where),
+    print it on stdout for ``-``, nothing for None.
+
+    >>> emit_json(args.json, report, say=console.print)
+    """
+    if path is None:
+        return
+    if path == "-":
+        print(json.dumps(data, indent=2, default=str), flush=True)
+        return
+    (writer or write_json)(path, data)
+    if say is not None:
+        say(f"wrote {path}")
+
+
 class Registry(Generic[K, V]):
     """Implementations keyed by an enum member (or a name), registered by decorator beside each one.
 
@@ -143,13 +160,20 @@ def _name(key: Any) -> str:
 
 
 def console(stderr: bool = False):
-    """A rich Console; wide enough for tables when output goes to a file or a pipe (CI logs, make)."""
+    """A rich Console; wide enough for tables when output goes to a file or a pipe (CI logs, make).
+
+    Lines are soft-wrapped: a note, a log line or a path is printed whole and the terminal folds it,
+    never cut into fragments at a fixed width (80 columns is rich's guess for a pipe). Tables still fit
+    the width: the terminal's, ``$COLUMNS`` when set, else 160 for a file or a pipe.
+    """
+    import os
     import sys
 
     from rich.console import Console
 
     stream = sys.stderr if stderr else sys.stdout
-    return Console(stderr=stderr, width=None if stream.isatty() else 160)
+    width = None if stream.isatty() or os.environ.get("COLUMNS", "").isdigit() else 160
+    return Console(stderr=stderr, width=width, soft_wrap=True)
 
 
 def trim_heap() -> bool:

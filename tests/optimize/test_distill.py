@@ -148,7 +148,7 @@ def test_distill_cli_trains_resumes_and_saves(tmp_path, capsys):
 
     name = fx.register_tiny()
     root = fx.image_folder(tmp_path / "imgs", per_class=4)
-    common = ["--data", str(root), "--image-size", "16", "--epochs", "2", "--batch", "8", "--threads", "1", "--json"]
+    common = ["--data", str(root), "--image-size", "16", "--epochs", "2", "--train-batch", "8", "--threads", "1", "--json", "-"]
     assert cli.main(["distill", "--student", name, "-o", str(tmp_path / "teacher"), *common]) == 0
     teacher = tmp_path / "teacher" / "model.pt"
     assert teacher.is_file()

@@ -111,7 +111,7 @@ def test_prune_cli_writes_the_model_and_a_measured_summary(tmp_path, capsys):
     name = fx.register_tiny()
     root = fx.image_folder(tmp_path / "imgs", per_class=4)
     code = cli.main(["prune", name, "--data", str(root), "--image-size", "16", "--target-flops", "0.6",
-                     "--threads", "1", "-o", str(tmp_path / "out"), "--json"])
+                     "--threads", "1", "-o", str(tmp_path / "out"), "--json", "-"])
     assert code == 0
     summary = json.loads(capsys.readouterr().out)
     assert summary["after"]["flops"] <= 0.6 * summary["before"]["flops"]

@@ -60,6 +60,6 @@ def test_status_and_install_through_the_cli(tmp_path, bundles, capsys):
     assert main(["ota", "install", str(bundles["3"]), "--store", str(store)]) == 0
     assert main(["ota", "install", str(bundles["4"]), "--store", str(store)]) == 1
     assert "installed already" in capsys.readouterr().err
-    assert main(["ota", "status", "--store", str(store), "--json"]) == 0
+    assert main(["ota", "status", "--store", str(store), "--json", "-"]) == 0
     rows = json.loads(capsys.readouterr().out)
     assert rows[0]["committed"]["version"] == "3" and rows[0]["state"] == "committed"

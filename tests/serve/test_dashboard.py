@@ -3,6 +3,7 @@ its sensors a simulated Raspberry Pi 5 that the test heats while the page is ope
 
 from __future__ import annotations
 
+import json
 import shutil
 import time
 
@@ -106,7 +107,7 @@ def test_dashboard_loads_draws_and_follows_the_server(browser, pi_server, jpeg, 
         assert errors == [], errors
 
 
-def test_monitor_shows_the_same_live_view_in_a_terminal(pi_server, jpeg, capsys):
+def test_monitor_shows_the_same_live_view_in_a_terminal(pi_server, jpeg, capsys, tmp_path):
     from edgeship.cli import main
 
     server, plant = pi_server
@@ -119,8 +120,11 @@ def test_monitor_shows_the_same_live_view_in_a_terminal(pi_server, jpeg, capsys)
     out = capsys.readouterr().out
     assert "76.5 °C" in out and "2400 MHz" in out and "tiny" in out and "last minutes" in out
     assert "soft temp limit" in out and "moderate" in out  # flags shown, status from the Pi's limits
-    assert main(["monitor", server.url, "--json"]) == 0
+    assert main(["monitor", server.url, "--json", "-"]) == 0
     assert '"temp_c": 76.5' in capsys.readouterr().out
+    snapshot = tmp_path / "status.json"
+    assert main(["monitor", server.url, "--json", str(snapshot)]) == 0  # --json PATH: a file, as in every verb
+    assert json.loads(snapshot.read_text()) and "76.5" in snapshot.read_text()
 
 
 def test_monitor_says_what_is_wrong(capsys):

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -28,44 +27,11 @@ import numpy as np
 from ..bundle import Bundle, StageName, open_bundle
 from ..errors import BenchError, InputError
 from ..runtime.model import Model
-from ..runtime.session import RuntimeConfig
+from .config import BenchConfig  # noqa: F401 - re-exported: the verb's config
 from .env import environment
 from .heat import HeatSampler
 from .latency import LatencyStats, time_callable, time_for
 from ..util import rss as _rss
-
-
-@dataclass(frozen=True)
-class BenchConfig:
-    batches: tuple[int, ...] = (1,)
-    threads: int | None = None
-    warmup: int = 10
-    runs: int = 100
-    vs_torch: bool = False
-    sensors_root: str = "/"
-    runtime: RuntimeConfig | None = None  # a target preset's config; threads override it
-    duration_s: float | None = None  # a sustained run: seconds per batch size instead of ``runs``
-    window_s: float = 1.0  # throughput windows of a sustained run
-    heat_interval_s: float = 0.5  # how often the sensors are read during the run
-
-    def __post_init__(self) -> None:
-        if not self.batches or min(self.batches) < 1:
-            raise InputError(f"--batch: positive sizes required, got {list(self.batches)}")
-        if self.runs < 1 or self.warmup < 0:
-            raise InputError(f"--runs must be at least 1 and --warmup at least 0 (got {self.runs}, {self.warmup})")
-        if self.duration_s is not None and not self.duration_s > 0:
-            raise InputError(f"--duration: expected a positive number of seconds, got {self.duration_s!r}")
-        if not (self.window_s > 0 and self.heat_interval_s > 0):
-            raise InputError(f"window_s and heat_interval_s must be positive (got {self.window_s}, {self.heat_interval_s})")
-
-    @property
-    def progress_units(self) -> float:
-        """What one batch size adds to a progress bar: timed runs, or seconds of a sustained run."""
-        return self.duration_s if self.duration_s is not None else self.runs
-
-    def session_config(self) -> RuntimeConfig:
-        base = self.runtime or RuntimeConfig()
-        return base.replace(intra_op_threads=self.threads)
 
 
 class PeakRSS:

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Iterable
 
 from ..errors import BundleError, UnsafeArchiveError
+from ..util import atomic_path
 from .manifest import MAX_FILES, check_member_name
 
 _GiB = 1 << 30
@@ -82,7 +83,8 @@ _EXTENDED = (tarfile.XHDTYPE, tarfile.XGLTYPE, tarfile.SOLARIS_XHDTYPE, tarfile.
 
 
 class _HeaderTooLarge(Exception):
-    pass
+    """Private: raised inside tarfile's header parsing, caught in this module and raised again as
+    UnsafeArchiveError (a tarfile subclass cannot raise edgeship's errors through tarfile's own handlers)."""
 
 
 class _TarInfo(tarfile.TarInfo):
@@ -220,16 +222,11 @@ def extract_checked(tar_path: Path, staging: Path, limits: UnpackLimits = Unpack
 
 def write_tar(root: Path, names: Iterable[str], tar_path: Path) -> Path:
     """Write ``names`` (regular files under ``root``) into an uncompressed PAX ``tar_path``, atomically."""
-    tmp = tar_path.with_name(f".{tar_path.name}.tmp")
-    try:
-        with tarfile.open(tmp, "w", format=tarfile.PAX_FORMAT) as tar:
-            for name in names:
-                check_member_name(name, "pack")
-                path = root / name
-                if not stat.S_ISREG(os.lstat(path).st_mode):
-                    raise UnsafeArchiveError(f"{path}: not a regular file (a link or a device); refusing to pack it")
-                tar.add(path, arcname=name, recursive=False)
-        os.replace(tmp, tar_path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with atomic_path(tar_path) as tmp, tarfile.open(tmp, "w", format=tarfile.PAX_FORMAT) as tar:
+        for name in names:
+            check_member_name(name, "pack")
+            path = root / name
+            if not stat.S_ISREG(os.lstat(path).st_mode):
+                raise UnsafeArchiveError(f"{path}: not a regular file (a link or a device); refusing to pack it")
+            tar.add(path, arcname=name, recursive=False)
     return tar_path

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Union
 
 from .._config import from_dict, to_dict
-from ..errors import NotABundleError, SchemaError
+from ..errors import InputError, NotABundleError, SchemaError
 from ..util import json_depth
 
 SCHEMA_VERSION = 1
@@ -96,7 +96,7 @@ class TensorSpec:
 
     def __post_init__(self) -> None:
         if self.layout not in (None, "NCHW", "NHWC"):
-            raise ValueError(f"layout: expected 'NCHW', 'NHWC' or null, got {self.layout!r}")
+            raise InputError(f"layout: expected 'NCHW', 'NHWC' or null, got {self.layout!r}")
 
     @property
     def dynamic_batch(self) -> bool:
@@ -123,27 +123,27 @@ class Preprocessing:
 
     def __post_init__(self) -> None:
         if self.color not in ("RGB", "BGR", "L"):
-            raise ValueError(f"color: expected 'RGB', 'BGR' or 'L', got {self.color!r}")
+            raise InputError(f"color: expected 'RGB', 'BGR' or 'L', got {self.color!r}")
         for name in ("mean", "std"):
             if len(getattr(self, name)) != self.channels:
-                raise ValueError(f"{name}: expected {self.channels} values for color {self.color!r}, "
+                raise InputError(f"{name}: expected {self.channels} values for color {self.color!r}, "
                                  f"got {len(getattr(self, name))}")
         if self.layout not in ("NCHW", "NHWC"):
-            raise ValueError(f"layout: expected 'NCHW' or 'NHWC', got {self.layout!r}")
+            raise InputError(f"layout: expected 'NCHW' or 'NHWC', got {self.layout!r}")
         if self.interpolation not in ("bilinear", "bicubic", "nearest", "lanczos"):
-            raise ValueError(f"interpolation: unknown {self.interpolation!r}")
+            raise InputError(f"interpolation: unknown {self.interpolation!r}")
         if min(self.size) <= 0 or max(self.size) > MAX_SIDE:
-            raise ValueError(f"size: each side must be within 1..{MAX_SIDE} pixels, got {list(self.size)}")
+            raise InputError(f"size: each side must be within 1..{MAX_SIDE} pixels, got {list(self.size)}")
         if any(s == 0 for s in self.std):
-            raise ValueError("std: must not contain 0")
+            raise InputError("std: must not contain 0")
         if not all(math.isfinite(v) for v in (self.scale, *self.mean, *self.std)):
-            raise ValueError("scale, mean and std: must be finite numbers")
+            raise InputError("scale, mean and std: must be finite numbers")
         if self.resize is Resize.SHORT_SIDE_CROP and (self.resize_to is None or self.resize_to < min(self.size)):
-            raise ValueError(f"resize_to: must be at least the crop size {min(self.size)}, got {self.resize_to}")
+            raise InputError(f"resize_to: must be at least the crop size {min(self.size)}, got {self.resize_to}")
         if self.resize_to is not None and not 1 <= self.resize_to <= 2 * MAX_SIDE:
-            raise ValueError(f"resize_to: must be within 1..{2 * MAX_SIDE} pixels, got {self.resize_to}")
+            raise InputError(f"resize_to: must be within 1..{2 * MAX_SIDE} pixels, got {self.resize_to}")
         if not 0 <= self.pad_value <= 255:
-            raise ValueError(f"pad_value: must be within 0..255, got {self.pad_value}")
+            raise InputError(f"pad_value: must be within 0..255, got {self.pad_value}")
 
     @property
     def channels(self) -> int:
@@ -172,9 +172,9 @@ class Postprocessing:
 
     def __post_init__(self) -> None:
         if not 1 <= self.top_k <= MAX_TOP_K:
-            raise ValueError(f"top_k: must be within 1..{MAX_TOP_K}, got {self.top_k}")
+            raise InputError(f"top_k: must be within 1..{MAX_TOP_K}, got {self.top_k}")
         if not 1 <= self.max_detections <= MAX_DETECTIONS:
-            raise ValueError(f"max_detections: must be within 1..{MAX_DETECTIONS}, got {self.max_detections}")
+            raise InputError(f"max_detections: must be within 1..{MAX_DETECTIONS}, got {self.max_detections}")
         if self.anchors is not None:
             check_member_name(self.anchors, "anchors")
         if self.decoder is not None:
@@ -182,10 +182,10 @@ class Postprocessing:
                 object.__setattr__(self, "decoder", BoxDecoder(self.decoder))
             except ValueError:
                 choices = ", ".join(repr(d.value) for d in BoxDecoder)
-                raise ValueError(f"decoder: expected {choices} or null, got {self.decoder!r}") from None
+                raise InputError(f"decoder: expected {choices} or null, got {self.decoder!r}") from None
         for name in ("score_threshold", "iou_threshold"):
             if not 0.0 <= getattr(self, name) <= 1.0:
-                raise ValueError(f"{name}: must be within [0, 1]")
+                raise InputError(f"{name}: must be within [0, 1]")
 
 
 @dataclass(frozen=True)
@@ -231,7 +231,7 @@ class Variant:
     def __post_init__(self) -> None:
         check_member_name(self.model, f"variant {self.name!r} model")
         if not self.name or not all(c.isalnum() or c in "-_." for c in self.name):
-            raise ValueError(f"variant name {self.name!r}: letters, digits, '-', '_' and '.' only")
+            raise InputError(f"variant name {self.name!r}: letters, digits, '-', '_' and '.' only")
 
 
 @dataclass(frozen=True)
@@ -270,7 +270,7 @@ class Stage:
                 object.__setattr__(self, "stage", StageName(self.stage))
             except ValueError:
                 known = ", ".join(repr(s.value) for s in StageName)
-                raise ValueError(f"stage: expected one of {known}, got {self.stage!r}") from None
+                raise InputError(f"stage: expected one of {known}, got {self.stage!r}") from None
 
 
 @dataclass(frozen=True)
@@ -297,29 +297,29 @@ class Manifest:
 
     def __post_init__(self) -> None:
         if self.schema_version not in READABLE_SCHEMAS:
-            raise ValueError(
+            raise InputError(
                 f"schema_version: this edgeship reads version {' or '.join(map(str, READABLE_SCHEMAS))}, "
                 f"the bundle has {self.schema_version}; upgrade edgeship or re-export the bundle"
             )
         if not (len(self.name) <= MAX_NAME and _NAME.fullmatch(self.name)):
-            raise ValueError(f"name: expected 1-{MAX_NAME} letters, digits, '.', '_' or '-' (starting with a letter "
+            raise InputError(f"name: expected 1-{MAX_NAME} letters, digits, '.', '_' or '-' (starting with a letter "
                              f"or digit; it names the model in URLs and logs), got {_shown(self.name)}")
         if not (len(self.version) <= MAX_VERSION and _VERSION.fullmatch(self.version)):
-            raise ValueError(f"version: expected 1-{MAX_VERSION} letters, digits, '.', '_', '+' or '-', "
+            raise InputError(f"version: expected 1-{MAX_VERSION} letters, digits, '.', '_', '+' or '-', "
                              f"got {_shown(self.version)}")
         for what, ref in self.references().items():
             check_member_name(ref, what)
         if len(self.files) > MAX_FILES:
-            raise ValueError(f"files: at most {MAX_FILES} entries, got {len(self.files)}")
+            raise InputError(f"files: at most {MAX_FILES} entries, got {len(self.files)}")
         for name, digest in self.files.items():
             check_member_name(name, "files")
             if name == MANIFEST:
-                raise ValueError(f"files: {MANIFEST} cannot list itself")
+                raise InputError(f"files: {MANIFEST} cannot list itself")
             if not (isinstance(digest, str) and _SHA256.fullmatch(digest)):
-                raise ValueError(f"files.{name}: expected a sha256 (64 lowercase hex digits), got {_shown(digest)}")
+                raise InputError(f"files.{name}: expected a sha256 (64 lowercase hex digits), got {_shown(digest)}")
         names = [v.name for v in self.variants]
         if len(set(names)) != len(names):
-            raise ValueError(f"variants: two variants share a name ({', '.join(names)})")
+            raise InputError(f"variants: two variants share a name ({', '.join(names)})")
         wanted = SCHEMA_VARIANTS if (self.variants or self.runtimes) else SCHEMA_VERSION
         object.__setattr__(self, "schema_version", max(self.schema_version, wanted))
 
@@ -384,14 +384,14 @@ def _shown(value: Any) -> str:
 
 
 def check_member_name(name: str, what: str) -> None:
-    """ValueError unless ``name`` is a plain file name: no folder, no '..', no control character.
+    """InputError unless ``name`` is a plain file name: no folder, no '..', no control character.
 
     Bundles are flat; a name with a separator could reach outside the bundle (``../../etc/passwd``,
     an absolute path) for verify to read and pack to ship.
     """
     if (not isinstance(name, str) or name in ("", ".", "..") or len(name) > 255 or "/" in name or "\\" in name
             or any(ord(c) < 32 or ord(c) == 127 for c in name)):
-        raise ValueError(f"{what}: {_shown(name)} must be a plain file name inside the bundle (no folders)")
+        raise InputError(f"{what}: {_shown(name)} must be a plain file name inside the bundle (no folders)")
 
 
 def safe_name(text: str) -> str:

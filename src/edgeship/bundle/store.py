@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from ..errors import BundleError, IntegrityError, NotABundleError, SchemaError
-from ..util import write_text_atomic
+from ..util import atomic_file, atomic_path, write_text_atomic
 from .archive import UnpackLimits, extract_checked, write_tar
 from .cache import cache_dir, file_sha256
 from .manifest import (LABELS_FILE, MANIFEST, MAX_MANIFEST_BYTES, Golden, Manifest, PathLike,
@@ -258,19 +258,16 @@ def _bare_bundle(path: Path) -> "Bundle":
         root.mkdir(parents=True, exist_ok=True)
         target = root / path.name
         if not target.exists():
-            tmp = root / f".{path.name}.tmp"
-            tmp.unlink(missing_ok=True)
-            try:
-                os.link(path, tmp)
-            except OSError:  # another file system: copy
-                shutil.copyfile(path, tmp)
-            os.replace(tmp, target)
+            with atomic_path(target) as tmp:
+                try:
+                    os.link(path, tmp)
+                except OSError:  # another file system: copy
+                    shutil.copyfile(path, tmp)
         if found.labels:
             write_text_atomic(root / LABELS_FILE, "\n".join(found.labels) + "\n")
         for name, arr in found.extra_files.items():
-            tmp = root / f".{name}.tmp.npy"
-            np.save(tmp, arr)
-            os.replace(tmp, root / name)
+            with atomic_file(root / name) as f:
+                np.save(f, arr)
         write_text_atomic(root / MANIFEST, manifest.to_json())
     return Bundle(root, manifest, assumed=assumed, source=path)
 
@@ -367,11 +364,8 @@ def add_files(bundle_dir: PathLike, files: dict[str, PathLike], change=None) -> 
     for name, src in files.items():
         check_member_name(name, "file")
         dest = bundle.root / name
-        tmp = bundle.root / f".{name}.tmp"
-        shutil.copyfile(src, tmp)
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, dest)
+        with atomic_path(dest) as tmp:
+            shutil.copyfile(src, tmp)
         digests[name] = sha256_file(dest)
     manifest = dataclasses.replace(bundle.manifest, files={**bundle.manifest.files, **digests})
     if change is not None:

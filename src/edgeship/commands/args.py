@@ -1,6 +1,9 @@
-"""What every verb's parser shares: the lazy runner and argparse types that fail the same way everywhere.
+"""What every verb's parser shares: the lazy runner, flags built from config dataclasses, ``--json PATH``,
+and argparse types that fail the same way everywhere.
 
->>> p.add_argument("--batch", type=csv_ints, default=[1])
+>>> add_config_flags(p, BenchConfig)                 # --batch, --runs, ... with each field's default and help
+>>> add_json_flag(p, "the report")                   # --json PATH (or '-': stdout), the same in every verb
+>>> renamed_flag(p, "--batch", "--graph-batch", "the batch baked into the graph")
 >>> p.set_defaults(run=lazy("edgeship.commands.bench:run"))   # imported only when the verb runs
 """
 
@@ -12,10 +15,13 @@ import enum
 import importlib
 from typing import Any, Callable
 
-from .._config import csv_ints, non_negative_float, positive_float, positive_int
+from .._config import cli_fields, config_from_args, csv_ints, fraction, non_negative_float, non_negative_int
+from .._config import positive_float, positive_int
+from ..util import emit_json
 
-__all__ = ["add_config_flags", "add_runtime_flags", "config_from_args", "csv_ints", "lazy", "load_model",
-           "non_negative_float", "positive_float", "positive_int", "runtime_from_args", "runtime_given"]
+__all__ = ["add_config_flags", "add_json_flag", "add_runtime_flags", "config_from_args", "csv_ints", "emit_json",
+           "fraction", "json_to_stdout", "lazy", "load_model", "non_negative_float", "non_negative_int",
+           "positive_float", "positive_int", "renamed_flag", "runtime_from_args", "runtime_given"]
 
 
 def lazy(target: str) -> Callable[[argparse.Namespace], int]:
@@ -35,12 +41,13 @@ def _flag(f: dataclasses.Field) -> str:
     return f.metadata["cli"]["flag"] or "--" + f.name.replace("_", "-")
 
 
-def add_config_flags(parser: argparse.ArgumentParser, cls: type) -> None:
-    """One flag per field of ``cls`` that carries ``_config.cli(...)`` metadata; its default is the field's."""
-    for f in dataclasses.fields(cls):
-        spec = f.metadata.get("cli")
-        if spec is None:
-            continue
+def add_config_flags(parser: Any, cls: type, only: tuple[str, ...] | None = None, exclude: tuple[str, ...] = ()) -> None:
+    """One flag per field of ``cls`` that carries ``_config.cli(...)`` metadata; its default is the field's.
+
+    ``parser`` may be a mutually exclusive group; ``only``/``exclude`` pick fields (a verb that sets one itself).
+    A list field (``default_factory=list``) becomes a repeatable flag.
+    """
+    for f, spec in cli_fields(cls, only, exclude):
         default = f.default if f.default is not dataclasses.MISSING else None
         metavar = spec["metavar"] or _flag(f).lstrip("-").replace("-", "_").upper()
         kwargs: dict[str, Any] = {"dest": f.name, "default": None, "metavar": metavar}
@@ -54,6 +61,10 @@ def add_config_flags(parser: argparse.ArgumentParser, cls: type) -> None:
             kwargs.pop("metavar")
         elif spec["type"] is not None:
             kwargs["type"] = spec["type"]
+        if f.default_factory is list:
+            kwargs["action"] = "append"
+        if isinstance(default, tuple):
+            shown = ",".join(map(str, default))
         if default is None:  # no default, or one computed at run time that the help describes
             tail = ""
         else:
@@ -61,18 +72,33 @@ def add_config_flags(parser: argparse.ArgumentParser, cls: type) -> None:
         parser.add_argument(_flag(f), help=spec["help"] + tail, **kwargs)
 
 
-def config_from_args(cls: type, args: argparse.Namespace, **fixed: Any):
-    """``cls`` built from the flags ``add_config_flags`` added: flags left out keep the field's default."""
-    values = dict(fixed)
-    for f in dataclasses.fields(cls):
-        spec = f.metadata.get("cli")
-        if spec is None or getattr(args, f.name, None) is None:
-            continue
-        value = getattr(args, f.name)
-        if spec["unit"] != 1:
-            value = int(value * spec["unit"]) if isinstance(f.default, int) else value * spec["unit"]
-        values[f.name] = value
-    return cls(**values)
+# --- one meaning per flag name across verbs ----------------------------------------------------
+
+
+JSON_MISSING_PATH = "--json takes a PATH to write the result to ('-' for stdout), e.g. --json result.json"
+
+
+def add_json_flag(parser: argparse.ArgumentParser, what: str) -> None:
+    """``--json PATH``: write ``what`` as JSON to PATH (``-``: to stdout, the human output going to stderr).
+
+    A bare ``--json`` is an error naming the form (cli.VerbParser): it once printed in some verbs."""
+    parser.add_argument("--json", default=None, metavar="PATH",
+                        help=f"write {what} as JSON to PATH ('-': to stdout, the table then goes to stderr)")
+
+
+def json_to_stdout(args: argparse.Namespace) -> bool:
+    """Whether ``--json -`` asked for the JSON on stdout (then tables and notes go to stderr)."""
+    return getattr(args, "json", None) == "-"
+
+
+class _Renamed(argparse.Action):
+    def __call__(self, parser, namespace, values, option_string=None):
+        parser.error(f"{option_string} is now {self.const}")
+
+
+def renamed_flag(parser: argparse.ArgumentParser, old: str, new: str, meaning: str) -> None:
+    """``old`` fails with a pointer to ``new`` (hidden from --help): a renamed flag never means something else."""
+    parser.add_argument(old, nargs="?", action=_Renamed, const=f"{new} ({meaning})", help=argparse.SUPPRESS)
 
 
 # --- how a model runs: the same flags on predict, bench and serve -----------------------------

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from .args import add_runtime_flags, csv_ints, lazy, positive_float, positive_int
+import argparse
+
+from ..bench.config import BenchConfig
+from .args import add_config_flags, add_json_flag, add_runtime_flags, lazy
 
 
 def register(sub) -> None:
@@ -12,64 +15,53 @@ def register(sub) -> None:
             "Benchmark bundles side by side: load and first-inference time, latency mean/std/p50/p90/p95/p99 "
             "and throughput per batch size, RSS; CPU temperature, throttling and energy per inference where "
             "the host has sensors. Temperature, the actual clock and the firmware's throttle flags are sampled "
-            "during the run; a run whose clock fell more than 5%% or that the firmware throttled is marked "
-            "thermally unstable. Every figure is measured in this run."
+            "during the run; a run whose clock fell more than 5% or that the firmware throttled is marked "
+            "thermally unstable. With --target, the device preset's threads are capped to this host's usable "
+            "cores and its GPU providers this host lacks are named: the JSON records what actually ran. Every "
+            "figure is measured in this run."
         ),
     )
     p.add_argument("bundles", metavar="BUNDLE", nargs="+")
-    p.add_argument("--batch", type=csv_ints, default=[1], metavar="1,8", help="batch sizes (default 1)")
-    p.add_argument("--threads", type=positive_int, default=None, help="intra-op threads (default: the target's)")
+    add_config_flags(p, BenchConfig)
     p.add_argument("--target", default=None, help="runtime preset of a device (see `edgeship devices`)")
-    p.add_argument("--warmup", type=int, default=10, help="untimed runs first (default 10)")
-    p.add_argument("--runs", type=positive_int, default=100, help="timed runs per batch size (default 100)")
-    p.add_argument("--duration", type=positive_float, default=None, metavar="SECONDS",
-                   help="a sustained run: time each batch size for this long instead of --runs times; the JSON "
-                        "gets the throughput of every --window with the temperature and clock")
-    p.add_argument("--window", type=positive_float, default=1.0, metavar="SECONDS",
-                   help="throughput windows of a sustained run (default 1 s)")
-    p.add_argument("--vs-torch", action="store_true", help="time the source PyTorch model beside it")
     p.add_argument("--backends", default=None, metavar="all|LIST",
                    help="time every backend and declared variant this host can run (all), or those listed "
                         "(onnxruntime,openvino,litert,tensorrt), interleaved on the same input, and show the pick")
     add_runtime_flags(p)
-    p.add_argument("--sensors-root", default="/", help=_hidden())
-    p.add_argument("--json", metavar="OUT", help="write the full report as JSON")
+    p.add_argument("--sensors-root", default="/", help=argparse.SUPPRESS)  # tests: a fake sysfs tree
+    add_json_flag(p, "the full report")
     p.set_defaults(run=lazy("edgeship.commands.bench:run"))
-
-
-def _hidden() -> str:  # a flag for tests that point the sensors at a fake sysfs tree
-    import argparse
-
-    return argparse.SUPPRESS
 
 
 def run(args) -> int:
     if args.backends:
         return _compare(args)
-    from ..util import console as make_console
+    import dataclasses
 
     from ..bench.report import print_report
-    from ..bench.runner import BenchConfig, bench_bundles
-    from ..util import write_json
+    from ..bench.runner import bench_bundles
+    from ..bench.target import fit_to_host
+    from ..runtime.config import RuntimeConfig
+    from ..util import console as make_console
+    from .args import config_from_args, emit_json, json_to_stdout, runtime_from_args, runtime_given
 
-    runtime = None
+    cfg = config_from_args(BenchConfig, args, sensors_root=args.sensors_root)
+    runtime = RuntimeConfig()
     if args.target:
         from ..targets import preset
 
         runtime = preset(args.target).runtime
-    from .args import runtime_from_args, runtime_given
-
     if runtime_given(args):
         runtime = runtime_from_args(args, runtime)
-    cfg = BenchConfig(batches=tuple(args.batch), threads=args.threads, warmup=args.warmup, runs=args.runs,
-                      vs_torch=args.vs_torch, sensors_root=args.sensors_root, runtime=runtime,
-                      duration_s=args.duration, window_s=args.window)
-    console = make_console()
+    fitted = fit_to_host(args.target, runtime, cfg.threads)
+    cfg = dataclasses.replace(cfg, runtime=fitted.runtime, threads=fitted.runtime.intra_op_threads)
+    console = make_console(stderr=json_to_stdout(args))
+    for note in fitted.notes:
+        console.print(f"note: {note}", style="yellow", highlight=False)
     report = bench_bundles(args.bundles, cfg, show_progress=console.is_terminal)
+    report["config"]["host_fit"] = fitted.record
     print_report(report, console)
-    if args.json:
-        write_json(args.json, report)
-        console.print(f"wrote {args.json}")
+    emit_json(args.json, report, say=console.print)
     return 0
 
 
@@ -78,22 +70,22 @@ def _compare(args) -> int:
     from ..errors import InputError
     from ..runtime.config import parse_options
     from ..util import console as make_console
-    from ..util import write_json
+    from .args import config_from_args, emit_json, json_to_stdout
 
     if args.backend or args.provider or args.bundle_variant or args.vs_torch or args.target:
         raise InputError("--backends compares every way this host runs the bundle; it does not take --backend, "
                          "--provider, --bundle-variant, --target or --vs-torch")
-    console = make_console()
+    bench = config_from_args(BenchConfig, args)
+    console = make_console(stderr=json_to_stdout(args))
     reports = []
     for path in args.bundles:
-        for batch in args.batch:
-            cfg = CompareConfig(backends=args.backends, threads=args.threads, batch=batch, warmup=args.warmup,
-                                runs=max(args.runs, 5), rounds=max(1, min(20, args.runs // 10)), options=parse_options(args.provider_option))
+        for batch in bench.batches:
+            cfg = CompareConfig(backends=args.backends, threads=bench.threads, batch=batch, warmup=bench.warmup,
+                                runs=max(bench.runs, 5), rounds=max(1, min(20, bench.runs // 10)),
+                                options=parse_options(args.provider_option))
             with console.status(f"{path}: loading every backend and timing them interleaved ..."):
                 report = compare_backends(path, cfg)
             print_comparison(report, console)
             reports.append(report)
-    if args.json:
-        write_json(args.json, {"comparisons": reports})
-        console.print(f"wrote {args.json}")
+    emit_json(args.json, {"comparisons": reports}, say=console.print)
     return 0

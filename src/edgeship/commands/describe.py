@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from ..pipeline.config import DescribeConfig
-from .args import add_config_flags, config_from_args, lazy, positive_int
+from .args import add_config_flags, add_json_flag, config_from_args, lazy, positive_int
 
 
 def register(sub) -> None:
@@ -28,7 +28,7 @@ def register(sub) -> None:
                    help="threads of the vision model and the LLM (default: one per core)")
     p.add_argument("--llm-ctx", type=positive_int, default=2048, help="LLM context length in tokens")
     add_config_flags(p, DescribeConfig)
-    p.add_argument("--json", metavar="OUT", help="write every event (vision answer, description, timings) as JSON")
+    add_json_flag(p, "every event (vision answer, description, timings)")
     p.set_defaults(run=lazy("edgeship.commands.describe:run"))
 
 
@@ -76,7 +76,7 @@ def describe_images(pipe, images: list, console) -> list[dict[str, Any]]:
 def run(args) -> int:
     from ..pipeline.describe import Pipeline
     from ..util import console as make_console
-    from ..util import write_json
+    from ..util import emit_json
 
     config = config_from_args(DescribeConfig, args)  # a bad template fails before anything loads
     llm = args.llm
@@ -89,13 +89,13 @@ def run(args) -> int:
             from ..errors import InputError
 
             raise InputError(f"{image}: no such file")
-    console = make_console()
+    console = make_console(stderr=args.json == "-")
     with console.status("loading the vision model and the LLM, caching the prompt's head ..."):
         pipe = Pipeline.load(args.bundle, llm, config, threads=args.threads, n_ctx=args.llm_ctx)
     try:
         results = describe_images(pipe, args.images, console)
     finally:
         pipe.close()
-    if args.json:
-        write_json(args.json, {"bundle": args.bundle, "llm": str(llm), "config": vars(config), "results": results})
+    emit_json(args.json, {"bundle": args.bundle, "llm": str(llm), "config": vars(config), "results": results},
+              say=console.print)
     return 0

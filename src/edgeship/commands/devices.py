@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from .args import add_config_flags, lazy, positive_int
+from .args import add_config_flags, add_json_flag, lazy, positive_int
 
 # A literal, not built from targets.CATALOG_SOURCE: importing targets here would load numpy and the
 # runtime for `edgeship --help`. tests/test_devices.py keeps the two in step.
@@ -19,7 +19,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("devices", help="the edge hardware catalog, or --probe this machine",
                               description=f"Show the edge hardware catalog ({CATALOG_LABEL}), or probe this host.")
     p.add_argument("--probe", action="store_true", help="report this machine: CPU, ISA features, RAM, runtimes, sensors")
-    p.add_argument("--json", metavar="OUT", help="also write the report as JSON to OUT")
+    add_json_flag(p, "the report")
     p.set_defaults(run=lazy("edgeship.commands.devices:run_devices"))
 
     f = subparsers.add_parser("fit", help="PREDICT whether a bundle fits a target device and how fast it runs",
@@ -28,7 +28,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     f.add_argument("bundle", metavar="BUNDLE", help="bundle folder, .tar, or .onnx file")
     f.add_argument("--target", required=True, help="catalog id (rpi5, jetson-orin-nx, ...) or host")
     f.add_argument("--runs", type=positive_int, default=10, help="timed runs on this host (default 10)")
-    f.add_argument("--json", metavar="OUT", help="also write the prediction as JSON to OUT")
+    add_json_flag(f, "the prediction")
     f.add_argument("--no-server", dest="server", action="store_false",
                    help="skip the prediction of `edgeship serve BUNDLE`'s memory (a start of the server, not listening)")
     from ..serve.config import ServeConfig
@@ -105,9 +105,9 @@ def _probe_table(info, host) -> Any:
 
 
 def run_devices(args: argparse.Namespace) -> int:
-    from edgeship.util import console as make_console, write_json
+    from edgeship.util import console as make_console, emit_json
 
-    console = make_console()
+    console = make_console(stderr=args.json == "-")  # --json -: stdout holds the JSON alone
     if args.probe:
         from edgeship.targets import host_preset
         from edgeship.targets import probe_host
@@ -119,9 +119,7 @@ def run_devices(args: argparse.Namespace) -> int:
     else:
         console.print(_catalog_table())
         data = _catalog_json()
-    if args.json:
-        write_json(args.json, data)
-        console.print(f"wrote {args.json}")
+    emit_json(args.json, data, say=console.print)
     return 0
 
 
@@ -197,9 +195,9 @@ def _server_table(memory: dict, ram: dict[str, int]) -> Any:
 def run_fit(args: argparse.Namespace) -> int:
     from edgeship.targets import preset
     from edgeship.targets.fit import fit
-    from edgeship.util import console as make_console, write_json
+    from edgeship.util import console as make_console, emit_json
 
-    console = make_console()
+    console = make_console(stderr=args.json == "-")  # --json -: stdout holds the JSON alone
     preset(args.target)  # an unknown target fails before any measuring
     fields = _server_fields(args)  # a bad setting fails before any measuring too
     with console.status("measuring the model and a MatMul on this host ..."):
@@ -218,7 +216,5 @@ def run_fit(args: argparse.Namespace) -> int:
         console.print("note: the server's RSS is predicted from parts measured as this host starts it; another "
                       "device's differs by its own imports and allocator.", highlight=False)
         data["server_memory"] = memory
-    if args.json:
-        write_json(args.json, data)
-        console.print(f"wrote {args.json}")
+    emit_json(args.json, data, say=console.print)
     return 0

@@ -4,19 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from .args import lazy, positive_int
-
-
-def _size(text: str) -> tuple[int, int]:
-    try:
-        parts = [int(v) for v in text.lower().replace("x", ",").split(",")]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected SIZE or HxW like 224 or 240x320, got {text!r}") from None
-    if len(parts) == 1:
-        parts *= 2
-    if len(parts) != 2 or min(parts) < 8:
-        raise argparse.ArgumentTypeError(f"expected SIZE or HxW of at least 8, got {text!r}")
-    return parts[0], parts[1]
+from ..optimize.config import ExportSpec
+from .args import add_config_flags, add_json_flag, lazy, renamed_flag
 
 
 def register(sub) -> None:
@@ -32,35 +21,27 @@ def register(sub) -> None:
     )
     p.add_argument("model", metavar="MODEL")
     p.add_argument("-o", "--out", required=True, metavar="BUNDLE_DIR", help="bundle folder to create")
-    p.add_argument("--opset", type=int, default=17, help="ONNX opset (default 17; 13 for older ARM builds)")
-    p.add_argument("--input-size", type=_size, default=None, metavar="HxW", help="input size (default: the model's)")
-    p.add_argument("--batch", type=positive_int, default=1,
-                   help="batch size of the validation inputs, and of the graph with --static-batch (default 1)")
+    add_config_flags(p, ExportSpec)
+    renamed_flag(p, "--batch", "--graph-batch", "the batch baked into the graph; bench --batch and serve --max-batch "
+                 "are the inference batch")
     p.add_argument("--static-batch", action="store_true",
-                   help="bake --batch into the graph (default: a dynamic batch axis, for bench --batch 1,8 and "
+                   help="bake --graph-batch into the graph (default: a dynamic batch axis, for bench --batch 1,8 and "
                         "serve --max-batch)")
     p.add_argument("--dynamic-batch", action="store_true", help=argparse.SUPPRESS)  # the default now; kept for scripts
-    p.add_argument("--no-simplify", action="store_true", help="skip onnxslim simplification")
     p.add_argument("--weights", metavar="FILE", help="state-dict file to load into the architecture")
     p.add_argument("--name", help="bundle name (default: the model's)")
-    p.add_argument("--atol", type=float, default=1e-4, help="absolute tolerance vs PyTorch (default 1e-4)")
-    p.add_argument("--rtol", type=float, default=1e-3, help="relative tolerance vs PyTorch (default 1e-3)")
+    add_json_flag(p, "the export's result (bundle, tolerance, max difference, size)")
     p.add_argument("--force", action="store_true", help="replace an existing bundle at --out")
     p.set_defaults(run=lazy("edgeship.commands.export:run"))
 
 
 def run(args) -> int:
+    from ..optimize.export import export
     from ..util import console as make_console
+    from .args import config_from_args, emit_json, json_to_stdout
 
-    from ..errors import InputError
-    from ..optimize.export import ExportSpec, export
-
-    console = make_console()
-    try:
-        spec = ExportSpec(opset=args.opset, input_size=args.input_size, batch=args.batch,
-                          dynamic_batch=not args.static_batch, simplify=not args.no_simplify, atol=args.atol, rtol=args.rtol)
-    except ValueError as exc:
-        raise InputError(str(exc)) from exc
+    spec = config_from_args(ExportSpec, args, **({"dynamic_batch": False} if args.static_batch else {}))
+    console = make_console(stderr=json_to_stdout(args))
     with console.status(f"exporting {args.model} ..."):
         result = export(args.model, args.out, spec, weights=args.weights, name=args.name, overwrite=args.force)
     m = result.bundle.manifest
@@ -80,4 +61,8 @@ def run(args) -> int:
     )
     if stage.params.get("pretrained") is False:
         console.print("  note: random weights (no pretrained weights offline); pass --weights FILE", style="yellow")
+    emit_json(args.json, {"bundle": str(result.bundle.root), "name": m.name, "checked_on": result.checked_on,
+                          "max_abs_diff": result.max_abs_diff, "atol": spec.atol, "rtol": spec.rtol,
+                          "top1_agree": result.top1_agree, "seconds": result.seconds, "input": m.inputs[0].shape,
+                          "opset": spec.opset, "metrics": stage.metrics}, say=console.print)
     return 0

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from .args import lazy, positive_int
+from ..llm.bench import LLMBenchConfig
+from ..llm.chat import ChatConfig
+from ..llm.engine import LoadConfig
+from .args import add_config_flags, add_json_flag, lazy, positive_int
 
 
 def register(sub) -> None:
@@ -21,12 +24,8 @@ def register(sub) -> None:
                     "afresh); prints mean, std, min and max of every figure. Every figure is measured in this run.",
     )
     b.add_argument("model", metavar="MODEL")
-    b.add_argument("--threads", type=positive_int, default=None, help="llama.cpp threads (default: physical cores)")
-    b.add_argument("--ctx", type=positive_int, default=None, help="context length (default: prompt + generated, rounded up to 256)")
-    b.add_argument("--prompt-tokens", type=positive_int, default=128, help="prompt length in tokens (default 128)")
-    b.add_argument("--gen-tokens", type=positive_int, default=128, help="tokens to generate (default 128)")
-    b.add_argument("--repeat", type=positive_int, default=3, help="runs, each loading the model afresh (default 3)")
-    b.add_argument("--json", metavar="OUT", help="write every run, the summary and the environment as JSON")
+    add_config_flags(b, LLMBenchConfig)
+    add_json_flag(b, "every run, the summary and the environment")
     b.set_defaults(run=lazy("edgeship.llm.bench:run_cli"))
 
     q = verbs.add_parser(
@@ -43,7 +42,7 @@ def register(sub) -> None:
     q.add_argument("--repeat", type=positive_int, default=3, help="benchmark runs per model (default 3)")
     q.add_argument("--no-measure", action="store_true", help="only quantize; skip the speed and perplexity comparison")
     q.add_argument("--force", action="store_true", help="replace OUT if it exists")
-    q.add_argument("--json", metavar="OUT", help="write the comparison as JSON")
+    add_json_flag(q, "the comparison")
     q.set_defaults(run=lazy("edgeship.llm.quantize:run_cli"))
 
     c = verbs.add_parser(
@@ -52,12 +51,8 @@ def register(sub) -> None:
                     "Piped input works: echo 'Hi' | edgeship llm chat MODEL.",
     )
     c.add_argument("model", metavar="MODEL")
-    c.add_argument("--threads", type=positive_int, default=None, help="llama.cpp threads (default: physical cores)")
-    c.add_argument("--ctx", type=positive_int, default=2048, help="context length in tokens (default 2048)")
-    c.add_argument("--system", default=None, help="system message (default: the template's own, if any)")
-    c.add_argument("--max-tokens", type=positive_int, default=512, help="longest answer in tokens (default 512)")
-    c.add_argument("--temperature", type=float, default=0.7, help="0 for greedy (default 0.7)")
-    c.add_argument("--seed", type=int, default=None, help="sampling seed, for repeatable answers")
+    add_config_flags(c, LoadConfig)
+    add_config_flags(c, ChatConfig)
     c.set_defaults(run=lazy("edgeship.llm.chat:run_cli"))
 
 

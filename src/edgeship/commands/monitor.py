@@ -2,14 +2,14 @@
 
     edgeship monitor http://127.0.0.1:8000            # redraws every second until Ctrl-C
     edgeship monitor http://pi.local:8000 --once      # one frame (scripts, ssh one-liners)
-    edgeship monitor http://pi.local:8000 --json      # the raw /status JSON, once
+    edgeship monitor http://pi.local:8000 --json -    # the raw /status JSON, once, on stdout
 """
 
 from __future__ import annotations
 
 from typing import Any, Callable
 
-from .args import lazy, positive_float
+from .args import add_json_flag, lazy, positive_float
 
 SPARK = "▁▂▃▄▅▆▇█"
 
@@ -26,7 +26,7 @@ def register(sub) -> None:
     p.add_argument("url", metavar="URL", help="the server, e.g. http://127.0.0.1:8000")
     p.add_argument("--interval", type=positive_float, default=1.0, help="seconds between two polls (default 1)")
     p.add_argument("--once", action="store_true", help="print one frame and exit")
-    p.add_argument("--json", action="store_true", help="print the /status JSON once and exit")
+    add_json_flag(p, "the /status JSON, once,")
     p.set_defaults(run=lazy("edgeship.commands.monitor:run"))
 
 
@@ -124,14 +124,13 @@ def render(status: dict[str, Any], history: list[dict[str, Any]]):
 
 
 def run(args, fetch: Callable[..., dict[str, Any]] = fetch_status) -> int:
-    import json
     import time
 
-    from ..util import console as make_console
+    from ..util import console as make_console, emit_json
 
     console = make_console()
-    if args.json:
-        console.print_json(json.dumps(fetch(args.url, history=True)))
+    if args.json:  # one poll, then exit
+        emit_json(args.json, fetch(args.url, history=True), say=console.print)
         return 0
     first = fetch(args.url, history=True)
     history = list(first.get("history") or [])[-300:]

@@ -4,27 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from .args import lazy, positive_int
-
-
-def _fraction(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number like 0.5, got {text!r}") from None
-    if not 0.0 < value < 1.0:
-        raise argparse.ArgumentTypeError(f"expected a number between 0 and 1, got {text!r}")
-    return value
-
-
-def _shape(text: str) -> tuple[int, int, int]:
-    try:
-        parts = tuple(int(v) for v in text.lower().replace("x", ",").split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected C,H,W like 3,224,224, got {text!r}") from None
-    if len(parts) != 3 or min(parts) < 1:
-        raise argparse.ArgumentTypeError(f"expected C,H,W like 3,224,224, got {text!r}")
-    return parts  # type: ignore[return-value]
+from ..optimize.config import PRUNE_GOALS, DistillConfig, PruneConfig
+from .args import add_config_flags, add_json_flag, lazy, positive_int, renamed_flag
 
 
 def _data_args(p: argparse.ArgumentParser) -> None:
@@ -35,31 +16,9 @@ def _data_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--image-size", type=int, default=None, metavar="N", help="image folders: resize to NxN (default 64)")
 
 
-def _train_args(p: argparse.ArgumentParser, epochs: int | None) -> None:
-    if epochs is not None:
-        p.add_argument("--epochs", type=positive_int, default=epochs, help=f"training epochs (default {epochs})")
-    p.add_argument("--batch", type=positive_int, default=128, help="training batch size (default 128)")
-    p.add_argument("--lr", type=float, default=2e-3, help="peak learning rate, AdamW with cosine decay (default 2e-3)")
-    p.add_argument("--temperature", type=float, default=4.0, help="softening temperature T (default 4)")
-    p.add_argument("--alpha", type=float, default=0.7, help="weight of the teacher's soft targets (default 0.7)")
-    p.add_argument("--seed", type=int, default=0, help="random seed for data order and initialisation")
-
-
-def _json_arg(parser, what: str) -> None:
-    # Same flag as every other verb: --json OUT writes a file; a bare --json (or '-') prints to stdout.
-    parser.add_argument("--json", nargs="?", const="-", default=None, metavar="OUT",
-                        help=f"write {what} as JSON to OUT; '--json' alone prints it instead of the table")
-
-
-def _emit_json(target: str, text: str) -> bool:
-    """Print (target '-') or write the JSON; True when it replaced the table on stdout."""
-    if target == "-":
-        print(text)
-        return True
-    from ..util import write_text_atomic
-
-    write_text_atomic(target, text + "\n")
-    return False
+def _train_args(p: argparse.ArgumentParser, exclude: tuple[str, ...] = ()) -> None:
+    add_config_flags(p, DistillConfig, exclude=exclude)
+    renamed_flag(p, "--batch", "--train-batch", "the training batch; bench --batch is the inference batch")
 
 
 def register(sub) -> None:
@@ -74,11 +33,10 @@ def register(sub) -> None:
     d.add_argument("--student", required=True, metavar="MODEL")
     d.add_argument("--teacher", default=None, metavar="MODEL", help="a trained teacher (.pt); omit to train on labels only")
     _data_args(d)
-    _train_args(d, 5)
+    _train_args(d)
     d.add_argument("-o", "--out", required=True, metavar="DIR", help="writes DIR/model.pt, DIR/distill.json, DIR/checkpoints/")
     d.add_argument("--resume", action="store_true", help="continue from DIR/checkpoints/last.pt")
-    d.add_argument("--threads", type=positive_int, default=None, help="torch threads")
-    _json_arg(d, "the result")
+    add_json_flag(d, "the result")
     d.set_defaults(run=lazy("edgeship.commands.optimize:run_distill"))
 
     p = sub.add_parser(
@@ -92,21 +50,15 @@ def register(sub) -> None:
         ),
     )
     p.add_argument("model", metavar="MODEL", help="zoo name, edgeship .pt file, torchvision name, or package.module:function")
-    goal = p.add_mutually_exclusive_group()
-    goal.add_argument("--ratio", type=_fraction, help="fraction of channels to remove in each prunable layer")
-    goal.add_argument("--target-flops", type=_fraction, help="keep at most this fraction of the FLOPs (default 0.5)")
-    goal.add_argument("--target-params", type=_fraction, help="keep at most this fraction of the parameters")
-    p.add_argument("--round-to", type=positive_int, default=8, help="kept channels are multiples of this (default 8)")
-    p.add_argument("--global-pruning", action="store_true", help="rank channels across layers")
-    p.add_argument("--ignore", action="append", default=[], metavar="NAME", help="module to keep whole (repeatable)")
-    p.add_argument("--input-shape", type=_shape, default=None, metavar="C,H,W", help="input shape (default: the data's, else 3,224,224)")
+    add_config_flags(p.add_mutually_exclusive_group(), PruneConfig, only=PRUNE_GOALS)
+    add_config_flags(p, PruneConfig, exclude=PRUNE_GOALS)
     _data_args(p)
     p.add_argument("--finetune-epochs", type=int, default=0, metavar="N", help="fine-tune N epochs with distillation (needs --data)")
-    _train_args(p, None)  # --finetune-epochs instead
+    _train_args(p, exclude=("epochs", "threads"))  # --finetune-epochs instead; --threads below serves both
     p.add_argument("-o", "--out", required=True, metavar="DIR", help="writes DIR/model.pt and DIR/prune.json")
     p.add_argument("--export", action="store_true", help="also export the pruned model as a bundle in DIR/bundle")
     p.add_argument("--threads", type=positive_int, default=2, help="threads for torch and ONNX Runtime (default 2)")
-    _json_arg(p, "the result")
+    add_json_flag(p, "the result")
     p.set_defaults(run=lazy("edgeship.commands.optimize:run_prune"))
 
     o = sub.add_parser(
@@ -120,30 +72,16 @@ def register(sub) -> None:
     o.add_argument("-o", "--out", default=None, metavar="DIR", help="output folder (default: results/<recipe name>)")
     o.add_argument("--resume", action="store_true", help="continue training stages from their checkpoints")
     o.add_argument("--check", action="store_true", help="validate the recipe, print it with every default, and stop")
-    _json_arg(o, "the report")
+    add_json_flag(o, "the report")
     o.set_defaults(run=lazy("edgeship.commands.optimize:run_optimize"))
 
 
 def _data_spec(args):
-    from ..errors import InputError
     from ..optimize.data import DataSpec
 
-    try:
-        return DataSpec(source=args.data or "fashion-mnist", train_limit=args.train_limit, test_limit=args.test_limit,
-                        image_size=(args.image_size,) * 2 if args.image_size else None, seed=getattr(args, "seed", 0))
-    except ValueError as exc:
-        raise InputError(str(exc)) from exc
-
-
-def _distill_config(args, epochs: int):
-    from ..errors import InputError
-    from ..optimize.distill import DistillConfig
-
-    try:
-        return DistillConfig(epochs=epochs, batch_size=args.batch, lr=args.lr, temperature=args.temperature,
-                             alpha=args.alpha, seed=args.seed, threads=args.threads)
-    except ValueError as exc:
-        raise InputError(str(exc)) from exc
+    return DataSpec(source=args.data or "fashion-mnist", train_limit=args.train_limit, test_limit=args.test_limit,
+                    image_size=(args.image_size,) * 2 if args.image_size else None,
+                    seed=args.seed if args.seed is not None else DistillConfig.seed)
 
 
 def _model(ref: str, classes: int, channels: int):
@@ -161,71 +99,69 @@ def _model(ref: str, classes: int, channels: int):
 
 
 def run_distill(args) -> int:
-    import json
     from pathlib import Path
 
     from ..optimize.data import load_dataset
     from ..optimize.distill import distill
     from ..optimize.zoo import save_checkpoint
     from ..util import console as make_console, write_json
+    from .args import config_from_args, emit_json, json_to_stdout
 
-    console = make_console()
+    console = make_console(stderr=json_to_stdout(args))
+    config = config_from_args(DistillConfig, args)  # before the data loads: a bad flag fails at once
     spec = _data_spec(args)
     train_set, test_set = load_dataset(spec, "train"), load_dataset(spec, "test")
-    config = _distill_config(args, args.epochs)
     student = _model(args.student, len(train_set.classes), train_set.shape[0])
     teacher = _model(args.teacher, len(train_set.classes), train_set.shape[0]) if args.teacher else None
     if teacher is None:
         console.print("no --teacher: training the student on the labels only", style="yellow")
     out = Path(args.out)
     result = distill(student, teacher, train_set, config, val=test_set, checkpoint_dir=out / "checkpoints",
-                     resume=args.resume, progress=args.json != "-", console=make_console(stderr=True))
+                     resume=args.resume, console=make_console(stderr=True))
     save_checkpoint(student, out / "model.pt", arch=args.student, classes=train_set.classes,
                     accuracy=result.val_accuracy)
     summary = {**result.summary(), "model": str(out / "model.pt"), "test_accuracy": result.val_accuracy,
                "test_samples": len(test_set)}
     write_json(out / "distill.json", summary)
-    if not (args.json and _emit_json(args.json, json.dumps(summary, indent=2))):
-        console.print(f"[green]saved[/green] {out / 'model.pt'}: test accuracy {result.val_accuracy:.2%} "
-                      f"on {len(test_set)} samples", highlight=False)
+    console.print(f"[green]saved[/green] {out / 'model.pt'}: test accuracy {result.val_accuracy:.2%} "
+                  f"on {len(test_set)} samples", highlight=False)
+    emit_json(args.json, summary, say=console.print)
     return 0
 
 
 def run_prune(args) -> int:
-    import json
     from pathlib import Path
 
     from rich.table import Table
 
     from ..errors import InputError
     from ..optimize.data import load_dataset
-    from ..optimize.prune import PruneConfig, prune
+    from ..optimize.prune import prune
     from ..optimize.report import human
     from ..optimize.zoo import save_checkpoint
     from ..util import console as make_console, write_json
+    from .args import config_from_args, emit_json, json_to_stdout
 
+    finetune = None
+    if args.finetune_epochs:
+        finetune = config_from_args(DistillConfig, args, exclude=("epochs", "threads"), epochs=args.finetune_epochs,
+                                    threads=args.threads)
+    config = config_from_args(PruneConfig, args, finetune=finetune)  # before the data loads: bad flags fail at once
     require_torch_threads(args.threads)
-    console = make_console()
+    console = make_console(stderr=json_to_stdout(args))
     train_set = test_set = None
     if args.data:
         spec = _data_spec(args)
         train_set, test_set = load_dataset(spec, "train"), load_dataset(spec, "test")
     if args.finetune_epochs and train_set is None:
         raise InputError("--finetune-epochs needs --data")
-    try:
-        config = PruneConfig(ratio=args.ratio, target_flops=args.target_flops, target_params=args.target_params,
-                             round_to=args.round_to, global_pruning=args.global_pruning, ignore=args.ignore,
-                             input_shape=args.input_shape,
-                             finetune=_distill_config(args, args.finetune_epochs) if args.finetune_epochs else None)
-    except ValueError as exc:
-        raise InputError(str(exc)) from exc
     classes = len(train_set.classes) if train_set is not None else 10
     channels = train_set.shape[0] if train_set is not None else (args.input_shape or (3,))[0]
     model = _model(args.model, classes, channels)
     out = Path(args.out)
     with console.status(f"pruning {args.model} ..."):
         result = prune(model, config, train=train_set, val=test_set, threads=args.threads,
-                       checkpoint_dir=out / "checkpoints", progress=args.json != "-", console=make_console(stderr=True))
+                       checkpoint_dir=out / "checkpoints", console=make_console(stderr=True))
     save_checkpoint(model, out / "model.pt", arch=args.model)
     summary = {**result.summary(), "model": str(out / "model.pt")}
     if args.export:
@@ -237,8 +173,6 @@ def run_prune(args) -> int:
                                  overwrite=True)
         summary["bundle"] = str(exported.bundle.root)
     write_json(out / "prune.json", summary)
-    if args.json and _emit_json(args.json, json.dumps(summary, indent=2, default=str)):
-        return 0
     table = Table(title=f"{args.model}: pruned by ratio {result.ratio:.3f} (measured)")
     for col in ("", "params", "FLOPs", "ONNX size", "accuracy", "p50 ms", "p95 ms"):
         table.add_column(col, justify="left" if not col else "right")
@@ -249,6 +183,7 @@ def run_prune(args) -> int:
     console.print(table)
     console.print(f"FLOPs {result.flops_reduction:.2f}x fewer; {len(result.layers)} layers narrowed; saved {out / 'model.pt'}",
                   highlight=False)
+    emit_json(args.json, summary, say=console.print)
     return 0
 
 
@@ -260,12 +195,14 @@ def require_torch_threads(threads: int | None) -> None:
 
 
 def run_optimize(args) -> int:
+    import json
     from pathlib import Path
 
     from ..optimize.recipe import dump_recipe, load_recipe
     from ..util import console as make_console
+    from .args import emit_json, json_to_stdout
 
-    console = make_console()
+    console = make_console(stderr=json_to_stdout(args))
     recipe = load_recipe(args.recipe)
     if args.check:
         console.print(dump_recipe(recipe), highlight=False, markup=False)
@@ -273,9 +210,8 @@ def run_optimize(args) -> int:
     from ..optimize.pipeline import run_recipe
 
     out = Path(args.out) if args.out else Path("results") / recipe.name
-    result = run_recipe(recipe, out, resume=args.resume, progress=args.json != "-", console=make_console(stderr=True))
-    if args.json and _emit_json(args.json, result.report.to_json().rstrip()):
-        return 0
+    result = run_recipe(recipe, out, resume=args.resume, console=make_console(stderr=True))
     console.print(result.report.table())
     console.print(f"bundle: {result.bundle}; report: {result.files.get('html')}", highlight=False)
+    emit_json(args.json, json.loads(result.report.to_json()), say=console.print)
     return 0

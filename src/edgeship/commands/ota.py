@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .args import lazy, positive_float, positive_int
+from .args import add_json_flag, lazy, positive_float, positive_int
 
 
 def register(sub) -> None:
@@ -61,7 +61,7 @@ def register(sub) -> None:
 
     t = verbs.add_parser("status", help="show each model's versions and update state")
     t.add_argument("--store", required=True, metavar="DIR")
-    t.add_argument("--json", action="store_true")
+    add_json_flag(t, "each model's record")
     t.set_defaults(run=lazy("edgeship.commands.ota:status"))
 
     k = verbs.add_parser("rollback", help="go back to the previous version (marks the current one failed)")
@@ -179,7 +179,9 @@ def status(args) -> int:
     store = Store(args.store)
     rows = [json.loads(store.record(n).to_json()) for n in store.models()]
     if args.json:
-        print(json.dumps(rows, indent=1))
+        from ..util import emit_json
+
+        emit_json(args.json, rows, say=print)
         return 0
     def ver(r: dict, k: str) -> str:
         return (r.get(k) or {}).get("version", "-")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .args import add_runtime_flags, lazy, positive_int
+from .args import add_json_flag, add_runtime_flags, lazy, positive_int
 
 
 def register(sub) -> None:
@@ -14,18 +14,19 @@ def register(sub) -> None:
     p.add_argument("images", metavar="IMAGE", nargs="+")
     p.add_argument("--top-k", type=positive_int, default=None, help="classes to show (default: the bundle's)")
     add_runtime_flags(p, threads=True)
-    p.add_argument("--json", metavar="OUT", help="write the results as JSON")
+    add_json_flag(p, "the results")
     p.set_defaults(run=lazy("edgeship.commands.predict:run"))
 
 
 def run(args) -> int:
-    from ..util import console as make_console
+    from pathlib import Path
+
     from rich.table import Table
 
-    from ..util import write_json
-    from .args import load_model
+    from ..util import console as make_console, emit_json
+    from .args import json_to_stdout, load_model
 
-    console = make_console()
+    console = make_console(stderr=json_to_stdout(args))
     model = load_model(args.bundle, args, say=lambda line: console.print(line, style="cyan", highlight=False))
     for note in model.bundle.assumed:
         console.print(f"assumed: {note}", style="yellow", highlight=False)
@@ -34,7 +35,10 @@ def run(args) -> int:
         pred = model.predict(image, top_k=args.top_k)
         timing = "  ".join(f"{k} {v:.2f} ms" for k, v in pred.timing_ms.items())
         results.append({"image": image, **pred.output, "timing_ms": pred.timing_ms})
-        t = Table(title=f"{image}  ({timing})", title_justify="left", highlight=False)
+        title = f"{image}  ({timing})"
+        if len(title) > console.width:  # the name, whole: a long absolute path would wrap into fragments
+            title = f"{Path(image).name}  ({timing})"
+        t = Table(title=title, title_justify="left", highlight=False)
         if "classes" in pred.output:
             t.add_column("#", justify="right")
             t.add_column("label")
@@ -55,6 +59,6 @@ def run(args) -> int:
     golden = "" if check is None else f"; golden check max error {check.max_abs_error:.2e} ({check.tolerance})"
     console.print(f"model load {model.load_ms:.0f} ms ({model.bundle.name}: {model.describe_short()}{golden})",
                   highlight=False)
-    if args.json:
-        write_json(args.json, {"bundle": args.bundle, "load_ms": model.load_ms, "backend": backend, "results": results})
+    emit_json(args.json, {"bundle": args.bundle, "load_ms": model.load_ms, "backend": backend, "results": results},
+              say=console.print)
     return 0

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .args import lazy, positive_int
+from .args import add_json_flag, lazy, positive_int
 
 
 def register(sub) -> None:
@@ -23,7 +23,7 @@ def register(sub) -> None:
     p.add_argument("--provider-option", action="append", default=None, metavar="KEY=VALUE",
                    help="engine option for the GPU providers and engines, repeatable")
     p.add_argument("--dry-run", action="store_true", help="measure and show the pick, but do not record it")
-    p.add_argument("--json", metavar="OUT", help="write the comparison and the choice as JSON")
+    add_json_flag(p, "the comparison and the choice")
     p.set_defaults(run=lazy("edgeship.commands.tune:run"))
 
 
@@ -34,9 +34,9 @@ def run(args) -> int:
     from ..bench.tune import tune
     from ..runtime.config import parse_options
     from ..util import console as make_console
-    from ..util import write_json
+    from ..util import emit_json
 
-    console = make_console()
+    console = make_console(stderr=args.json == "-")  # --json -: stdout holds the JSON alone
     cfg = CompareConfig(backends=args.backends, threads=args.threads, warmup=args.warmup, runs=max(args.runs, 5),
                         rounds=max(1, min(20, args.runs // 10)),
                         options=parse_options(args.provider_option))
@@ -48,7 +48,6 @@ def run(args) -> int:
                                  f"{c.threads} threads" if c.threads else "the engine's threads") if x)
     verb = "recorded" if result.written else "would record (--dry-run)"
     console.print(f"{verb} for [bold]{result.host}[/bold]: {what}", highlight=False)
-    if args.json:
-        write_json(args.json, {"host": result.host, "choice": dataclasses.asdict(c), "report": result.report})
-        console.print(f"wrote {args.json}")
+    emit_json(args.json, {"host": result.host, "choice": dataclasses.asdict(c), "report": result.report},
+              say=console.print)
     return 0

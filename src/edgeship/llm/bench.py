@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from rich.console import JustifyMethod
 
+from .._config import cli, positive_int
 from ..errors import InputError
 from .report import Spread, describe_environment, llm_environment
 
@@ -40,11 +41,13 @@ METRICS = (
 
 @dataclass(frozen=True)
 class LLMBenchConfig:
-    prompt_tokens: int = 128
-    gen_tokens: int = 128
-    repeat: int = 3
-    n_threads: int | None = None
-    n_ctx: int | None = None  # None: prompt + generated tokens, rounded up to 256
+    prompt_tokens: int = field(default=128, metadata=cli("prompt length in tokens", type=positive_int))
+    gen_tokens: int = field(default=128, metadata=cli("tokens to generate", type=positive_int))
+    repeat: int = field(default=3, metadata=cli("runs, each loading the model afresh", type=positive_int))
+    n_threads: int | None = field(default=None, metadata=cli(
+        "llama.cpp threads (default: the physical cores this process may use)", flag="--threads", type=positive_int))
+    n_ctx: int | None = field(default=None, metadata=cli(  # None: prompt + generated tokens, rounded up to 256
+        "context length (default: prompt + generated, rounded up to 256)", flag="--ctx", type=positive_int))
 
     def __post_init__(self) -> None:
         for name in ("prompt_tokens", "gen_tokens", "repeat"):
@@ -187,14 +190,14 @@ def run_cli(args) -> int:
     """``edgeship llm bench MODEL``."""
     from rich.progress import Progress
 
-    from ..util import console as make_console
+    from .._config import config_from_args
+    from ..util import console as make_console, emit_json
     from .engine import llama_cpp_module
-    from .report import write_json
+    from .report import _clean
 
     llama_cpp_module()  # first: without the llm extra, say which one to install
-    config = LLMBenchConfig(prompt_tokens=args.prompt_tokens, gen_tokens=args.gen_tokens, repeat=args.repeat,
-                            n_threads=args.threads, n_ctx=args.ctx)
-    console = make_console()
+    config = config_from_args(LLMBenchConfig, args)
+    console = make_console(stderr=args.json == "-")
     with Progress(console=console, transient=True) as bar:
         task = bar.add_task("loading and generating", total=config.repeat)
         result = bench_llm(args.model, config, progress=lambda i: bar.update(task, completed=i))
@@ -202,9 +205,7 @@ def run_cli(args) -> int:
     if result.model["quantization"] in ("Q4_1", "Q5_1", "Q5_0") and not args.json:
         console.print("[dim]hint: Q4_0 has repacked AVX2/NEON kernels in llama.cpp; "
                       "`edgeship llm quantize IN OUT --type Q4_0` and bench both to compare[/dim]")
-    if args.json:
-        write_json(args.json, result.to_dict())
-        console.print(f"wrote {args.json}")
+    emit_json(args.json, _clean(result.to_dict()), say=console.print)
     return 0
 
 

@@ -12,20 +12,23 @@ input gives only the answers.
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TextIO
 
+from .._config import cli, non_negative_float, positive_int
 from ..errors import InputError
 from .errors import ContextLengthError
 
 
 @dataclass(frozen=True)
 class ChatConfig:
-    system: str | None = None  # None: the template's default, if it has one
-    max_tokens: int = 512
-    temperature: float = 0.7
+    system: str | None = field(default=None, metadata=cli(  # None: the template's default, if it has one
+        "system message (default: the chat template's own, if any)"))
+    max_tokens: int = field(default=512, metadata=cli("longest answer in tokens", type=positive_int))
+    temperature: float = field(default=0.7, metadata=cli("sampling temperature; 0 for greedy",
+                                                         type=non_negative_float))
     top_p: float = 0.95
-    seed: int | None = None
+    seed: int | None = field(default=None, metadata=cli("sampling seed, for repeatable answers", type=int))
 
     def __post_init__(self) -> None:
         if self.max_tokens < 1:
@@ -50,10 +53,14 @@ def _fit(engine, messages: list[dict], max_tokens: int):
             turns = turns[2:] if len(turns) > 2 else turns[1:]
 
 
-def chat(engine, config: ChatConfig, stdin: TextIO = sys.stdin, stdout: TextIO = sys.stdout,
-         stderr: TextIO = sys.stderr) -> int:
+def chat(engine, config: ChatConfig, stdin: TextIO | None = None, stdout: TextIO | None = None,
+         stderr: TextIO | None = None) -> int:
     """Run the chat loop until ``/exit`` or end of input. Returns the number of answers given."""
     from .engine import SamplingConfig
+
+    # The process's streams as they are now, not as they were when this module was imported
+    # (a redirected or replaced sys.stdin would otherwise be ignored).
+    stdin, stdout, stderr = stdin or sys.stdin, stdout or sys.stdout, stderr or sys.stderr
 
     interactive = stdin.isatty()
     messages: list[dict] = [{"role": "system", "content": config.system}] if config.system else []
@@ -105,11 +112,12 @@ def run_cli(args) -> int:
     from .engine import Engine, LoadConfig, llama_cpp_module
     from .model_file import resolve_gguf
 
+    from .._config import config_from_args
+
     llama_cpp_module()  # first: without the llm extra, say which one to install
-    config = ChatConfig(system=args.system, max_tokens=args.max_tokens, temperature=args.temperature,
-                        seed=args.seed)
+    config = config_from_args(ChatConfig, args)
     path, name = resolve_gguf(args.model)
-    with Engine.load(path, LoadConfig(n_ctx=args.ctx, n_threads=args.threads), name=name) as engine:
+    with Engine.load(path, config_from_args(LoadConfig, args), name=name) as engine:
         if sys.stdin.isatty():
             info = engine.info
             sys.stderr.write(f"{info.name} ({info.quantization}, {engine.load_s * 1e3:.0f} ms to load, "

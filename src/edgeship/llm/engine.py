@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
+from .._config import cli, positive_int
 from .._deps import require
 from ..errors import InputError
 from .errors import ContextLengthError, LLMError
@@ -62,8 +63,9 @@ def default_threads() -> int:
 class LoadConfig:
     """How a GGUF model is loaded. ``n_threads=None``: the physical cores this process may use."""
 
-    n_ctx: int = 2048
-    n_threads: int | None = None
+    n_ctx: int = field(default=2048, metadata=cli("context length in tokens", flag="--ctx", type=positive_int))
+    n_threads: int | None = field(default=None, metadata=cli(
+        "llama.cpp threads (default: the physical cores this process may use)", flag="--threads", type=positive_int))
     n_batch: int = 512
     # Only perplexity needs the logits of every position; it costs 11-12% prompt speed otherwise.
     logits_all: bool = False
@@ -91,9 +93,13 @@ class SamplingConfig:
     top_k: int = 40  # 0: off
     min_p: float = 0.05
     repeat_penalty: float = 1.0
+    frequency_penalty: float = 0.0  # subtracted per earlier occurrence of a token (OpenAI's, -2 to 2)
+    presence_penalty: float = 0.0  # subtracted once a token has occurred (OpenAI's, -2 to 2)
     stop: tuple[str, ...] = ()
     seed: int | None = None
     ignore_eos: bool = False  # benchmarks: always generate max_tokens tokens
+    # A llama_cpp.LlamaGrammar the output must match (llm/grammar.py builds them); None: free text.
+    grammar: Any = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.max_tokens is not None and self.max_tokens < 0:
@@ -104,6 +110,9 @@ class SamplingConfig:
             raise InputError(f"top_p: expected a number within [0, 1], got {self.top_p}")
         if self.top_k < 0:
             raise InputError(f"top_k: expected 0 (off) or more, got {self.top_k}")
+        for name in ("frequency_penalty", "presence_penalty"):
+            if not -2.0 <= getattr(self, name) <= 2.0:
+                raise InputError(f"{name}: expected a number within [-2, 2], got {getattr(self, name)}")
         if any(not isinstance(s, str) or not s for s in self.stop):
             raise InputError("stop: expected non-empty strings")
 
@@ -387,7 +396,8 @@ class Generation:
             return
         tokens = llm.generate(
             self.tokens, temp=s.temperature, top_p=s.top_p, top_k=s.top_k, min_p=s.min_p,
-            repeat_penalty=s.repeat_penalty,
+            repeat_penalty=s.repeat_penalty, frequency_penalty=s.frequency_penalty,
+            presence_penalty=s.presence_penalty, grammar=s.grammar,
         )
         stopped_by_string = False
         if pace is not None:

@@ -1,8 +1,13 @@
 """Errors of the LLM part, under the one tree of ``edgeship.errors``::
 
     EdgeshipError
-     └── LLMError              llama.cpp failed: a GGUF would not load, quantization failed
-          └── ContextLengthError  a prompt (plus the tokens asked for) does not fit the context
+     ├── LLMError                 llama.cpp failed: a GGUF would not load, quantization failed
+     │    └── GenerationFailed    it failed mid-generation (llm/queueing.py)
+     ├── InputError
+     │    └── ContextLengthError  a prompt (plus the tokens asked for) does not fit the context
+     └── RequestError
+          └── OpenAIError         a refused OpenAI request: its HTTP status and OpenAI's error body
+                                  (llm/openai_protocol.py)
 """
 
 from __future__ import annotations

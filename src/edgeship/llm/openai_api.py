@@ -44,6 +44,7 @@ from .openai_protocol import (
     usage,
 )
 from .queueing import _END, _Failed, acquire_or_gone
+from .refusals import _PATHS, embeddings_refused, log_refusal, refusal
 
 
 class ServiceState(str, enum.Enum):
@@ -271,10 +272,19 @@ class LLMService:
         except ContextLengthError as exc:
             raise OpenAIError(400, str(exc), param="messages" if req.endpoint is CHAT else "prompt",
                               code="context_length_exceeded") from None
+        grammar = None
+        if req.response_format is not None:
+            from .grammar import response_grammar
+
+            try:
+                grammar = response_grammar(*req.response_format)
+            except InputError as exc:
+                raise OpenAIError(400, str(exc), param="response_format", code="invalid_value") from None
         sampling = SamplingConfig(
             max_tokens=max_tokens, temperature=req.temperature, top_p=max(req.top_p, 1e-6),
             # Server-side guards kept from llama.cpp's defaults; the API has no names for them.
             top_k=40, min_p=0.05, stop=req.stop, seed=req.seed,
+            frequency_penalty=req.frequency_penalty, presence_penalty=req.presence_penalty, grammar=grammar,
         )
         return engine.generate(prompt, sampling, cancel=threading.Event())
 
@@ -377,17 +387,16 @@ class LLMService:
             text = await self._until_done_or_gone(fut, request, gen.cancel)
         except Exception as exc:  # llama.cpp failed mid-generation
             return self._refuse(endpoint, OpenAIError(500, f"Generation failed: {exc}", type="server_error",
-                                                      code="generation_failed"))
+                                                      code="generation_failed"), cause=exc)
         self.metrics.request(endpoint.value, "ok")
         finish = gen.finish_reason if gen.finish_reason in ("stop", "length") else "stop"
         return JSONResponse(response(endpoint, self.name, text, finish, usage(gen.prompt_tokens, gen.completion_tokens)))
 
-    def _refuse(self, endpoint: Endpoint, exc: OpenAIError):
-        """Count the refusal and answer it as an OpenAI-style JSON error."""
-        from fastapi.responses import JSONResponse
-
+    def _refuse(self, endpoint: Endpoint, exc: OpenAIError, cause: BaseException | None = None):
+        """Count the refusal, log it (one line for a client's mistake; the traceback of ``cause`` for
+        the server's own failure) and answer it as an OpenAI-style JSON error."""
         self.metrics.request(endpoint.value, f"error_{exc.status}")
-        return JSONResponse(exc.body(), status_code=exc.status, headers=exc.headers)
+        return refusal(exc, f"POST {_PATHS[endpoint]}", cause)
 
     @staticmethod
     async def _until_done_or_gone(fut: asyncio.Future, request: Any, cancel: threading.Event) -> str:
@@ -413,6 +422,7 @@ class LLMService:
                 await self._acquire()
                 self._submit(gen, emit)
             except OpenAIError as exc:
+                log_refusal(exc, f"POST {_PATHS[enc.endpoint]} (streamed)")
                 yield enc.error(exc)
                 return
             role = enc.role()
@@ -440,6 +450,7 @@ class LLMService:
                     else:
                         err = OpenAIError(500, f"Generation failed: {item.exc}", type="server_error",
                                           code="generation_failed")
+                        log_refusal(err, f"POST {_PATHS[enc.endpoint]} (streamed)", item.exc)
                         out.append(enc.error(err))
                         yield b"".join(out)
                         return
@@ -468,6 +479,11 @@ def create_llm_router(service: LLMService):
         endpoint.__annotations__ = {"request": Request}
     router.add_api_route("/v1/chat/completions", chat_completions, methods=["POST"], include_in_schema=True)
     router.add_api_route("/v1/completions", completions, methods=["POST"])
+
+    async def embeddings():
+        return refusal(embeddings_refused(service), "POST /v1/embeddings")
+
+    router.add_api_route("/v1/embeddings", embeddings, methods=["POST"])
     return router
 
 

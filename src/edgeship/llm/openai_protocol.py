@@ -19,6 +19,8 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
+from ..errors import RequestError
+
 MAX_STOP = 4
 MAX_STOP_CHARS = 256
 ROLES = ("system", "developer", "user", "assistant", "tool")
@@ -48,13 +50,13 @@ class Endpoint(str, enum.Enum):
 CHAT, COMPLETION = Endpoint.CHAT, Endpoint.COMPLETION
 
 
-class OpenAIError(Exception):
+class OpenAIError(RequestError):
     """A request the server refuses, carrying the HTTP status and the OpenAI-style error body."""
 
     def __init__(self, status: int, message: str, *, type: str = "invalid_request_error",
                  param: str | None = None, code: str | None = None, headers: dict[str, str] | None = None):
-        super().__init__(message)
-        self.status, self.message, self.type, self.param, self.code = status, message, type, param, code
+        super().__init__(status, message)
+        self.type, self.param, self.code = type, param, code
         self.headers = headers or {}
 
     def body(self) -> dict[str, Any]:
@@ -76,6 +78,35 @@ class GenerationRequest:
     seed: int | None = None
     stream: bool = False
     include_usage: bool = False
+    frequency_penalty: float = 0.0  # OpenAI's range, -2 to 2; llama.cpp's penalty_freq
+    presence_penalty: float = 0.0  # llama.cpp's penalty_present
+    # None: free text. Else ("json_object", None) or ("json_schema", the schema as JSON text): the
+    # output is held to it by a llama.cpp grammar (openai_api builds it, off the event loop).
+    response_format: tuple[str, str | None] | None = None
+
+
+FORMATS = ("text", "json_object", "json_schema")
+
+
+def _response_format(value: Any) -> tuple[str, str | None] | None:
+    """OpenAI's ``response_format``: {"type": "text" | "json_object"} or {"type": "json_schema",
+    "json_schema": {"name": ..., "schema": {...}}}; anything else is a 400 naming what is supported."""
+    if value is None:
+        return None
+    kind = value.get("type") if isinstance(value, dict) else None
+    if kind not in FORMATS:
+        raise _bad(f"Invalid 'response_format': expected an object whose 'type' is one of {', '.join(FORMATS)} "
+                   f"(this server supports all three), got {json.dumps(value)[:200]}.", "response_format")
+    if kind == "text":
+        return None
+    if kind == "json_object":
+        return ("json_object", None)
+    spec = value.get("json_schema")
+    schema = spec.get("schema") if isinstance(spec, dict) else None
+    if not isinstance(schema, dict):
+        raise _bad("Invalid 'response_format.json_schema': expected an object with a 'schema' object "
+                   '({"name": "...", "schema": {"type": "object", ...}}).', "response_format.json_schema")
+    return ("json_schema", json.dumps(schema))
 
 
 def _bad(message: str, param: str | None, code: str | None = "invalid_value") -> OpenAIError:
@@ -225,6 +256,9 @@ def parse_request(raw: bytes, endpoint: Endpoint, limits: RequestLimits = Reques
         endpoint=endpoint, model=model, max_tokens=max_tokens,
         temperature=_number(body, "temperature", 1.0, 0.0, 2.0), top_p=_number(body, "top_p", 1.0, 0.0, 1.0),
         stop=stops, seed=_int(body, "seed"), stream=stream, include_usage=bool(options.get("include_usage")),
+        frequency_penalty=_number(body, "frequency_penalty", 0.0, -2.0, 2.0),
+        presence_penalty=_number(body, "presence_penalty", 0.0, -2.0, 2.0),
+        response_format=_response_format(body.get("response_format")),
     )
     if endpoint is CHAT:
         return GenerationRequest(messages=_messages(body.get("messages"), limits), **common)

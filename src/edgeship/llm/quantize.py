@@ -223,7 +223,8 @@ def run_cli(args) -> int:
     from ..util import console as make_console
     from .engine import llama_cpp_module
     from .gguf_types import parse_file_type
-    from .report import write_json
+    from ..util import emit_json
+    from .report import _clean
 
     llama_cpp_module()  # first: without the llm extra, say which one to install
     try:
@@ -232,7 +233,7 @@ def run_cli(args) -> int:
         raise InputError(f"--type: {exc}") from None
     config = QuantizeConfig(type=ftype, n_threads=args.threads, measure=not args.no_measure, repeat=args.repeat,
                             overwrite=args.force)
-    console = make_console()
+    console = make_console(stderr=args.json == "-")
     with console.status("quantizing") as status:
         result = quantize_gguf(args.input, args.output, config, progress=status.update)
     console.print(render_table(result))
@@ -241,9 +242,7 @@ def run_cli(args) -> int:
                       "quantizing from the F16/F32 original loses less")
     console.print(f"wrote {args.output} ({result.output.file_bytes / 2**20:.1f} MB, "
                   f"{result.size_ratio:.0%} of the input) in {result.quantize_s:.1f} s")
-    if args.json:
-        write_json(args.json, result.to_dict())
-        console.print(f"wrote {args.json}")
+    emit_json(args.json, _clean(result.to_dict()), say=console.print)
     return 0
 
 

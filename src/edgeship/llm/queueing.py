@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 from typing import Any, AsyncIterator, Callable, TypeVar
 
+from .errors import LLMError
 from .openai_protocol import OpenAIError
 
 T = TypeVar("T")
@@ -81,7 +82,7 @@ async def on_model_thread(service, fn: Callable[[], T]) -> T:
         service._lock.release()
 
 
-class GenerationFailed(Exception):
+class GenerationFailed(LLMError):
     """llama.cpp failed while generating; the original error is the cause."""
 
 

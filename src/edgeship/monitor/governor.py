@@ -79,7 +79,11 @@ class Step:
     min_dwell_s: float = 30.0
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "action", Action(self.action))
+        try:
+            object.__setattr__(self, "action", Action(self.action))
+        except ValueError:
+            known = ", ".join(a.value for a in Action)
+            raise InputError(f"governor step: action expected one of {known}, got {self.action!r}") from None
         for name in ("set_c", "hysteresis_c", "min_dwell_s"):
             v = getattr(self, name)
             if not isinstance(v, (int, float)) or isinstance(v, bool):

@@ -53,9 +53,9 @@ class DataSpec:
         for name in ("train_limit", "test_limit"):
             v = getattr(self, name)
             if v is not None and v < 1:
-                raise ValueError(f"{name}: must be at least 1 or null, got {v}")
+                raise InputError(f"{name}: must be at least 1 or null, got {v}")
         if self.image_size is not None and min(self.image_size) < 8:
-            raise ValueError(f"image_size: at least 8x8, got {list(self.image_size)}")
+            raise InputError(f"image_size: at least 8x8, got {list(self.image_size)}")
 
 
 @dataclass

@@ -25,7 +25,7 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Literal, Union
+from typing import Any, Callable, Union
 
 import numpy as np
 
@@ -33,38 +33,10 @@ from .._config import to_dict
 from .._deps import require
 from ..errors import InputError
 from ..util import atomic_file
+from .config import DistillConfig  # noqa: F401 - re-exported: the stage's config
 from .data import ArrayDataset
 
 CHECKPOINT = "last.pt"
-
-
-@dataclass(frozen=True)
-class DistillConfig:
-    """Training settings for distillation (and for fine-tuning after pruning)."""
-
-    epochs: int = 5
-    batch_size: int = 128
-    lr: float = 2e-3
-    weight_decay: float = 1e-4
-    schedule: Literal["cosine", "constant"] = "cosine"
-    temperature: float = 4.0
-    alpha: float = 0.7  # weight of the teacher's soft targets; 1 - alpha goes to the hard labels
-    seed: int = 0
-    threads: Union[int, None] = None  # torch intra-op threads; None: leave torch's setting
-
-    def __post_init__(self) -> None:
-        if self.epochs < 1:
-            raise ValueError(f"epochs: must be at least 1, got {self.epochs}")
-        if self.batch_size < 1:
-            raise ValueError(f"batch_size: must be at least 1, got {self.batch_size}")
-        if not self.lr > 0:
-            raise ValueError(f"lr: must be positive, got {self.lr}")
-        if self.temperature <= 0:
-            raise ValueError(f"temperature: must be positive, got {self.temperature}")
-        if not 0.0 <= self.alpha <= 1.0:
-            raise ValueError(f"alpha: must be within [0, 1], got {self.alpha}")
-        if self.threads is not None and self.threads < 1:
-            raise ValueError(f"threads: must be at least 1, got {self.threads}")
 
 
 @dataclass(frozen=True)
@@ -262,11 +234,11 @@ def train(model: Any, data: ArrayDataset, config: DistillConfig = DistillConfig(
 
 
 def _progress(console: Any = None) -> Any:
-    from rich.console import Console
+    from ..util import console as make_console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     return Progress(
         TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
         TextColumn("loss {task.fields[loss]:.4f}  acc {task.fields[acc]:.2%}"), TimeElapsedColumn(),
-        console=console or Console(stderr=True), transient=False,
+        console=console or make_console(stderr=True), transient=False,
     )

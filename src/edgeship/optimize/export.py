@@ -29,32 +29,7 @@ from .. import __version__
 from .._deps import require
 from ..bundle import Bundle, Golden, Manifest, Preprocessing, Stage, StageName, Task, TensorSpec, now_iso, write_bundle
 from ..errors import ExportError
-
-
-@dataclass(frozen=True)
-class ExportSpec:
-    """How to export. ``opset`` 17 by default; 13 for older ONNX Runtime builds on ARM boards."""
-
-    opset: int = 17
-    input_size: Union[tuple[int, int], None] = None  # (height, width); None: the preprocessing's size
-    batch: int = 1
-    # A dynamic batch axis by default: `bench --batch 1,8` and `serve --max-batch` work out of the box;
-    # a static batch (ExportSpec(dynamic_batch=False), `--static-batch`) only for engines that need one.
-    dynamic_batch: bool = True
-    simplify: bool = True  # onnxslim: folds constants, fuses, removes dead nodes
-    atol: float = 1e-4
-    rtol: float = 1e-3
-    channels: int = 3
-
-    def __post_init__(self) -> None:
-        if not 7 <= self.opset <= 23:
-            raise ValueError(f"opset: expected 7 to 23, got {self.opset}")
-        if self.batch < 1:
-            raise ValueError(f"batch: must be at least 1, got {self.batch}")
-        if self.input_size is not None and min(self.input_size) < 8:
-            raise ValueError(f"input_size: at least 8x8, got {list(self.input_size)}")
-        if self.atol < 0 or self.rtol < 0:
-            raise ValueError("atol/rtol: must not be negative")
+from .config import ExportSpec  # noqa: F401 - re-exported: the stage's config
 
 
 @dataclass

@@ -53,13 +53,13 @@ def run_recipe(recipe: Recipe, out: Union[str, os.PathLike], *, resume: bool = F
                console: Any = None) -> PipelineResult:
     """Run every stage ``recipe`` names, writing models, bundles and the report under ``out``."""
     torch = require("torch", "optimize", "the optimize pipeline")
-    from rich.console import Console
+    from ..util import console as make_console
 
     from ..bench.env import environment
     from .export import export_module
     from .zoo import load_model, save_checkpoint
 
-    console = console or Console(stderr=True)
+    console = console or make_console(stderr=True)
     say: Callable[[str], None] = console.print if progress else (lambda line: None)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

@@ -20,57 +20,15 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass, field
-from typing import Any, Literal, Union
+from typing import Any, Union
 
 from .._config import to_dict
 from .._deps import require
 from ..errors import InputError
+from .config import PruneConfig  # noqa: F401 - re-exported: the stage's config
 from .data import ArrayDataset
-from .distill import DistillConfig, DistillResult, distill
+from .distill import DistillResult, distill
 from .measure import Measurement, measure_module, torch_cost
-
-
-@dataclass(frozen=True)
-class PruneConfig:
-    """How much to prune. Set one of ``ratio``, ``target_flops``, ``target_params``; none: target_flops=0.5."""
-
-    ratio: Union[float, None] = None  # fraction of channels removed from every prunable layer
-    target_flops: Union[float, None] = None  # keep at most this fraction of the FLOPs (0.5: 2x fewer)
-    target_params: Union[float, None] = None  # keep at most this fraction of the parameters
-    round_to: int = 8  # kept channel counts are multiples of this
-    importance: Literal["l1", "l2"] = "l2"  # group weight magnitude norm
-    global_pruning: bool = False  # rank channels across layers instead of the same ratio per layer
-    max_layer_ratio: float = 0.9  # never remove more than this fraction of one layer's channels
-    ignore: list[str] = field(default_factory=list)  # module names kept whole, beside the classifier
-    input_shape: Union[tuple[int, int, int], None] = None  # (C, H, W); None: from the data, else 3x224x224
-    search_steps: int = 8  # bisection steps for a FLOPs/params budget
-    finetune: Union[DistillConfig, None] = None  # distillation from the unpruned model after pruning
-
-    def __post_init__(self) -> None:
-        chosen = [n for n in ("ratio", "target_flops", "target_params") if getattr(self, n) is not None]
-        if len(chosen) > 1:
-            raise ValueError(f"set only one of ratio, target_flops, target_params (got {', '.join(chosen)})")
-        if self.ratio is not None and not 0.0 <= self.ratio < 1.0:
-            raise ValueError(f"ratio: must be within [0, 1), got {self.ratio}")
-        for name in ("target_flops", "target_params"):
-            v = getattr(self, name)
-            if v is not None and not 0.0 < v <= 1.0:
-                raise ValueError(f"{name}: the fraction to keep, within (0, 1], got {v}")
-        if self.round_to < 1:
-            raise ValueError(f"round_to: must be at least 1, got {self.round_to}")
-        if not 0.0 < self.max_layer_ratio < 1.0:
-            raise ValueError(f"max_layer_ratio: must be within (0, 1), got {self.max_layer_ratio}")
-        if self.search_steps < 1:
-            raise ValueError(f"search_steps: must be at least 1, got {self.search_steps}")
-
-    @property
-    def goal(self) -> tuple[str, float]:
-        """("ratio" | "flops" | "params", value)."""
-        if self.ratio is not None:
-            return "ratio", self.ratio
-        if self.target_params is not None:
-            return "params", self.target_params
-        return "flops", self.target_flops if self.target_flops is not None else 0.5
 
 
 @dataclass

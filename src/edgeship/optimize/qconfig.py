@@ -11,14 +11,37 @@ by ``target`` gives the INT8 format (:func:`target_format`).
 
 from __future__ import annotations
 
+import argparse
 import enum
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Union
 
+from .._config import cli, fraction, non_negative_float, positive_float, positive_int
 from ..errors import InputError
-from .qlayouts import Layout
 
 GPU_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider")
+
+
+class Layout(str, enum.Enum):
+    ALL = "all"  # plain static QDQ: every operator ORT can quantize (the baseline the table compares with)
+    INT8_CHAIN = "int8-chain"  # only ops with INT8 kernels; HardSigmoid/HardSwish neighbourhoods stay float
+    NO_SE = "no-se"  # squeeze-excitation blocks stay float
+    FLOAT_ENDS = "float-ends"  # first conv and classifier stay float (the usual sensitive layers)
+    FLOAT_STEM = "float-stem"  # the first eighth of the graph (high resolution) and the head stay float
+    CONV_ONLY = "conv-only"  # Conv/Gemm/MatMul only
+    QOPERATOR = "qoperator"  # all operators, QOperator format (QLinearConv etc. written out)
+    DYNAMIC = "dynamic"  # dynamic INT8 of MatMul/Gemm weights (Linear/attention-heavy models)
+
+
+
+def layout_list(text: str) -> list[str]:
+    """argparse type for ``--layouts all,no-se``."""
+    known = [m.value for m in Layout]
+    values = [v.strip() for v in text.split(",") if v.strip()]
+    bad = [v for v in values if v not in known]
+    if not values or bad:
+        raise argparse.ArgumentTypeError(f"expected a comma-separated list of {', '.join(known)}; got {text!r}")
+    return values
 
 
 class Mode(str, enum.Enum):
@@ -51,32 +74,53 @@ STATIC_LAYOUTS = [Layout.ALL, Layout.INT8_CHAIN, Layout.NO_SE, Layout.FLOAT_ENDS
 class QuantizeConfig:
     """The quantize stage's settings; a recipe's ``quantize:`` section maps onto it one to one."""
 
-    mode: Mode = Mode.AUTO
-    target: str = "host"  # a devices preset: its INT8 format (u8/s8) and where it runs
-    calibration: str = "photos"  # a folder of images, "photos" (shipped with packages) or "fashion-mnist"
-    method: Method = Method.PERCENTILE  # measured on EfficientNet-Lite0: agreement 0.93 vs MinMax 0.90 (plain QDQ)
-    calibration_samples: int = 64
-    eval: Union[str, None] = None  # a separate evaluation folder; default: the held-out half of `calibration`
-    eval_samples: int = 500
-    gate: Gate = Gate.AUTO
-    min_accuracy: float = 0.99  # labelled data: the fraction of FP32 accuracy INT8 must keep (MLPerf's 99%)
+    mode: Mode = field(default=Mode.AUTO, metadata=cli(
+        "auto: fp16 for GPU targets, dynamic for MatMul-heavy graphs, else static"))
+    target: str = field(default="host", metadata=cli(  # a devices preset: its INT8 format (u8/s8) and where it runs
+        "device preset giving the INT8 format (u8/s8) and where it runs (see `edgeship devices`)"))
+    calibration: str = field(default="photos", metadata=cli(
+        "calibration images: a folder, 'photos' (the photos installed packages ship) or 'fashion-mnist'",
+        metavar="DIR|photos|fashion-mnist"))
+    # measured on EfficientNet-Lite0: agreement 0.93 vs MinMax 0.90 (plain QDQ)
+    method: Method = field(default=Method.PERCENTILE, metadata=cli("calibration method"))
+    calibration_samples: int = field(default=64, metadata=cli("calibration inputs", type=positive_int))
+    eval: Union[str, None] = field(default=None, metadata=cli(  # default: the held-out half of `calibration`
+        "evaluation images (class subfolders named like the labels give accuracy); default: the held-out half "
+        "of --calibration", metavar="DIR"))
+    eval_samples: int = field(default=500, metadata=cli("augmented evaluation crops", type=positive_int))
+    gate: Gate = field(default=Gate.AUTO, metadata=cli(
+        "how INT8 is judged against FP32. auto: accuracy with labelled data; else similarity when the bundle's "
+        "provenance says random weights (top-1 of near-uniform outputs is noise); else agreement"))
+    # labelled data: the fraction of FP32 accuracy INT8 must keep (MLPerf's 99%)
+    min_accuracy: float = field(default=0.99, metadata=cli(
+        "with labelled data: the fraction of FP32 accuracy to keep", type=fraction))
     # Unlabelled data: top-1 agreement with FP32. Stricter than kept accuracy (flips on ambiguous crops count
     # against INT8 whichever way they go), hence its own threshold.
-    min_agreement: float = 0.98
+    min_agreement: float = field(default=0.98, metadata=cli(
+        "without labels: top-1 agreement with FP32 on held-out crops", type=fraction))
     # The similarity gate (random weights, where top-1 of near-uniform outputs is noise): the error of the
     # outputs, ||INT8 - FP32||, over how much FP32's outputs vary from input to input (qgate.output_error);
     # 0.15 is a signal-to-noise ratio of 16.5 dB. Measured (docs/benchmarks/quantize_gates.md, 300 photo
     # crops): random-weight ResNet-18 plain INT8 0.108 (agreement 0.79) passes, MobileNetV3-Large's
     # layouts 0.16-0.24 fail; pretrained Lite0 plain INT8 0.51 (agreement 0.70).
-    max_output_error: float = 0.15
-    min_speedup: float = 1.05  # INT8 must beat FP32 by this much on the host; below it timing noise decides
-    layouts: Union[list[Layout], None] = None  # None: every registered layout for the mode
-    per_channel: bool = True
-    reduce_range: bool = False  # 7-bit weights: avoids u8*s8 saturation on pre-VNNI x86, costs accuracy
-    max_float_fraction: float = 0.5  # the accuracy fallback keeps at most this fraction of the nodes float
-    timing_runs: int = 60
-    threads: int = 2
-    seed: int = 0
+    max_output_error: float = field(default=0.15, metadata=cli(
+        "similarity gate: ||INT8 - FP32|| over how much FP32's outputs vary by input", type=non_negative_float))
+    # INT8 must beat FP32 by this much on the host; below it timing noise decides
+    min_speedup: float = field(default=1.05, metadata=cli(
+        "how much faster than FP32 a quantized model must be to be chosen", type=positive_float))
+    layouts: Union[list[Layout], None] = field(default=None, metadata=cli(  # None: every registered layout
+        "operator layouts to try (default: all that apply to the mode): " + ", ".join(m.value for m in Layout),
+        type=layout_list, metavar="L1,L2"))
+    per_channel: bool = field(default=True, metadata=cli("per-channel weight scales"))
+    # 7-bit weights: avoids u8*s8 saturation on pre-VNNI x86, costs accuracy
+    reduce_range: bool = field(default=False, metadata=cli(
+        "7-bit weights: avoids u8*s8 saturation on x86 without VNNI, costs accuracy"))
+    # the accuracy fallback keeps at most this fraction of the nodes float
+    max_float_fraction: float = field(default=0.5, metadata=cli(
+        "the accuracy fallback keeps at most this fraction of the nodes float", type=fraction))
+    timing_runs: int = field(default=60, metadata=cli("timed runs per model", type=positive_int))
+    threads: int = field(default=2, metadata=cli("intra-op threads for timing", type=positive_int))
+    seed: int = field(default=0, metadata=cli("random seed for calibration sampling and crops", type=int))
 
     def __post_init__(self) -> None:
         for name, enum_type in (("mode", Mode), ("method", Method), ("gate", Gate)):

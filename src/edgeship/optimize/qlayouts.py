@@ -14,24 +14,13 @@ here by decorator, keyed by :class:`Layout`.
 from __future__ import annotations
 
 import collections
-import enum
 from dataclasses import dataclass, field
 from typing import Callable, Union
 
 import numpy as np
 
 from ..util import Registry
-
-
-class Layout(str, enum.Enum):
-    ALL = "all"  # plain static QDQ: every operator ORT can quantize (the baseline the table compares with)
-    INT8_CHAIN = "int8-chain"  # only ops with INT8 kernels; HardSigmoid/HardSwish neighbourhoods stay float
-    NO_SE = "no-se"  # squeeze-excitation blocks stay float
-    FLOAT_ENDS = "float-ends"  # first conv and classifier stay float (the usual sensitive layers)
-    FLOAT_STEM = "float-stem"  # the first eighth of the graph (high resolution) and the head stay float
-    CONV_ONLY = "conv-only"  # Conv/Gemm/MatMul only
-    QOPERATOR = "qoperator"  # all operators, QOperator format (QLinearConv etc. written out)
-    DYNAMIC = "dynamic"  # dynamic INT8 of MatMul/Gemm weights (Linear/attention-heavy models)
+from .qconfig import Layout
 
 
 # Operators ORT's CPU provider runs in INT8 (directly or through QDQ fusion); Relu/Clip fold into ranges.

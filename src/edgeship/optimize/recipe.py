@@ -48,7 +48,7 @@ class ModelSpec:
 
     def __post_init__(self) -> None:
         if not self.model:
-            raise ValueError("model: must name a zoo architecture, a .pt file or package.module:function")
+            raise InputError("model: must name a zoo architecture, a .pt file or package.module:function")
 
 
 @dataclass(frozen=True)
@@ -62,9 +62,9 @@ class MeasureSpec:
     def __post_init__(self) -> None:
         for name in ("threads", "runs"):
             if getattr(self, name) < 1:
-                raise ValueError(f"{name}: must be at least 1, got {getattr(self, name)}")
+                raise InputError(f"{name}: must be at least 1, got {getattr(self, name)}")
         if self.warmup < 0:
-            raise ValueError(f"warmup: must be 0 or more, got {self.warmup}")
+            raise InputError(f"warmup: must be 0 or more, got {self.warmup}")
 
 
 @dataclass(frozen=True)
@@ -81,7 +81,7 @@ class Recipe:
 
     def __post_init__(self) -> None:
         if self.distill is not None and self.teacher is None:
-            raise ValueError("distill: needs a teacher section (the model to distill from)")
+            raise InputError("distill: needs a teacher section (the model to distill from)")
 
     def to_dict(self) -> dict[str, Any]:
         return to_dict(self)

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..bundle import now_iso
-from ..errors import BundleError
+from ..errors import BundleError, InputError
 from . import faults
 from .client import RepoClient
 from .errors import StoreError, TransferError, TrustError, UpdateError
@@ -52,9 +52,9 @@ class AgentConfig:
 
     def __post_init__(self) -> None:
         if self.channel not in CHANNELS:
-            raise ValueError(f"channel: expected one of {', '.join(CHANNELS)}, got {self.channel!r}")
+            raise InputError(f"channel: expected one of {', '.join(CHANNELS)}, got {self.channel!r}")
         if self.interval_s <= 0 or not 0 <= self.jitter < 1:
-            raise ValueError(f"interval_s must be > 0 and jitter in [0, 1), got {self.interval_s}, {self.jitter}")
+            raise InputError(f"interval_s must be > 0 and jitter in [0, 1), got {self.interval_s}, {self.jitter}")
 
     def next_delay(self, rng: random.Random) -> float:
         return self.interval_s * (1 + rng.uniform(-self.jitter, self.jitter))

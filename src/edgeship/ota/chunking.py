@@ -22,6 +22,8 @@ from typing import Iterator
 
 import numpy as np
 
+from ..errors import InputError
+
 _WINDOW = 32  # bytes the 32-bit gear hash depends on
 _BLOCK = 8 << 20  # bytes hashed at a time: memory stays bounded on multi-GB GGUF files
 
@@ -44,7 +46,7 @@ class ChunkParams:
 
     def __post_init__(self) -> None:
         if not (0 < self.min < self.avg < self.max):
-            raise ValueError(f"chunk sizes: expected 0 < min < avg < max, got {self.min}, {self.avg}, {self.max}")
+            raise InputError(f"chunk sizes: expected 0 < min < avg < max, got {self.min}, {self.avg}, {self.max}")
 
     @classmethod
     def around(cls, avg: int) -> "ChunkParams":

@@ -25,6 +25,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+from ..errors import InputError
 from .errors import UpdateError
 
 
@@ -60,9 +61,9 @@ class CanaryConfig:
         for name in ("min_top1_agreement", "max_error_rate", "shadow_share"):
             v = getattr(self, name)
             if not 0.0 <= v <= 1.0:
-                raise ValueError(f"{name}: expected a share from 0 to 1, got {v!r}")
+                raise InputError(f"{name}: expected a share from 0 to 1, got {v!r}")
         if self.max_p99_ratio <= 0 or self.min_samples < 1 or self.max_duration_s <= 0 or self.probe_runs < 2:
-            raise ValueError("canary: max_p99_ratio, min_samples, max_duration_s and probe_runs must be positive")
+            raise InputError("canary: max_p99_ratio, min_samples, max_duration_s and probe_runs must be positive")
 
 
 class GateFailed(UpdateError):

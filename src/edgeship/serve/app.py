@@ -37,7 +37,9 @@ from .guard import Guard, load_api_keys
 from .live import LiveStats
 from .health import READY, HealthChecker, check_model
 from .kserve import create_kserve_router
+from .triton import create_triton_router
 from .metrics import RequestCounter, ServeMetrics
+from .openapi import document_predict
 from .pool import HotThreadPool
 from .state import ServedModel, ServerState
 from .vision import create_vision_router
@@ -283,6 +285,7 @@ def create_app(models: Sequence[ModelSource], config: Union[ServeConfig, None] =
     app.state.live = live_stats
     app.state.governor = governor
     install_handlers(app)
+    document_predict(app)
     known = lambda: (*served, *([llm.name] if llm is not None else []))  # noqa: E731
     if governor is not None:
         from .governor import GovernorGate
@@ -319,12 +322,17 @@ def create_app(models: Sequence[ModelSource], config: Union[ServeConfig, None] =
     app.include_router(create_budget_router(state))
     app.include_router(create_dashboard_router(live_stats))
     app.include_router(create_vision_router(state))
+    app.include_router(create_triton_router(state))  # first: /v2/models/stats is not a model named "stats"
     app.include_router(create_kserve_router(state))
     app.include_router(create_describe_router(describer))
     if llm is not None:
         from ..llm.openai_api import create_llm_router
 
         app.include_router(create_llm_router(llm))
+    else:  # an OpenAI client pointed here gets OpenAI's error shape saying how to load a model, not a bare 404
+        from ..llm.refusals import create_no_llm_router
+
+        app.include_router(create_no_llm_router())
     return app
 
 

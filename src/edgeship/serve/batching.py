@@ -158,6 +158,8 @@ class ModelWorker:
         self.name = name or model.name
         self.config = config
         self.metrics = metrics
+        stats = getattr(metrics, "stats", None)  # serve/stats.py: Triton's statistics of this version
+        self.stats = stats.version(model.version) if stats is not None else None
         self.prep_pool = prep_pool
         self.fixed_batch = model.max_batch  # None when the batch axis is dynamic
         self.capacity = self.fixed_batch or config.max_batch
@@ -281,6 +283,8 @@ class ModelWorker:
             # cycle that holds them until the cyclic GC happens to run (measured: a server fed
             # truncated 16-bit PNGs grew by 500 MB before it did).
             traceback.clear_frames(exc.__traceback__)
+            if self.stats is not None:
+                self.stats.request(False, time.perf_counter() - job.t_submit)
             fut, loop = job.fut, job.loop
             del job
             with self._cv:
@@ -388,6 +392,8 @@ class ModelWorker:
         except Exception as exc:
             if len(batch) > 1:  # one bad input must not fail its neighbours: run each alone
                 return [answer for job in batch for answer in self._execute([job], model)]
+            if self.stats is not None:
+                self.stats.request(False, time.perf_counter() - batch[0].t_submit)
             return [(batch[0], None, exc)]
         t1 = time.perf_counter()
         infer_ms = (t1 - t0) * 1e3
@@ -395,6 +401,8 @@ class ModelWorker:
             self.shadow.offer(x[:rows])
         self.metrics.inference.observe(t1 - t0)
         self.metrics.batch_size.observe(rows)
+        if self.stats is not None:
+            self.stats.execution(rows, t1 - t0)
         offset = 0
         answers: list[tuple[_Job, Any, BaseException | None]] = []
         for job in batch:
@@ -412,6 +420,9 @@ class ModelWorker:
                 result = job.finish(mine)
             except Exception as err:  # noqa: BLE001
                 result, error = None, err
-            job.timing["postprocess"] = (time.perf_counter() - t2) * 1e3
+            t3 = time.perf_counter()
+            job.timing["postprocess"] = (t3 - t2) * 1e3
+            if self.stats is not None:
+                self.stats.request(error is None, t3 - job.t_submit, n, job.timing)
             answers.append((job, (result, job.timing), error))
         return answers

@@ -21,7 +21,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from ..errors import BackendError, BundleError, EdgeshipError, InputError, LimitError
+from ..errors import BackendError, BundleError, EdgeshipError, InputError, LimitError, RequestError
 
 log = logging.getLogger("edgeship.serve")
 
@@ -32,13 +32,11 @@ _TYPES = {
 }
 
 
-class ApiError(EdgeshipError):
+class ApiError(RequestError):
     """An error with an HTTP status; raised in handlers and in the decode/inference threads."""
 
     def __init__(self, status: int, message: str, kind: str | None = None, headers: dict[str, str] | None = None):
-        super().__init__(message)
-        self.status = status
-        self.message = message
+        super().__init__(status, message)
         self.kind = kind or _TYPES.get(status, "error")
         self.headers = headers or {}
 
@@ -58,6 +56,8 @@ def as_api_error(exc: BaseException) -> ApiError:
     """Translate anything raised while serving into an ApiError (logging the unexpected)."""
     if isinstance(exc, ApiError):
         return exc
+    if isinstance(exc, RequestError):  # another kind of refusal (an OpenAIError): its status is kept
+        return ApiError(exc.status, exc.message, headers=getattr(exc, "headers", None))
     if isinstance(exc, LimitError):
         return ApiError(413, str(exc), "image_too_large")
     if isinstance(exc, InputError):
@@ -102,6 +102,14 @@ def install_handlers(app: FastAPI) -> None:
     @app.exception_handler(EdgeshipError)
     async def _edgeship(request: Request, exc: EdgeshipError) -> JSONResponse:
         return error_response(request, _logged(request, as_api_error(exc)))
+
+    from ..llm.openai_protocol import OpenAIError
+
+    @app.exception_handler(OpenAIError)
+    async def _openai(request: Request, exc: OpenAIError) -> JSONResponse:
+        from ..llm.refusals import refusal
+
+        return refusal(exc, f"{request.method} {request.url.path[:200]}")
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:

@@ -41,7 +41,7 @@ OPEN_PATHS = ("/health/live", "/health/ready", "/metrics", "/v2/health/live", "/
 OPEN_PREFIXES = ("/docs/", "/static/")  # with /docs itself: only there when --docs is on
 # Routes with a key of their own: the admin API checks its token (--admin-token-file) itself.
 OWN_KEY_PREFIXES = ("/admin/",)
-LLM_PATHS = ("/v1/chat/completions", "/v1/completions")
+LLM_PATHS = ("/v1/chat/completions", "/v1/completions", "/v1/embeddings")
 MIN_KEY_CHARS = 16
 
 

@@ -5,6 +5,8 @@
     GET  /v2/models/{name}[/versions/{v}]/ready
     POST /v2/models/{name}[/versions/{v}]/infer    JSON tensors, or Triton's binary tensor extension
 
+Triton's model configuration, statistics and repository index: serve/triton.py.
+
 The tensors are the model's raw input and outputs (no image decoding); they go through the same
 bounded queue and micro-batches as /v1. Supported extensions: ``binary_tensor_data`` (the
 ``Inference-Header-Content-Length`` split), ``classification`` (top-k as BYTES "score:index:label")
@@ -257,7 +259,8 @@ def create_kserve_router(state) -> APIRouter:
     @router.get("/v2")
     async def server_metadata() -> JSONResponse:
         return JSONResponse({"name": "edgeship", "version": __version__,
-                             "extensions": ["binary_tensor_data", "classification"]})
+                             "extensions": ["binary_tensor_data", "classification", "model_configuration",
+                                            "statistics"]})
 
     @router.get("/v2/health/live")
     async def live() -> JSONResponse:

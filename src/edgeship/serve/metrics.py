@@ -24,6 +24,7 @@ from prometheus_client import (
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from .. import __version__
+from .stats import ModelStats
 
 log = logging.getLogger("edgeship.serve")
 
@@ -43,6 +44,7 @@ class ModelMetrics:
     batch_size: Any
     queue_depth: Any
     rejected: Any
+    stats: Any = None  # serve.triton.ModelStats: Triton's statistics extension, per version
 
 
 class SystemCollector:
@@ -231,7 +233,7 @@ class ServeMetrics:
         return ModelMetrics(
             self.queue_wait.labels(name), self.preprocess.labels(name), self.inference.labels(name),
             self.total.labels(name), self.batch_size.labels(name), self.queue_depth.labels(name),
-            self.rejected.labels(name),
+            self.rejected.labels(name), ModelStats(name),
         )
 
 

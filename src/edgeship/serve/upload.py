@@ -57,7 +57,8 @@ async def read_body(request: Request, limit: int) -> bytes:
 
 
 class _TooMany(Exception):
-    pass
+    """Private: stops the multipart parser's callbacks at the part limit; caught in this module and
+    answered as an UploadError (413)."""
 
 
 def _multipart_field(body: bytes, boundary: bytes, field: str, max_parts: int = MAX_PARTS) -> tuple[bytes | None, list[str]]:

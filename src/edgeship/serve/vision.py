@@ -98,6 +98,13 @@ def create_vision_router(state) -> APIRouter:
     async def get_model(name: str) -> JSONResponse:
         if state.llm is not None and name == state.llm.name:
             return JSONResponse(state.llm.model_card())
+        if state.llm is None and name not in state.models:  # an OpenAI client asking for a language model
+            from ..llm.refusals import not_loaded
+
+            served = ", ".join(state.models) or "none"
+            err = not_loaded(f"there is no model '{name[:100]}' here (vision models served: {served})")
+            err.param = "model"
+            raise err
         card = model_card(state.lookup(name), int(state.metrics.started), state.history(name))
         if getattr(state, "ota", None) is not None:
             card.update(state.ota.card(name))

@@ -34,7 +34,7 @@ class Span:
 
     def __post_init__(self) -> None:
         if self.low > self.high:
-            raise ValueError(f"Span: low {self.low} is above high {self.high}")
+            raise InputError(f"Span: low {self.low} is above high {self.high}")
 
     def __str__(self) -> str:
         fmt = lambda v: f"{v:g}"  # noqa: E731 - 4.0 -> "4", 1.43 -> "1.43"

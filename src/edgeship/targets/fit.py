@@ -25,7 +25,7 @@ import numpy as np
 
 from ..errors import BenchError, InputError
 from ..util import rss as _rss
-from .catalog import Benchmark
+from .catalog import CATALOG_SOURCE, Benchmark
 from .presets import HOST, preset
 
 GIB = 1 << 30
@@ -93,7 +93,7 @@ class FitPrediction:
                                       "session_rss_bytes": self.ram.session_rss_bytes,
                                       "activation_bytes": self.ram.activation_bytes},
             "model_cost": {"flops": self.flops, "source": self.flops_source, "input_shapes": self.input_shapes},
-            "catalog": {"source": "article", "cpu_gflops": self.catalog_cpu_gflops, "ram_bytes": self.ram.ram_bytes,
+            "catalog": {"source": CATALOG_SOURCE, "cpu_gflops": self.catalog_cpu_gflops, "ram_bytes": self.ram.ram_bytes,
                         "benchmarks": to_dict(list(self.catalog_benchmarks))},
             "notes": list(self.notes),
         }
