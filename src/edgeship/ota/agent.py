@@ -245,9 +245,10 @@ class Agent:
                   and not self.store.blob(sha).exists()}
         missing_files = [f for f in recipe.files.values() if not self.store.blob(f.sha256).exists()]
         self._free_check(sum(wanted.values()) + sum(f.size for f in missing_files))
-        client = self._repo()[1] if wanted else None
+        if not wanted:
+            return  # everything is local: no repository needed (a resume after a restart, a Mender agent)
+        client = self._repo()[1]
         for sha, size in wanted.items():
-            assert client is not None
             before = client.fetcher.bytes_received
             client.fetcher.download_chunk(client.chunk_url(sha), downloads / f"{sha}.part", size, sha)
             self.stats.bytes_downloaded += client.fetcher.bytes_received - before
