@@ -78,6 +78,14 @@ def test_unreadable_model(tmp_path):
         onnx_cost(bad)
 
 
+def test_unreadable_model_bytes_not_echoed():
+    """A model given as bytes is named by its size: the error must not carry the bytes' repr."""
+    data = b"not a protobuf at all" * 1000
+    with pytest.raises(BundleError, match=r"ONNX model \(21,000 bytes\)") as info:
+        onnx_cost(data)
+    assert "not a protobuf" not in str(info.value)
+
+
 def test_missing_onnx_names_the_extra(monkeypatch):
     monkeypatch.setitem(sys.modules, "onnx", None)  # import onnx now raises ImportError
     with pytest.raises(MissingDependencyError, match=r"edgeship\[optimize\]"):
