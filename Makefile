@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 RESULTS ?= results
 
-.PHONY: demo test install system-deps device-install-check bench clean llama-wheel
+.PHONY: demo test lint install system-deps device-install-check bench clean llama-wheel
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -53,8 +53,13 @@ install: system-deps $(VENV)/.installed
 demo: install
 	$(VENV)/bin/edgeship demo --out $(RESULTS)
 
-test: install
+test: install lint
 	$(PY) -m pytest -q -ra
+
+# The lint and type gate (config in pyproject.toml): ruff on everything, mypy on the device side.
+lint: install
+	$(VENV)/bin/ruff check src tests bench
+	$(VENV)/bin/mypy
 
 # The device side installs and imports without torch (what a Raspberry Pi gets).
 device-install-check:

@@ -8,7 +8,16 @@ both (what `edgeship serve` runs). One keep-alive client, 100 requests per serve
 rounds in a shuffled order so that the machine's drift hits every server alike. Prints p50/p90
 and writes JSON under bench/results/.
 """
-import socket, subprocess, sys, time, json, random, os
+import json
+import os
+import random
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
 CODE = r'''
 import sys, uvicorn
 from edgeship.serve.config import ServeConfig
@@ -28,7 +37,13 @@ a = Guard(app, cfg) if guard else app
 uvicorn.run(a, host="127.0.0.1", port=port, log_level="warning", http=protocol_for(cfg) if proto else "httptools")
 '''
 def free():
-    s = socket.socket(); s.bind(("127.0.0.1", 0)); p = s.getsockname()[1]; s.close(); return p
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
 body = os.urandom(56000)
 servers = {}
 for name, proto, guard in (("plain", 0, 0), ("protocol", 1, 0), ("guard", 0, 1), ("both", 1, 1)):
@@ -39,18 +54,20 @@ req = (b"POST /v1/models/m/predict HTTP/1.1\r\nHost: x\r\nContent-Type: image/jp
 lat = {n: [] for n in servers}
 socks = {n: socket.create_connection(("127.0.0.1", p)) for n, (p, _) in servers.items()}
 for r in range(40):
-    order = list(servers); random.Random(r).shuffle(order)
+    order = list(servers)
+    random.Random(r).shuffle(order)
     for n in order:
         s = socks[n]
         for _ in range(100):
-            t = time.perf_counter(); s.sendall(req); d = b""
+            t = time.perf_counter()
+            s.sendall(req)
+            d = b""
             while not d.endswith(b"ok"):
                 d += s.recv(65536)
             lat[n].append(time.perf_counter() - t)
-for n, (_, p) in servers.items():
+for _, p in servers.values():
     p.terminate()
-import statistics
-from pathlib import Path
+
 rows = {}
 for n, v in lat.items():
     v.sort()

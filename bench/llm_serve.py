@@ -59,7 +59,7 @@ def run_engine(engine, msgs, max_tokens):
     prompt = engine.chat_prompt(msgs)
     t_first = t_last = None
     n = 0
-    for piece in engine.generate(prompt, SamplingConfig(temperature=0.0, max_tokens=max_tokens, top_k=40,
+    for _piece in engine.generate(prompt, SamplingConfig(temperature=0.0, max_tokens=max_tokens, top_k=40,
                                                         min_p=0.05, repeat_penalty=1.0)):
         t_last = time.perf_counter()
         t_first = t_first or t_last

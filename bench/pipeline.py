@@ -363,7 +363,7 @@ def part_sharing(a, config, photos) -> dict:
             vision_at_rate(predict, data, a.rate, 1.0)  # untimed warm-up
             alone = vision_at_rate(predict, data, a.rate, a.duration)
             solo = _llm_alone(url, 256, a.duration)
-            shared, both = _with_llm(url, 256, lambda: vision_at_rate(predict, data, a.rate, a.duration))
+            shared, both = _with_llm(url, 256, lambda predict=predict: vision_at_rate(predict, data, a.rate, a.duration))
         finally:
             stop(proc)
         key = f"edgeship ({mode})"

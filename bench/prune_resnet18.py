@@ -34,10 +34,10 @@ def main() -> None:
 
     from edgeship.bench.env import describe, environment
     from edgeship.bench.latency import interleaved
-    from edgeship.targets.flops import onnx_cost
     from edgeship.optimize.measure import export_temp, session
     from edgeship.optimize.prune import PruneConfig, prune
     from edgeship.optimize.report import human
+    from edgeship.targets.flops import onnx_cost
     from edgeship.util import console, write_json
 
     con = console()

@@ -16,10 +16,10 @@ import numpy as np  # noqa: E402
 
 import edgeship  # noqa: E402
 from edgeship import bundle, monitor, runtime, targets  # noqa: E402,F401
-from edgeship.cli import main  # noqa: E402
 
 # a real ONNX graph written by hand (no onnx package here): Identity wrapped in a bundle
 from edgeship.bundle import Manifest, TensorSpec, write_bundle  # noqa: E402
+from edgeship.cli import main  # noqa: E402
 
 ONNX_IDENTITY = bytes.fromhex(  # onnx.helper: Identity x[1,3,4] -> y, opset 16, IR 8
     "080812046e6f6e653a4b0a140a01781201791a02696422084964656e746974791201675a170a017812120a100801120c0a0208010a"

@@ -10,6 +10,7 @@ import pytest
 
 from edgeship.bundle import Manifest, Preprocessing, TensorSpec, write_bundle
 
+
 def tree(root: Path, files: dict[str, str | int]) -> Path:
     """Write ``files`` (relative path -> content, one line each) under ``root``: a fake sysfs or /proc."""
     for rel, content in files.items():

@@ -150,7 +150,7 @@ def test_labels_file_size_is_bounded(tiny_bundle, monkeypatch):
     b = open_bundle(tiny_bundle.root, verify=False)
     (tiny_bundle.root / "labels.txt").write_text("label\n" * 1000)
     with pytest.raises(BundleError, match="labels file is over 1,000 bytes"):
-        b.labels
+        _ = b.labels
 
 
 def test_golden_arrays_declared_size_is_bounded(tiny_bundle, monkeypatch):

@@ -18,11 +18,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
+import edgeship  # noqa: E402
 from edgeship.bundle import Preprocessing
 from edgeship.errors import InputError
 from edgeship.runtime.preprocess import Preprocessor, load_image
-
-import edgeship  # noqa: E402
 
 SRC = str(Path(edgeship.__file__).resolve().parents[1])  # the edgeship under test, for the subprocess
 

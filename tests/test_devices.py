@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import tree
 from edgeship.cli import main
 from edgeship.errors import InputError
 from edgeship.runtime.session import RuntimeConfig
@@ -20,12 +19,13 @@ from edgeship.targets import (
     QUANT_FORMATS,
     QuantTarget,
     device,
+    host_device,
     host_preset,
     preset,
-    host_device,
     probe_host,
     target_names,
 )
+from tests.support import tree
 
 IDS = ["rpi5", "rpi5-hailo", "rpi4", "jetson-nano", "jetson-orin-nx", "jetson-agx-orin",
        "coral-usb", "coral-devboard", "ncs2", "rb5", "x86"]

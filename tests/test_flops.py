@@ -8,9 +8,8 @@ import sys
 import pytest
 
 onnx = pytest.importorskip("onnx")
-from onnx import TensorProto, helper, numpy_helper  # noqa: E402
-
 import numpy as np  # noqa: E402
+from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 
 from edgeship.errors import BundleError, InputError, MissingDependencyError  # noqa: E402
 from edgeship.targets.flops import onnx_cost  # noqa: E402

@@ -9,7 +9,6 @@ import random
 
 import pytest
 
-from tests.support import tree
 from edgeship.errors import InputError
 from edgeship.monitor.governor import (
     Action,
@@ -21,6 +20,7 @@ from edgeship.monitor.governor import (
     Step,
 )
 from edgeship.monitor.thermal import Sample, limits_for, read_sample
+from tests.support import tree
 
 LIMITS = limits_for("rpi5")
 POLL = 1.0

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.support import jpeg_bytes
 from edgeship.bundle import Preprocessing, Resize
 from edgeship.errors import BundleError, InputError
 from edgeship.runtime import Model, Preprocessor, RuntimeConfig, load_image
+from tests.support import jpeg_bytes
 
 
 def test_preprocess_matches_resize_then_centre_crop():

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import tree
 from edgeship.monitor import EnergyMeter, cpu_temperature, decode_throttled, system_gauges, throttle_status
 from edgeship.monitor.energy import Source, energy_counters, power_gauges, power_sensors, total_power_gauges
 from edgeship.monitor.sensors import cpu_frequencies, devfreq_frequencies, thermal_zones
+from tests.support import tree
 
 RAPL_MAX = 262143328850
 

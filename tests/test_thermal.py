@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 
-from tests.support import tree
 from edgeship.errors import InputError
 from edgeship.monitor import sensors
 from edgeship.monitor.thermal import (
@@ -18,6 +17,7 @@ from edgeship.monitor.thermal import (
     limits_from_trips,
     read_sample,
 )
+from tests.support import tree
 
 
 def test_status_levels_follow_android_order_and_the_pi_firmware():

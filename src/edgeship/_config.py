@@ -76,7 +76,7 @@ def _convert(tp: Any, value: Any, where: str, error: type[Exception]) -> Any:
         except ValueError:
             choices = ", ".join(repr(m.value) for m in tp)
             raise error(f"{where}: expected one of {choices}, got {_describe(value)}") from None
-    if dataclasses.is_dataclass(tp):
+    if isinstance(tp, type) and dataclasses.is_dataclass(tp):
         return from_dict(tp, value, where=where, error=error)
     if tp in _SCALARS:
         ok = isinstance(value, tp) and not (tp is not bool and isinstance(value, bool))
@@ -93,7 +93,7 @@ def from_dict(cls: type[T], data: Any, where: str = "", error: type[Exception] =
     if not isinstance(data, dict):
         raise error(f"{where or cls.__name__}: expected a mapping, got {_describe(data)}")
     hints = typing.get_type_hints(cls)
-    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
+    fields = {f.name: f for f in dataclasses.fields(typing.cast(Any, cls)) if f.init}
     prefix = f"{where}." if where else ""
     unknown = [k for k in data if k not in fields]
     if unknown:

@@ -13,9 +13,8 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("torch_pruning")
 
-from tests.optimize import opt_fixtures as fx  # noqa: E402
-
 from edgeship.errors import InputError  # noqa: E402
+from tests.optimize import opt_fixtures as fx  # noqa: E402
 
 SHAPE = (3, 16, 16)
 

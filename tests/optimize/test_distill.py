@@ -9,11 +9,10 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from tests.optimize import opt_fixtures as fx  # noqa: E402
-
 from edgeship.errors import InputError  # noqa: E402
 from edgeship.optimize.data import FASHION_MNIST_ROOT, load_fashion_mnist  # noqa: E402
 from edgeship.optimize.distill import DistillConfig, distill, distillation_loss, evaluate, train  # noqa: E402
+from tests.optimize import opt_fixtures as fx  # noqa: E402
 
 torch.set_num_threads(1)
 FAST = dict(epochs=3, batch_size=32, lr=5e-3, threads=1)  # tiny ops: one thread beats two on a shared machine

@@ -7,11 +7,10 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("torch_pruning")
 
-from tests.optimize import opt_fixtures as fx  # noqa: E402
-
 from edgeship.errors import InputError  # noqa: E402
 from edgeship.optimize.distill import DistillConfig  # noqa: E402
 from edgeship.optimize.prune import PruneConfig, prune  # noqa: E402
+from tests.optimize import opt_fixtures as fx  # noqa: E402
 
 torch.set_num_threads(1)
 SHAPE = (3, 16, 16)

@@ -13,11 +13,10 @@ pytest.importorskip("torch")
 pytest.importorskip("onnxruntime.quantization")
 onnx = pytest.importorskip("onnx")
 
-from tests.optimize import quant_fixtures as fx  # noqa: E402
-
 from edgeship.bundle import open_bundle  # noqa: E402
 from edgeship.errors import InputError, SchemaError  # noqa: E402
 from edgeship.optimize.quantize import Mode, QuantizeConfig, quantize  # noqa: E402
+from tests.optimize import quant_fixtures as fx  # noqa: E402
 
 
 def int8_faster(paths):

@@ -16,12 +16,11 @@ pytest.importorskip("torch")
 pytest.importorskip("onnxruntime.quantization")
 onnx = pytest.importorskip("onnx")
 
-from tests.optimize import quant_fixtures as fx  # noqa: E402
-
 from edgeship.bundle import Stage, StageName, open_bundle  # noqa: E402
 from edgeship.errors import InputError  # noqa: E402
 from edgeship.optimize.qgate import choose_gate, output_error  # noqa: E402
 from edgeship.optimize.quantize import Gate, QuantizeConfig, quantize  # noqa: E402
+from tests.optimize import quant_fixtures as fx  # noqa: E402
 
 
 def int8_faster(paths):

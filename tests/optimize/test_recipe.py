@@ -62,10 +62,9 @@ def test_tiny_recipe_end_to_end(tmp_path):
     """distill -> prune -> export on a tiny image folder: every row measured, provenance written."""
     pytest.importorskip("torch")
     pytest.importorskip("torch_pruning")
-    from tests.optimize import opt_fixtures as fx
-
     from edgeship.bundle import open_bundle
     from edgeship.optimize.pipeline import run_recipe
+    from tests.optimize import opt_fixtures as fx
 
     name = fx.register_tiny()
     root = fx.image_folder(tmp_path / "imgs", per_class=8)

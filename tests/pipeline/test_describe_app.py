@@ -104,8 +104,9 @@ def test_streamed_description_follows_the_vision_answer(vision_bundle, describe_
 
 
 def test_a_detection_bundle_is_described_from_counts_and_positions(detection_bundle, describe_gguf):
-    from PIL import Image
     import io
+
+    from PIL import Image
 
     buf = io.BytesIO()
     Image.new("RGB", (64, 64), (90, 120, 150)).save(buf, "PNG")
@@ -219,10 +220,10 @@ def test_a_template_the_served_task_cannot_fill_fails_at_start(vision_bundle):
 
 
 def test_a_client_that_leaves_the_queue_frees_its_place_at_once(describe_gguf):
+    from edgeship.bundle import Task
     from edgeship.llm.openai_api import LLMService
     from edgeship.llm.queueing import acquire_or_gone, run_streamed
     from edgeship.pipeline import Pipeline
-    from edgeship.bundle import Task
 
     class Leaving:
         def __init__(self):

@@ -14,12 +14,12 @@ from tests.serve.support import (
     DET_CLASSES,
     DET_SIZE,
     SSD_ANCHORS,
+    ServerProcess,
+    TinyYolo,
     _export,
     _ort_run,
-    TinyYolo,
-    picture,
     encode,
-    ServerProcess,
+    picture,
 )
 
 

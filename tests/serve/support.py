@@ -13,8 +13,6 @@ from pathlib import Path
 
 import numpy as np
 
-
-
 CLASSES = [f"class{i}" for i in range(10)]
 
 

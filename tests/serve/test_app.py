@@ -14,10 +14,10 @@ import pytest
 httpx = pytest.importorskip("httpx")
 pytest.importorskip("fastapi")
 
-from tests.serve.support import encode, picture  # noqa: E402
 from edgeship.errors import InputError  # noqa: E402
 from edgeship.monitor.alerts import AlertThresholds, Snapshot, evaluate  # noqa: E402
 from edgeship.serve import ServeConfig, create_app  # noqa: E402
+from tests.serve.support import encode, picture  # noqa: E402
 
 
 def run(app, fn):

@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tests.serve.support import DET_CLASSES, DET_SIZE, encode, picture
 from edgeship.bundle import open_bundle
 from edgeship.runtime import Model
 from edgeship.runtime.decoders.detect import batched_nms, nms
+from tests.serve.support import DET_CLASSES, DET_SIZE, encode, picture
 
 
 def test_nms_matches_torchvision():
@@ -29,7 +29,8 @@ def test_nms_matches_torchvision():
 
 def _reference_yolo(raw: np.ndarray, post, meta):
     import torch
-    from torchvision.ops import batched_nms as tv_batched_nms, box_convert
+    from torchvision.ops import batched_nms as tv_batched_nms
+    from torchvision.ops import box_convert
 
     out = torch.from_numpy(raw[0])  # [4 + C, A]
     scores, classes = out[4:].max(0)
@@ -80,7 +81,8 @@ def test_yolov8_transposed_layout_gives_the_same_boxes(detector_bundle):
 def test_ssd_detections_match_torchvision_boxcoder(ssd_bundle):
     torch = pytest.importorskip("torch")
     from torchvision.models.detection._utils import BoxCoder
-    from torchvision.ops import batched_nms as tv_batched_nms, box_convert
+    from torchvision.ops import batched_nms as tv_batched_nms
+    from torchvision.ops import box_convert
 
     model = Model.load(ssd_bundle)
     post = model.bundle.manifest.postprocessing

@@ -14,8 +14,8 @@ import pytest
 httpx = pytest.importorskip("httpx")
 pytest.importorskip("fastapi")
 
-from tests.serve.support import encode, picture  # noqa: E402
 from edgeship.serve import ServeConfig, create_app  # noqa: E402
+from tests.serve.support import encode, picture  # noqa: E402
 
 PREDICT = "/v1/models/tiny/predict"
 

@@ -15,13 +15,13 @@ import pytest
 httpx = pytest.importorskip("httpx")
 pytest.importorskip("fastapi")
 
-from tests.serve.support import encode, free_port, picture  # noqa: E402
 from edgeship.bundle import open_bundle  # noqa: E402
 from edgeship.errors import BackendError, SwapError  # noqa: E402
 from edgeship.runtime import Model  # noqa: E402
 from edgeship.serve import ServeConfig, create_app  # noqa: E402
 from edgeship.serve.config import runtime_config  # noqa: E402
 from edgeship.serve.errors import ApiError  # noqa: E402
+from tests.serve.support import encode, free_port, picture  # noqa: E402
 
 PREDICT = "/v1/models/tiny/predict"
 

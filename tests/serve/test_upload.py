@@ -10,9 +10,9 @@ import pytest
 
 pytest.importorskip("fastapi")
 
-from tests.serve.support import encode, picture  # noqa: E402
 from edgeship.serve.errors import UploadError  # noqa: E402
 from edgeship.serve.upload import check_image, image_bytes, sniff  # noqa: E402
+from tests.serve.support import encode, picture  # noqa: E402
 
 
 def png_header_only(width: int, height: int) -> bytes:

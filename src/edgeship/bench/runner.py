@@ -17,6 +17,7 @@ the temperature and clock of that window.
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
 from pathlib import Path
@@ -27,11 +28,11 @@ import numpy as np
 from ..bundle import Bundle, StageName, open_bundle
 from ..errors import BenchError, InputError
 from ..runtime.model import Model
+from ..util import rss as _rss
 from .config import BenchConfig  # noqa: F401 - re-exported: the verb's config
 from .env import environment
 from .heat import HeatSampler
 from .latency import LatencyStats, time_callable, time_for
-from ..util import rss as _rss
 
 
 class PeakRSS:
@@ -88,7 +89,7 @@ def _torch_timer(bundle: Bundle, threads: int | None) -> tuple[Callable[[np.ndar
     """The source PyTorch model of a bundle, rebuilt from its export provenance."""
     export = next((s for s in bundle.manifest.provenance if s.stage is StageName.EXPORT), None)
     source = export.params.get("source") if export else None
-    if not source:
+    if export is None or not source:
         raise BenchError(f"{bundle.name}: --vs-torch needs a bundle made by `edgeship export` (its source is unknown)")
     from .._deps import require
 
@@ -106,7 +107,7 @@ def _torch_timer(bundle: Bundle, threads: int | None) -> tuple[Callable[[np.ndar
     return run, f"torch {torch.__version__} eager"
 
 
-def bench_bundle(path: str | Path, cfg: BenchConfig, progress: Callable[[int], None] | None = None) -> dict[str, Any]:
+def bench_bundle(path: str | Path, cfg: BenchConfig, progress: Callable[[float], None] | None = None) -> dict[str, Any]:
     from .. import monitor
 
     rss0 = _rss()
@@ -126,7 +127,7 @@ def bench_bundle(path: str | Path, cfg: BenchConfig, progress: Callable[[int], N
         try:
             for b in cfg.batches:
                 if model.max_batch is not None and b != model.max_batch:
-                    batches[str(b)] = {"skipped": f"the graph has a fixed batch of {model.max_batch}; export with --dynamic-batch"}
+                    batches[str(b)] = {"skipped": f"the graph has a fixed batch of {model.max_batch}; export it without --static-batch"}
                     if progress:
                         progress(cfg.progress_units)
                     continue
@@ -193,9 +194,9 @@ def bench_torch(bundle: Bundle, model: Model, cfg: BenchConfig, progress=None) -
         x = _input_for(model, 1).astype(np.float32)
         x = np.repeat(x, b, axis=0)
         if cfg.duration_s is None:
-            stats: LatencyStats = time_callable(lambda: run(x), cfg.warmup, cfg.runs, b, progress)
+            stats: LatencyStats = time_callable(functools.partial(run, x), cfg.warmup, cfg.runs, b, progress)
         else:
-            stats, _ = time_for(lambda: run(x), cfg.duration_s, cfg.warmup, b, cfg.window_s, progress)
+            stats, _ = time_for(functools.partial(run, x), cfg.duration_s, cfg.warmup, b, cfg.window_s, progress)
         out["batches"][str(b)] = stats.to_dict()
     return out
 
@@ -213,7 +214,7 @@ def bench_bundles(paths: Sequence[str | Path], cfg: BenchConfig, show_progress: 
                       transient=True) as bar:
             for p in paths:
                 task = bar.add_task(f"bench {Path(p).name}", total=per)
-                results.append(bench_bundle(p, cfg, lambda n, t=task: bar.advance(t, n)))
+                results.append(bench_bundle(p, cfg, functools.partial(bar.advance, task)))
     else:
         results = [bench_bundle(p, cfg) for p in paths]
     return {

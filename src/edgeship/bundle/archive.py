@@ -27,7 +27,7 @@ import tarfile
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable
+from typing import Any, Iterable
 
 from ..errors import BundleError, UnsafeArchiveError
 from ..util import atomic_path
@@ -87,6 +87,12 @@ class _HeaderTooLarge(Exception):
     UnsafeArchiveError (a tarfile subclass cannot raise edgeship's errors through tarfile's own handlers)."""
 
 
+class _Tar(tarfile.TarFile):
+    """A stream-mode TarFile that also holds the raw file under its decompressor, closed with it."""
+
+    _edgeship_raw: Any = None
+
+
 class _TarInfo(tarfile.TarInfo):
     """tarfile reads an extended header into memory in one piece: cap its size first."""
 
@@ -104,7 +110,7 @@ _MAGIC = {
 }
 
 
-def _open(tar_path: Path, limit: int, limits: UnpackLimits) -> tarfile.TarFile:
+def _open(tar_path: Path, limit: int, limits: UnpackLimits) -> _Tar:
     """The archive as a stream-mode TarFile; a compressed one goes through a bounded decompressor."""
     raw = open(tar_path, "rb")
     try:
@@ -114,7 +120,7 @@ def _open(tar_path: Path, limit: int, limits: UnpackLimits) -> tarfile.TarFile:
         fileobj = raw
         if opener is not None:
             fileobj = io.BufferedReader(_Bounded(opener(raw), raw, limit, limits, tar_path), 1 << 16)
-        tar = tarfile.open(fileobj=fileobj, mode="r|", tarinfo=_TarInfo)
+        tar = _Tar.open(fileobj=fileobj, mode="r|", tarinfo=_TarInfo)
     except BaseException:
         raw.close()
         raise
@@ -199,6 +205,8 @@ def extract_checked(tar_path: Path, staging: Path, limits: UnpackLimits = Unpack
                                              "refusing to unpack")
                 target = staging / name
                 src = tar.extractfile(member)
+                if src is None:  # check_member let only regular files through
+                    raise UnsafeArchiveError(f"{tar_path}: entry '{name}' is not a regular file")
                 with open(target, "xb") as f:
                     shutil.copyfileobj(src, f, 1 << 20)
                     if f.tell() != member.size:

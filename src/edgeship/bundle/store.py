@@ -34,8 +34,7 @@ from ..errors import BundleError, IntegrityError, NotABundleError, SchemaError
 from ..util import atomic_file, atomic_path, write_text_atomic
 from .archive import UnpackLimits, extract_checked, write_tar
 from .cache import cache_dir, file_sha256
-from .manifest import (LABELS_FILE, MANIFEST, MAX_MANIFEST_BYTES, Golden, Manifest, PathLike,
-                       check_member_name)
+from .manifest import LABELS_FILE, MANIFEST, MAX_MANIFEST_BYTES, Golden, Manifest, PathLike, check_member_name
 
 # Files read whole into memory when a model loads: bounded so that a crafted bundle cannot make
 # a device allocate gigabytes (ImageNet-21k has 21,843 labels; a golden pair is one input row).
@@ -122,9 +121,9 @@ class Bundle:
         spec = spec or self.manifest.golden
         if spec is None:
             return None
-        import numpy as np
-
         import zipfile
+
+        import numpy as np
 
         path = self.root / spec.file
         try:

@@ -15,8 +15,16 @@ import enum
 import importlib
 from typing import Any, Callable
 
-from .._config import cli_fields, config_from_args, csv_ints, fraction, non_negative_float, non_negative_int
-from .._config import positive_float, positive_int
+from .._config import (
+    cli_fields,
+    config_from_args,
+    csv_ints,
+    fraction,
+    non_negative_float,
+    non_negative_int,
+    positive_float,
+    positive_int,
+)
 from ..util import emit_json
 
 __all__ = ["add_config_flags", "add_json_flag", "add_runtime_flags", "config_from_args", "csv_ints", "emit_json",

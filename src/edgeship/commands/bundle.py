@@ -58,9 +58,8 @@ def create(args) -> int:
 
 
 def inspect(args) -> int:
-    from ..util import console as make_console
-
     from ..bundle import open_bundle
+    from ..util import console as make_console
 
     console = make_console()
     b = open_bundle(args.bundle, verify=False)
@@ -71,10 +70,9 @@ def inspect(args) -> int:
 
 
 def verify(args) -> int:
-    from ..util import console as make_console
-
     from ..bundle import open_bundle
     from ..runtime import Model
+    from ..util import console as make_console
 
     console = make_console()
     b = open_bundle(args.bundle, verify=False)

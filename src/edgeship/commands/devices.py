@@ -53,7 +53,7 @@ def _catalog_table():
     for col in ("id", "device", "CPU", "cores", "GHz", "RAM GB", "accelerator", "peak", "power W", "price $", "use case"):
         table.add_column(col, overflow="fold")
     for dev in CATALOG.values():
-        mark = lambda name, text: f"{text}*" if name in dev.vendor_fields and text != "-" else text  # noqa: E731
+        mark = lambda name, text, dev=dev: f"{text}*" if name in dev.vendor_fields and text != "-" else text  # noqa: E731
         peak = [f"{dev.cpu_gflops:g} GFLOP/s CPU"] if dev.cpu_gflops else []
         peak += [f"{dev.accel_gflops:g} GFLOP/s GPU"] if dev.accel_gflops else []
         peak += [f"{dev.accel_tops} TOPS"] if dev.accel_tops else []
@@ -105,12 +105,12 @@ def _probe_table(info, host) -> Any:
 
 
 def run_devices(args: argparse.Namespace) -> int:
-    from edgeship.util import console as make_console, emit_json
+    from edgeship.util import console as make_console
+    from edgeship.util import emit_json
 
     console = make_console(stderr=args.json == "-")  # --json -: stdout holds the JSON alone
     if args.probe:
-        from edgeship.targets import host_preset
-        from edgeship.targets import probe_host
+        from edgeship.targets import host_preset, probe_host
 
         info = probe_host()
         host = host_preset()
@@ -195,7 +195,8 @@ def _server_table(memory: dict, ram: dict[str, int]) -> Any:
 def run_fit(args: argparse.Namespace) -> int:
     from edgeship.targets import preset
     from edgeship.targets.fit import fit
-    from edgeship.util import console as make_console, emit_json
+    from edgeship.util import console as make_console
+    from edgeship.util import emit_json
 
     console = make_console(stderr=args.json == "-")  # --json -: stdout holds the JSON alone
     preset(args.target)  # an unknown target fails before any measuring

@@ -40,7 +40,8 @@ def run(args) -> int:
     from ..util import console as make_console
     from .args import config_from_args, emit_json, json_to_stdout
 
-    spec = config_from_args(ExportSpec, args, **({"dynamic_batch": False} if args.static_batch else {}))
+    spec = config_from_args(ExportSpec, args, dynamic_batch=False) if args.static_batch else \
+        config_from_args(ExportSpec, args)
     console = make_console(stderr=json_to_stdout(args))
     with console.status(f"exporting {args.model} ..."):
         result = export(args.model, args.out, spec, weights=args.weights, name=args.name, overwrite=args.force)

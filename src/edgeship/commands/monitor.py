@@ -126,7 +126,8 @@ def render(status: dict[str, Any], history: list[dict[str, Any]]):
 def run(args, fetch: Callable[..., dict[str, Any]] = fetch_status) -> int:
     import time
 
-    from ..util import console as make_console, emit_json
+    from ..util import console as make_console
+    from ..util import emit_json
 
     console = make_console()
     if args.json:  # one poll, then exit

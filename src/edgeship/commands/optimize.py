@@ -104,7 +104,8 @@ def run_distill(args) -> int:
     from ..optimize.data import load_dataset
     from ..optimize.distill import distill
     from ..optimize.zoo import save_checkpoint
-    from ..util import console as make_console, write_json
+    from ..util import console as make_console
+    from ..util import write_json
     from .args import config_from_args, emit_json, json_to_stdout
 
     console = make_console(stderr=json_to_stdout(args))
@@ -139,7 +140,8 @@ def run_prune(args) -> int:
     from ..optimize.prune import prune
     from ..optimize.report import human
     from ..optimize.zoo import save_checkpoint
-    from ..util import console as make_console, write_json
+    from ..util import console as make_console
+    from ..util import write_json
     from .args import config_from_args, emit_json, json_to_stdout
 
     finetune = None

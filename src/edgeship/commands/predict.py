@@ -23,7 +23,8 @@ def run(args) -> int:
 
     from rich.table import Table
 
-    from ..util import console as make_console, emit_json
+    from ..util import console as make_console
+    from ..util import emit_json
     from .args import json_to_stdout, load_model
 
     console = make_console(stderr=json_to_stdout(args))

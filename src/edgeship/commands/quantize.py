@@ -33,24 +33,28 @@ def _fmt(v, spec: str = ".2f", suffix: str = "") -> str:
 def run(args) -> int:
     from rich.table import Table
 
-    from ..util import console as make_console
-
     from ..optimize.quantize import quantize
+    from ..util import console as make_console
     from .args import config_from_args, emit_json, json_to_stdout
 
     config = config_from_args(QuantizeConfig, args)
     console = make_console(stderr=json_to_stdout(args))
     with console.status("quantizing ...") as status:
-        result = quantize(args.bundle, config, args.out, overwrite=args.force,
-                          log=lambda line: (status.update(line), console.print(f"  {line}", highlight=False)))
+        def log(line: str) -> None:
+            status.update(line)
+            console.print(f"  {line}", highlight=False)
+
+        result = quantize(args.bundle, config, args.out, overwrite=args.force, log=log)
     table = Table(title=f"{args.bundle}: quantization candidates (batch 1, {config.threads} threads, this host)")
     for col in ("model", "p50 ms", "p95 ms", "vs FP32", "agreement", "accuracy", "output error", "float nodes", "gate"):
         table.add_column(col, justify="left" if col == "model" else "right")
     for c in [result.fp32, *result.candidates]:
-        gate = "" if c is result.fp32 else ("chosen" if c is result.chosen else
-                                            f"fails {result.gate}" if c.passed is False else "not evaluated" if c.passed is None else "passes")
+        verdict = "" if c is result.fp32 else ("chosen" if c is result.chosen else
+                                               f"fails {result.gate}" if c.passed is False else
+                                               "not evaluated" if c.passed is None else "passes")
         table.add_row(c.name, _fmt(c.p50_ms), _fmt(c.p95_ms), _fmt(c.speedup, ".2f", "x"), _fmt(c.agreement, ".4f"),
-                      _fmt(c.accuracy, ".4f"), _fmt(c.output_error, ".4f"), str(len(c.plan.exclude)) if c.plan else "-", gate)
+                      _fmt(c.accuracy, ".4f"), _fmt(c.output_error, ".4f"), str(len(c.plan.exclude)) if c.plan else "-",
+                      verdict)
     console.print(table)
     gate = result.data.get("gate") or {}
     console.print(f"gate: {gate.get('gate')} ({gate.get('why')})", highlight=False)

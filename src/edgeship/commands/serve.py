@@ -75,7 +75,6 @@ def build_config(args):
     import dataclasses
 
     from ..monitor.alerts import AlertThresholds
-
     from ..runtime.config import parse_options
 
     if args.target:

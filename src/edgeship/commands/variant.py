@@ -64,8 +64,8 @@ def list_(args) -> int:
     console = make_console()
     b = open_bundle(args.bundle)
     t = Table(title=f"{b.name}: variants", title_justify="left")
-    for c in ("name", "engine", "precision", "file", "gate", "golden tolerance"):
-        t.add_column(c)
+    for column in ("name", "engine", "precision", "file", "gate", "golden tolerance"):
+        t.add_column(column)
     for v in b.manifest.variants:
         gate = gate_text(v.gate) if v.gate else "-"
         t.add_row(v.name, v.backend, v.precision, v.model, gate, f"atol {v.golden.atol:.3g}" if v.golden else "-")

@@ -145,7 +145,6 @@ def _optional_sections() -> None:
 def run_demo(out: Path, console, only: list[str] | None = None, skip: list[str] | None = None,
              quick: bool = False) -> dict[str, Any]:
     from ..bench.env import environment
-
     from ..errors import InputError
 
     _optional_sections()

@@ -191,7 +191,8 @@ def run_cli(args) -> int:
     from rich.progress import Progress
 
     from .._config import config_from_args
-    from ..util import console as make_console, emit_json
+    from ..util import console as make_console
+    from ..util import emit_json
     from .engine import llama_cpp_module
     from .report import _clean
 

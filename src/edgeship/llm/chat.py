@@ -109,10 +109,9 @@ def chat(engine, config: ChatConfig, stdin: TextIO | None = None, stdout: TextIO
 
 def run_cli(args) -> int:
     """``edgeship llm chat MODEL``."""
+    from .._config import config_from_args
     from .engine import Engine, LoadConfig, llama_cpp_module
     from .model_file import resolve_gguf
-
-    from .._config import config_from_args
 
     llama_cpp_module()  # first: without the llm extra, say which one to install
     config = config_from_args(ChatConfig, args)

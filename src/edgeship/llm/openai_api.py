@@ -28,7 +28,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, AsyncIterator
+from typing import TYPE_CHECKING, Any, AsyncIterator
 
 from ..errors import InputError
 from .errors import ContextLengthError
@@ -45,6 +45,9 @@ from .openai_protocol import (
 )
 from .queueing import _END, _Failed, acquire_or_gone
 from .refusals import _PATHS, embeddings_refused, log_refusal, refusal
+
+if TYPE_CHECKING:
+    from .engine import Engine, Prompt
 
 
 class ServiceState(str, enum.Enum):
@@ -109,7 +112,7 @@ class LLMService:
         self.queue_size = queue_size
         self.limits = limits
         self.metrics = LLMMetrics(self.name, registry)
-        self.engine = None
+        self.engine: Engine | None = None
         self.state = ServiceState.NEW
         self.error: str | None = None
         self.sha256: str | None = None
@@ -161,9 +164,9 @@ class LLMService:
 
         path, name = resolve_gguf(self.model_path)  # verifies a bundle's sha256s
         self.sha256 = bundle_sha256(self.model_path) or file_sha256(path)  # hashed once per file version
-        self.engine = Engine.load(path, self.load_config, name=self.name)
+        engine = self.engine = Engine.load(path, self.load_config, name=self.name)
         if self.limits.max_prompt_bytes is None:
-            bound = self.engine.n_ctx * self.engine.max_piece_bytes
+            bound = engine.n_ctx * engine.max_piece_bytes
             self.limits = dataclasses.replace(self.limits, max_prompt_bytes=bound)
 
     async def stop(self) -> None:
@@ -247,6 +250,8 @@ class LLMService:
                               param="model", code="model_not_found")
         self._check_ready()
         engine = self.engine
+        assert engine is not None  # _check_ready: the model is loaded
+        prompt: Prompt | list[int]
         if req.endpoint is CHAT:
             try:
                 prompt = engine.chat_prompt(req.messages)
@@ -319,12 +324,14 @@ class LLMService:
 
     def _submit(self, gen, emit=None) -> asyncio.Future:
         """Start ``gen`` in the worker thread; the model is released when it ends, whoever stopped waiting."""
+        lock = self._lock
+        assert lock is not None  # held by the caller (acquire_or_gone)
         try:
             self._check_ready()  # the service may have begun stopping while this request waited
             assert self._executor is not None
             fut = asyncio.get_running_loop().run_in_executor(self._executor, self._work, gen, emit)
         except BaseException:
-            self._lock.release()
+            lock.release()
             raise
         self._busy = True
         t0 = time.perf_counter()
@@ -332,7 +339,7 @@ class LLMService:
         def done(_: asyncio.Future) -> None:
             self._busy = False
             self._avg_request_s = 0.8 * self._avg_request_s + 0.2 * (time.perf_counter() - t0)
-            self._lock.release()
+            lock.release()
 
         fut.add_done_callback(done)
         return fut
@@ -436,7 +443,7 @@ class LLMService:
                     while queue.qsize():
                         items.append(queue.get_nowait())
                 else:
-                    items = (item,)
+                    items = [item]
                 out = []
                 for item in items:
                     if item.__class__ is str:

@@ -252,7 +252,7 @@ def parse_request(raw: bytes, endpoint: Endpoint, limits: RequestLimits = Reques
     options = body.get("stream_options") or {}
     if not isinstance(options, dict):
         raise _bad("Invalid 'stream_options': expected an object.", "stream_options", "invalid_type")
-    common = dict(
+    common: dict[str, Any] = dict(
         endpoint=endpoint, model=model, max_tokens=max_tokens,
         temperature=_number(body, "temperature", 1.0, 0.0, 2.0), top_p=_number(body, "top_p", 1.0, 0.0, 1.0),
         stop=stops, seed=_int(body, "seed"), stream=stream, include_usage=bool(options.get("include_usage")),

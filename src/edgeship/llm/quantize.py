@@ -221,9 +221,9 @@ def render_table(result: QuantizeResult):
 def run_cli(args) -> int:
     """``edgeship llm quantize IN OUT --type T``."""
     from ..util import console as make_console
+    from ..util import emit_json
     from .engine import llama_cpp_module
     from .gguf_types import parse_file_type
-    from ..util import emit_json
     from .report import _clean
 
     llama_cpp_module()  # first: without the llm extra, say which one to install

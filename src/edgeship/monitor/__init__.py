@@ -7,7 +7,7 @@ status in Android's levels and the thermal governor.
 Standard library only (psutil for the gauges): safe on a Raspberry Pi without torch.
 """
 
-from .energy import EnergyMeter, EnergyReading, power_gauges, power_sensors, energy_counters
+from .energy import EnergyMeter, EnergyReading, energy_counters, power_gauges, power_sensors
 from .governor import Action, Governor, GovernorConfig, GovernorState, Step
 from .sensors import (
     PiThrottle,

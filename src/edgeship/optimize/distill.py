@@ -234,8 +234,9 @@ def train(model: Any, data: ArrayDataset, config: DistillConfig = DistillConfig(
 
 
 def _progress(console: Any = None) -> Any:
-    from ..util import console as make_console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from ..util import console as make_console
 
     return Progress(
         TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),

@@ -53,9 +53,8 @@ def run_recipe(recipe: Recipe, out: Union[str, os.PathLike], *, resume: bool = F
                console: Any = None) -> PipelineResult:
     """Run every stage ``recipe`` names, writing models, bundles and the report under ``out``."""
     torch = require("torch", "optimize", "the optimize pipeline")
-    from ..util import console as make_console
-
     from ..bench.env import environment
+    from ..util import console as make_console
     from .export import export_module
     from .zoo import load_model, save_checkpoint
 
@@ -184,9 +183,9 @@ def prune_stage(student: Any, recipe: Recipe, train_set: ArrayDataset, test_set:
 
 def fashion_mnist_recipe(quick: bool = False) -> Recipe:
     """The demo recipe (``recipes/fashion-mnist.yaml`` holds the same, with ``quick=False``)."""
+    from .export import ExportSpec
     from .prune import PruneConfig
     from .quantize import QuantizeConfig
-    from .export import ExportSpec
 
     n, e = (6000, 1) if quick else (20000, 3)
     return Recipe(

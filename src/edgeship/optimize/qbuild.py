@@ -242,7 +242,6 @@ def _run_quantizer(plan: Plan, pre: Path, out: Path, fmt: TargetFormat, config: 
 def build_fp16(pre: Path, out: Path) -> None:
     """FP16 weights and activations, float32 inputs and outputs."""
     import onnx
-
     from onnxruntime.transformers.float16 import convert_float_to_float16
 
     model = convert_float_to_float16(onnx.load(str(pre)), keep_io_types=True)

@@ -22,7 +22,6 @@ import numpy as np
 from ..util import Registry
 from .qconfig import Layout
 
-
 # Operators ORT's CPU provider runs in INT8 (directly or through QDQ fusion); Relu/Clip fold into ranges.
 INT8_OPS = ["Conv", "Gemm", "MatMul", "Add", "Mul", "Sigmoid", "GlobalAveragePool", "AveragePool", "MaxPool",
             "Concat", "Relu", "Clip", "LeakyRelu", "Reshape", "Flatten", "Transpose", "Squeeze", "Unsqueeze",

@@ -34,14 +34,14 @@ from .config import ServeConfig, Spinning, runtime_config, runtime_given, therma
 from .dashboard import create_dashboard_router
 from .errors import install_handlers
 from .guard import Guard, load_api_keys
-from .live import LiveStats
 from .health import READY, HealthChecker, check_model
 from .kserve import create_kserve_router
-from .triton import create_triton_router
+from .live import LiveStats
 from .metrics import RequestCounter, ServeMetrics
 from .openapi import document_predict
 from .pool import HotThreadPool
 from .state import ServedModel, ServerState
+from .triton import create_triton_router
 from .vision import create_vision_router
 
 log = logging.getLogger("edgeship.serve")

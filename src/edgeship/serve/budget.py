@@ -27,8 +27,8 @@ from typing import Any, Iterator, Union
 import numpy as np
 
 from ..errors import MemoryBudgetError
-from ..util import trim_heap
 from ..monitor.memory import MB, MemoryPart, MemoryPlan, Source, When, physical_memory_bytes, usage
+from ..util import trim_heap
 
 log = logging.getLogger("edgeship.serve")
 

@@ -197,7 +197,8 @@ def encode_response(name: str, model, req: dict, outputs: list[np.ndarray]) -> t
     """Body, headers and media type of an inference response (JSON, or JSON + binary tensors)."""
     names = [o.name for o in model.outputs]
     by_name = dict(zip(names, outputs))
-    params = req.get("parameters") if isinstance(req.get("parameters"), dict) else {}
+    raw = req.get("parameters")
+    params = raw if isinstance(raw, dict) else {}
     binary_default = bool(params.get("binary_data_output", False))
     wanted = req.get("outputs")
     if wanted is None:
@@ -212,7 +213,8 @@ def encode_response(name: str, model, req: dict, outputs: list[np.ndarray]) -> t
         if not isinstance(spec, dict) or spec.get("name") not in by_name:
             got = spec.get("name") if isinstance(spec, dict) else spec
             raise ApiError(400, f"outputs[{i}]: unknown output {got!r} (model outputs: {', '.join(names)})")
-        p = spec.get("parameters") if isinstance(spec.get("parameters"), dict) else {}
+        raw = spec.get("parameters")
+        p = raw if isinstance(raw, dict) else {}
         arr = np.asarray(by_name[spec["name"]])
         binary = bool(p.get("binary_data", binary_default))
         k = p.get("classification")

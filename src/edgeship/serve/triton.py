@@ -27,8 +27,8 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from .errors import ApiError
-from .stats import ModelStats, VersionStats
 from .kserve import _PLATFORMS, _v2_datatype
+from .stats import ModelStats, VersionStats
 from .upload import read_body
 
 _FORMATS = {"NCHW": "FORMAT_NCHW", "NHWC": "FORMAT_NHWC"}

@@ -116,7 +116,7 @@ def _input_shapes(session: Any, manifest: Any) -> dict[str, list[int]]:
 
 def _feeds(session: Any, shapes: dict[str, list[int]]) -> dict[str, np.ndarray]:
     rng = np.random.default_rng(0)
-    feeds = {}
+    feeds: dict[str, np.ndarray] = {}
     for arg in session.get_inputs():
         dtype = _DTYPES.get(arg.type, np.float32)
         shape = shapes[arg.name]
@@ -179,8 +179,8 @@ def fit(bundle_path: Union[str, os.PathLike], target: str, host_runs: int = 10, 
     target_preset = preset(target)  # InputError listing valid targets for an unknown one
     host = preset(HOST)
     from ..bundle import open_bundle
-    from .probe import probe_host
     from ..runtime.model import Model
+    from .probe import probe_host
 
     bundle = open_bundle(bundle_path)
     import onnxruntime  # noqa: F401 - imported before the baseline so its own RSS is not counted

@@ -55,7 +55,7 @@ class Backend(abc.ABC):
         self.model_path = model_path
         self.config = config
 
-    @classmethod
+    @classmethod  # noqa: B027  an optional hook: an engine without a heavy import keeps this no-op
     def import_engine(cls) -> None:
         """Import the engine's own (heavy) package now, e.g. before measuring what a model adds."""
 
