@@ -145,7 +145,7 @@ IMPORT_STEPS = (
     ("onnxruntime", "import onnxruntime"),
     ("fastapi, uvicorn (the article's server has these too)", "import fastapi, uvicorn, multipart"),
     ("prometheus-client", "import prometheus_client"),
-    ("edgeship's CLI and server modules", "import edgeship.cli; edgeship.cli.build_parser(); import edgeship.serve.app"),
+    ("edgeship's CLI and server modules", "import edgeship.cli; edgeship.cli.build_parser(\"serve\"); import edgeship.serve.app"),
     ("what uvicorn.run imports", "from edgeship.serve.plan import import_server_stack; import_server_stack()"),
 )
 

@@ -160,3 +160,24 @@ def test_every_flag_with_a_default_shows_it(capsys):
                   "--max-upload-mb MAX_UPLOAD_MB largest accepted request body, in MB (default: 10)",
                   "--spinning {auto,off,run,on}", "(default: auto)", "--port PORT TCP port to listen on (default: 8000)"):
         assert shown in out
+
+
+def test_a_named_verb_builds_only_its_own_parser_and_every_verb_has_an_owner():
+    import subprocess
+    import sys
+
+    from edgeship.cli import VERB_MODULES, _owner, build_parser
+
+    full = build_parser()
+    verbs = next(a for a in full._actions if a.dest == "verb").choices
+    for verb in verbs:  # every verb maps to the module that registers it
+        only = build_parser(verb)
+        assert set(next(a for a in only._actions if a.dest == "verb").choices) >= {verb}, verb
+    assert _owner("nosuch") is None and _owner(None) is None and _owner("serve") in VERB_MODULES
+    # `edgeship serve --help` imports no other verb's module (the start of every server pays for them)
+    code = ("import sys, edgeship.cli as c\n"
+            "try:\n    c.main(['serve', '--help'])\nexcept SystemExit:\n    pass\n"
+            "print(sorted(m for m in sys.modules if m.startswith('edgeship.commands.')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    loaded = out.strip().splitlines()[-1]
+    assert "edgeship.commands.serve" in loaded and "edgeship.commands.quantize" not in loaded, loaded

@@ -36,7 +36,7 @@ def predict_server_memory(bundles: list[str], config_fields: dict[str, Any], tim
     fresh interpreter that does not listen (what ``edgeship fit`` reports as a prediction)."""
     code = ("import json, sys\n"
             "import edgeship.cli  # what `edgeship serve` has imported when it starts\n"
-            "edgeship.cli.build_parser()\n"
+            "edgeship.cli.build_parser(\"serve\")\n"
             "from edgeship.serve.plan import _plan_main\n"
             "print(json.dumps(_plan_main(json.loads(sys.argv[1]))))\n")
     done = subprocess.run([sys.executable, "-c", code, json.dumps({"bundles": bundles, "config": config_fields})],
