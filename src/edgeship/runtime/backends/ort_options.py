@@ -76,23 +76,6 @@ def _register_shared_arena() -> None:
         import onnxruntime as ort
 
         info = ort.OrtMemoryInfo("Cpu", ort.OrtAllocatorType.ORT_ARENA_ALLOCATOR, 0, ort.OrtMemType.DEFAULT)
-        ort.create_and_register_allocator(info, _arena_config(ort))
+        ort.create_and_register_allocator(info, None)
         _arena_registered = True
 
-
-def _arena_config(ort):
-    """The shared arena's growth: by what each allocation asks ("requested", the default here) or by
-    doubling chunks (ONNX Runtime's own default, "power-of-two": a batch that needs a little more
-    than the last chunk reserves twice it). ``EDGESHIP_ORT_ARENA`` picks one; docs/footprint.md has
-    what each cost."""
-    import os
-
-    choice = os.environ.get("EDGESHIP_ORT_ARENA", "requested")
-    if choice == "power-of-two":
-        return None
-    if choice != "requested":
-        from ...errors import InputError
-
-        raise InputError(f"EDGESHIP_ORT_ARENA: expected 'requested' or 'power-of-two', got {choice!r}")
-    # max_mem 0: no cap; arena_extend_strategy 1: kSameAsRequested; -1: ONNX Runtime's defaults.
-    return ort.OrtArenaCfg(0, 1, -1, -1)
