@@ -129,8 +129,8 @@ def servers_for(name: str, bundle: Path, jpeg: bytes, variants: list[tuple[str, 
     edgeship = [sys.executable, "-m", "edgeship.cli", "serve", str(bundle), "--log-level", "warning"]
     out = []
     for label, flags in variants:
-        env = dict(f.split("=", 1) for f in flags if "=" in f and not f.startswith("-"))  # NAME=VALUE: environment
-        out.append(Server(label, [*edgeship, *(f for f in flags if f.split("=", 1)[0] not in env)], predict, jpeg, env))
+        cli_flags, env = split_env(flags)
+        out.append(Server(label, [*edgeship, *cli_flags], predict, jpeg, env))
     for spec in compare_src or []:
         label, _, path = spec.rpartition("=")
         out.append(Server(f"edgeship@{label or 'compare'}", edgeship, predict, jpeg, env={"PYTHONPATH": path}))
@@ -169,13 +169,20 @@ def import_breakdown() -> list[dict]:
     return rows
 
 
+def split_env(flags: list[str]) -> tuple[list[str], dict[str, str]]:
+    """A variant's words: command-line flags, and NAME=VALUE words that set its environment."""
+    env = dict(f.split("=", 1) for f in flags if "=" in f and not f.startswith("-"))
+    return [f for f in flags if f.split("=", 1)[0] not in env], env
+
+
 def fit_prediction(bundle: Path, flags: list[str]) -> dict | None:
     """``edgeship fit BUNDLE --target host`` for the server's settings, in a fresh process (its JSON)."""
+    cli_flags, env = split_env(flags)
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "fit.json"
         cmd = [sys.executable, "-m", "edgeship.cli", "fit", str(bundle), "--target", "host", "--runs", "3",
-               "--json", str(out), *flags]
-        done = subprocess.run(cmd, capture_output=True, text=True)
+               "--json", str(out), *cli_flags]
+        done = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, **env})
         if done.returncode != 0 or not out.is_file():
             print(f"  fit failed ({done.returncode}): {done.stderr.strip()[-500:]}", flush=True)
             return None
