@@ -41,18 +41,10 @@ sys.path.insert(0, str(HERE))  # serve_load's picture, bundles and clients, shar
 
 from serve_load import _cpu_name, build_bundle, free_port, load, request_bytes, summarize, test_jpeg  # noqa: E402
 
+from edgeship.monitor import memory  # noqa: E402
+
 MB = 1 << 20
 GOALS = {"rss_ratio": 1.15, "start_extra_s": 0.2, "fit_error": 0.10}
-
-
-def _status_kb(pid: int, field: str) -> int | None:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith(field + ":"):
-                return int(line.split()[1]) * 1024
-    except OSError:
-        return None
-    return None
 
 
 class Server:
@@ -93,17 +85,14 @@ class Server:
         return self.proc.pid
 
     def rss(self) -> int | None:
-        return _status_kb(self.pid, "VmRSS")
+        now = memory.usage(pid=self.pid)
+        return now.rss_bytes if now else None
 
     def peak(self) -> int | None:
-        return _status_kb(self.pid, "VmHWM")
+        return memory.peak_rss_bytes(pid=self.pid)
 
     def reset_peak(self) -> bool:
-        try:
-            Path(f"/proc/{self.pid}/clear_refs").write_text("5")
-            return True
-        except OSError:
-            return False
+        return memory.reset_peak(pid=self.pid)
 
     def get_json(self, path: str) -> dict | None:
         try:

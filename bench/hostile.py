@@ -44,6 +44,8 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from serve_load import build_bundle, free_port, test_jpeg  # noqa: E402
 
+from edgeship.monitor import memory  # noqa: E402
+
 GOAL_RSS_MB = 100.0
 GOAL_S = 1.0
 
@@ -75,14 +77,14 @@ class Server:
             time.sleep(0.2)
 
     def rss(self) -> int:
-        return _status_kb(self.proc.pid, "VmRSS") * 1024
+        now = memory.usage(pid=self.proc.pid)
+        return now.rss_bytes if now else 0
 
     def reset_peak(self) -> None:
-        with open(f"/proc/{self.proc.pid}/clear_refs", "w") as f:
-            f.write("5")  # resets VmHWM to the current RSS (Linux 4.0+)
+        memory.reset_peak(pid=self.proc.pid)  # VmHWM back to the current RSS (Linux 4.0+)
 
     def peak(self) -> int:
-        return _status_kb(self.proc.pid, "VmHWM") * 1024
+        return memory.peak_rss_bytes(pid=self.proc.pid) or 0
 
     def tracebacks(self) -> int:
         return self.log_path.read_bytes().count(b"Traceback")
@@ -95,13 +97,6 @@ class Server:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
         self.log.close()
-
-
-def _status_kb(pid: int, field: str) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1])
-    return 0
 
 
 def _http(port: int, raw: bytes, timeout: float) -> tuple[int, bytes]:

@@ -21,6 +21,7 @@ import pytest
 httpx = pytest.importorskip("httpx")
 pytest.importorskip("fastapi")
 
+from edgeship.monitor import memory  # noqa: E402
 from edgeship.monitor.memory import MB  # noqa: E402
 from tests.serve.support import ServerProcess  # noqa: E402
 
@@ -29,16 +30,6 @@ pytestmark = pytest.mark.slow
 LIMIT = 256 * MB
 CLIENTS = 16
 PER_CLIENT = 6
-
-
-def _status_bytes(pid: int, field: str) -> int | None:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith(field + ":"):
-                return int(line.split()[1]) * 1024
-    except OSError:
-        return None
-    return None
 
 
 class HardLimit:
@@ -98,9 +89,10 @@ class Watchdog(threading.Thread):
 
     def run(self) -> None:
         while not self.done.is_set():
-            rss = _status_bytes(self.pid, "VmRSS")
-            if rss is None:
+            now = memory.usage(pid=self.pid)
+            if now is None:
                 return
+            rss = now.rss_bytes
             self.largest = max(self.largest, rss)
             if rss > self.limit:
                 self.killed_at = rss
@@ -155,7 +147,7 @@ def test_lite0_serves_a_burst_of_16_clients_under_256_mb(lite0_bundle):
         budget = httpx.get(srv.url + "/v1/budget", timeout=10).json()
         assert budget["fits"] and budget["peak_bytes"] <= LIMIT, budget  # its own plan says it fits
         codes = asyncio.run(_burst(srv.url, _photo_jpeg(), name))
-        peak = _status_bytes(srv.proc.pid, "VmHWM")
+        peak = memory.peak_rss_bytes(pid=srv.proc.pid)
         alive = srv.proc.poll() is None
         after = httpx.get(srv.url + "/v1/budget", timeout=10).json() if alive else None
     finally:

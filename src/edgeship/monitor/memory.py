@@ -138,15 +138,15 @@ def rss_bytes(proc: PathLike = "/proc") -> Union[int, None]:
     return value
 
 
-def peak_rss_bytes(proc: PathLike = "/proc") -> Union[int, None]:
-    """Peak resident set size (VmHWM) since the process started or since ``reset_peak()``."""
-    return _status(proc).get("VmHWM")
+def peak_rss_bytes(proc: PathLike = "/proc", pid: Union[int, str] = "self") -> Union[int, None]:
+    """Peak resident set size (VmHWM) of this process or ``pid`` since it started or since ``reset_peak()``."""
+    return _status(proc, pid).get("VmHWM")
 
 
-def reset_peak(proc: PathLike = "/proc") -> bool:
+def reset_peak(proc: PathLike = "/proc", pid: Union[int, str] = "self") -> bool:
     """Reset VmHWM to the current RSS (Linux >= 4.0: write 5 to clear_refs); False where unsupported."""
     try:
-        with open(Path(proc) / "self" / "clear_refs", "w") as f:
+        with open(Path(proc) / str(pid) / "clear_refs", "w") as f:
             f.write("5")
         return True
     except OSError:
