@@ -56,6 +56,29 @@ def test_without_spinning_auto_there_is_no_twin(classifier_bundle):
     assert not any("twin" in n for n in names) and not any("batch of" in n for n in names)
 
 
+def test_a_model_whose_row_is_large_runs_fewer_rows_per_batch(tmp_path):
+    from tests.support import build_tiny_classifier, make_tiny_bundle
+
+    # 8 channels of 512x512 float32 out of the first conv: 8 MiB of activations a row
+    bundle = make_tiny_bundle(tmp_path / "big", build_tiny_classifier(tmp_path / "big.onnx", size=512), size=512)
+    capped = create_app([bundle], ServeConfig(max_batch=4, max_batch_bytes=12 * MB, spinning="off"))
+    state = capped.state.edgeship
+    row = next(p.bytes for p in state.memory_plan.parts if p.name == "tiny: first run")
+    rows = state.models["tiny"].worker.capacity
+    assert row > 4 * MB, row  # measured: the conv's output alone is 8 MiB
+    assert rows == max(1, min(4, 12 * MB // row)) < 4
+    assert state.models["tiny"].worker.in_flight == rows + ServeConfig().prep_threads
+    batch = [p.name for p in state.memory_plan.parts if "batch of" in p.name]
+    assert batch == ([f"tiny: batch of {rows}"] if rows > 1 else [])
+
+    async def config(client):
+        return (await client.get("/v2/models/tiny/config")).json()
+
+    assert run(capped, config)["max_batch_size"] == rows  # what Triton clients are told
+    uncapped = create_app([bundle], ServeConfig(max_batch=4, max_batch_bytes=0, spinning="off"))
+    assert uncapped.state.edgeship.models["tiny"].worker.capacity == 4
+
+
 def test_a_plan_over_budget_is_refused_in_process_naming_the_parts(classifier_bundle):
     with pytest.raises(MemoryBudgetError) as err:
         create_app([classifier_bundle], ServeConfig(memory_budget=64 * MB))

@@ -187,6 +187,13 @@ class ModelWorker:
             with _lowest_priority_for_new_threads():  # ONNX Runtime starts the twin's threads here
                 self._twin = model.derive(**TWIN_CHANGES)
 
+    def limit_rows(self, rows: int) -> int:
+        """At most ``rows`` rows per run (a dynamic batch axis, before the first batch); returns the rows."""
+        if self.fixed_batch is None and self._batch_buf is None:
+            self.capacity = max(1, min(self.capacity, rows))
+            self.in_flight = self.capacity + self.config.prep_threads
+        return self.capacity
+
     def models(self) -> list:
         """The sessions this worker runs on: the model, and its spinning twin when there is one."""
         return [self.model] if self._twin is None else [self.model, self._twin]

@@ -200,6 +200,7 @@ class ServerState:
         try:
             worker = ModelWorker(model, self.config, old.metrics, self.prep_pool, name=name,
                                  activity=old.worker.activity)
+            worker.limit_rows(old.worker.capacity)  # the rows per run the name started with (--max-batch-mb)
         except Exception as exc:  # the twin session could not be made (memory, a bad file)
             raise SwapError(f"{what}: {exc}; version {old.model.version} keeps serving") from exc
         try:
