@@ -134,7 +134,7 @@ def _warm_up(planner: Planner, name: str, worker: ModelWorker) -> None:
     asked, cap = worker.capacity, worker.config.max_batch_bytes
     if cap and step.bytes and worker.limit_rows(cap // step.bytes) < asked:
         log.info("%s: %d rows per run, not %d: one row's activations measured %.1f MB (--max-batch-mb %g)",
-                 name, worker.capacity, asked, (step.bytes or 0) / 2**20, worker.config.max_batch_bytes / 2**20)
+                 name, worker.capacity, asked, step.bytes / 2**20, cap / 2**20)
     planner.add_load_peaks(name, worker.model, worker.capacity, worker.in_flight, step.bytes or 0)
 
 

@@ -63,10 +63,11 @@ class ServeConfig:
       Small, same run: 95.5 against 98.9; 95.0 before this change) at a peak RSS 17 MB lower; 2 costs
       a fifth of the req/s and saves 10 MB more (bench/footprint.py, docs/footprint.md).
     max_batch_bytes: the activations one run may hold. A model whose one row's activations,
-      measured at its first run, are large runs fewer rows than ``max_batch``: at the default 30
-      MiB EfficientNet-Lite0 (8.8 MB a row) runs 3, MobileNetV3-Small (1.8 MB) 4. A large row
-      gains least from batching: at 16 clients Lite0 served 0.97x the req/s with 3 rows as with
-      4, at a peak RSS 14 MB lower (2 rows: 0.91x, 21 MB lower; docs/benchmarks/footprint.md).
+      measured at its first run, are large runs fewer rows than ``max_batch``: at the default 24
+      MiB EfficientNet-Lite0 (8.8 MB a row) runs 2, MobileNetV3-Small (1.8 MB) 4. A large row
+      gains least from batching: at 16 clients Lite0 served 0.89-0.95x the req/s with 2 rows as
+      with 4, at a peak RSS 21-26 MB lower (3 rows: 0.94-1.04x, 14-19 MB lower, which left the
+      peak above 1.15x the article's server in two runs of three; docs/benchmarks/footprint.md).
       0: no cap. A version swapped in later keeps the rows its model started with.
     threads: ONNX Runtime intra-op threads (None: one per core).
     spinning: whether ONNX Runtime's intra-op threads busy-wait for work instead of sleeping.
@@ -116,7 +117,7 @@ class ServeConfig:
         "requests in flight per model; one more gets 503 with Retry-After", type=positive_int))
     max_batch: int = field(default=4, metadata=cli("rows per model run, for dynamic-batch models (each row costs "
                                                    "its activations in memory)", type=positive_int))
-    max_batch_bytes: int = field(default=30 * _MB, metadata=cli(
+    max_batch_bytes: int = field(default=24 * _MB, metadata=cli(
         "most activations one model run may hold, in MB: a model whose one row's activations (measured at its "
         "first run) are larger runs fewer rows than --max-batch (0: no cap)", flag="--max-batch-mb",
         type=non_negative_float, unit=_MB))
