@@ -189,8 +189,8 @@ class ModelWorker:
 
     def limit_rows(self, rows: int) -> int:
         """At most ``rows`` rows per run (a dynamic batch axis, before the first batch); returns the rows.
-        The rows in flight stay as ``max_batch`` set them: an input row is small beside its activations
-        (docs/footprint.md: bounding them tighter at max_batch 2 measured 9% fewer req/s)."""
+        The rows in flight stay as ``max_batch`` set them: an input row is small beside its activations,
+        and the bound costs throughput when small (docs/footprint.md: at max_batch 2, 9% against none)."""
         if self.fixed_batch is None and self._batch_buf is None:
             self.capacity = max(1, min(self.capacity, rows))
         return self.capacity

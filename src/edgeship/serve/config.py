@@ -65,8 +65,8 @@ class ServeConfig:
     max_batch_bytes: the activations one run may hold. A model whose one row's activations,
       measured at its first run, are large runs fewer rows than ``max_batch``: at the default 24
       MiB EfficientNet-Lite0 (8.8 MB a row) runs 2, MobileNetV3-Small (1.8 MB) 4. A large row
-      gains least from batching: at 16 clients Lite0 served 0.89-0.95x the req/s with 2 rows as
-      with 4, at a peak RSS 21-26 MB lower (3 rows: 0.94-1.04x, 14-19 MB lower, which left the
+      gains least from batching: at 16 clients Lite0 served 0.89-0.98x the req/s with 2 rows as
+      with 4, at a peak RSS 18-26 MB lower (3 rows: 0.96-1.04x, 7-27 MB lower, which left the
       peak above 1.15x the article's server in two runs of three; docs/benchmarks/footprint.md).
       0: no cap. A version swapped in later keeps the rows its model started with.
     threads: ONNX Runtime intra-op threads (None: one per core).
