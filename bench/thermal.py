@@ -1,6 +1,6 @@
 """The thermal governor in a closed loop on a simulated bare Raspberry Pi 5: governor off vs on.
 
-    python bench/thermal.py [--duration 150] [--time-scale 5] [--streams 4] [--low-streams 1] [--demand 1.1]
+    python bench/thermal.py [--duration 150] [--time-scale 5] [--streams 4] [--low-streams 1] [--demand 2]
                             [--work /tmp/edgeship-thermal] [--out bench/results/thermal.json]
 
 A real `edgeship serve` process serves ResNet-18 (torchvision architecture, random weights: timing
@@ -19,9 +19,12 @@ photo per frame at a fixed frame rate and, when the server falls behind, sends i
 soon as the answer comes (frames in between are dropped, as DeepStream or a GStreamer pipeline
 drops them); ``--low-streams`` of them send ``Priority: u=7`` and honour Retry-After. The frame
 rate is set from a calibration: the FP32 model's throughput at saturation on this host at full
-clock, measured first for ``--calibrate`` seconds; ``--demand 1.1`` asks for 1.1 times that in
-total. The CPU the server uses during that calibration counts as the simulated Pi's four cores
-busy, so the Pi's utilisation is the share of its capacity the load takes.
+clock, measured first for ``--calibrate`` seconds; ``--demand 2`` (the default) asks for twice
+that in total: more than either board serves, for the whole run, as under the sustained load that
+heats a device (at 1.1x the throttled board still served 96% of the frames asked, so "requests
+served" compared the demand, not the boards). The CPU the server uses during that calibration
+counts as the simulated Pi's four cores busy, so the Pi's utilisation is the share of its capacity
+the load takes.
 
 Two runs from an idle board (50 C) under the same demand: governor off, governor on. Printed side
 by side: requests served, p50/p99 of the served ones, 503s, time above the firmware's limit (80 C)
@@ -46,9 +49,9 @@ def main() -> None:
     ap.add_argument("--time-scale", type=float, default=5.0, help="simulated seconds per wall second (default 5)")
     ap.add_argument("--streams", type=int, default=4, help="camera streams (default 4)")
     ap.add_argument("--low-streams", type=int, default=1, help="streams sending Priority: u=7 (default 1)")
-    ap.add_argument("--demand", type=float, default=1.1,
+    ap.add_argument("--demand", type=float, default=2.0,
                     help="frames asked per second, all streams together, as a multiple of what FP32 serves at "
-                         "full clock (default 1.1)")
+                         "full clock (default 2: more than either board serves)")
     ap.add_argument("--low-priority-rps", type=float, default=1.0)
     ap.add_argument("--threads", type=int, default=2, help="intra-op threads of the served model (default 2)")
     ap.add_argument("--calibrate", type=float, default=10.0, help="seconds of the calibration load (default 10)")
