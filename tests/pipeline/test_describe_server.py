@@ -4,7 +4,6 @@ a real photo, streamed over HTTP."""
 from __future__ import annotations
 
 import json
-import time
 
 import pytest
 
@@ -25,13 +24,7 @@ CAT_LABELS = {"Egyptian cat", "tiger cat", "tabby", "lynx", "Persian cat", "Siam
 def server(lite0_bundle, smollm2):
     srv = ServerProcess([lite0_bundle], "--llm", str(smollm2), "--threads", "1", "--llm-ctx", "1024",
                         "--llm-queue-size", "1", "--llm-max-tokens", str(LIMIT), "--describe-max-tokens", "48")
-    srv.wait_live(timeout=120)
-    deadline = time.monotonic() + 120
-    while (r := httpx.get(srv.url + "/health/ready", timeout=10)).status_code != 200:  # the LLM loads, the head warms
-        if time.monotonic() > deadline:
-            srv.stop()
-            pytest.fail(f"server not ready: {r.text}\n{srv.output()[-2000:]}")
-        time.sleep(0.2)
+    srv.wait_ready(timeout=120)  # the LLM loads, the head warms
     yield srv
     srv.stop()
 

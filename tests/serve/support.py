@@ -144,6 +144,19 @@ class ServerProcess:
         self.stop()
         raise RuntimeError(f"server did not start in {timeout} s:\n{self.output()}")
 
+    def wait_ready(self, timeout: float = 120.0) -> "ServerProcess":
+        """Live, then ready (GET /health/ready answers 200: models checked, an LLM loaded)."""
+        import httpx
+
+        self.wait_live(timeout=timeout)
+        deadline = time.monotonic() + timeout
+        while (r := httpx.get(self.url + "/health/ready", timeout=10)).status_code != 200:
+            if time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(f"server not ready: {r.text}\n{self.output()[-2000:]}")
+            time.sleep(0.2)
+        return self
+
     def output(self) -> str:
         self.log.seek(0)
         return self.log.read().decode(errors="replace")

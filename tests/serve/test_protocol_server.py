@@ -40,13 +40,7 @@ def tiny(tmp_path_factory):
 def server(tiny, gguf):
     srv = ServerProcess([tiny], "--llm", str(gguf), "--llm-ctx", str(CTX), "--threads", "1",
                         "--max-batch", "4", "--log-level", "info")
-    srv.wait_live(timeout=120)
-    deadline = time.monotonic() + 120
-    while (r := httpx.get(srv.url + "/health/ready", timeout=10)).status_code != 200:
-        if time.monotonic() > deadline:
-            srv.stop()
-            pytest.fail(f"server not ready: {r.text}\n{srv.output()[-2000:]}")
-        time.sleep(0.2)
+    srv.wait_ready(timeout=120)  # the LLM loads, the head warms
     yield srv
     srv.stop()
 
