@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import sys
 import threading
 import time
 
@@ -68,3 +70,18 @@ def test_shutdown_can_cancel_queued_work():
     pool.shutdown(wait=False, cancel_futures=True)
     gate.set()
     assert running.result(5) is True and queued.cancelled()
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="per-thread priority is Linux's")
+def test_renice_lowers_the_pools_threads_and_only_them():
+    pool = HotThreadPool(2, "t")
+    try:
+        tids = pool.renice(10)
+        assert sorted(tids) == sorted(w.thread.native_id for w in pool._workers)
+        mine = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+        assert {os.getpriority(os.PRIO_PROCESS, t) for t in tids} == {max(mine, 10)}
+        # the threads' own view: what they run at, as the tasks see it
+        assert pool.submit(lambda: os.getpriority(os.PRIO_PROCESS, threading.get_native_id())).result(5) == max(mine, 10)
+        assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == mine  # the caller is untouched
+    finally:
+        pool.shutdown()

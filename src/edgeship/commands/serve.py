@@ -240,6 +240,8 @@ def run(args) -> int:
     if state.models:
         say(f"describe -> POST /v1/pipelines/describe{'' if len(state.models) == 1 else '?model=NAME'} "
             f"({'with ' + llm.name if llm is not None else 'no LLM: vision answers only'})")
+    if state.decoding is not None:
+        say(f"decode: {state.decoding}")
     say(start_line(state.memory_plan, state.memory_budget, state.memory_at_start) + " -> GET /v1/budget")
     _log_to_stderr(args.log_level)
     governor = app.state.governor

@@ -28,6 +28,14 @@ class Spinning(str, enum.Enum):
     ON = "on"
 
 
+class DecodePriority(str, enum.Enum):
+    """The decode threads' CPU priority against the model's threads (see ServeConfig)."""
+
+    AUTO = "auto"
+    NORMAL = "normal"
+    LOW = "low"
+
+
 class LLMSharing(str, enum.Enum):
     """How the LLM shares the cores with the vision models (serve/sharing.py)."""
 
@@ -81,6 +89,13 @@ class ServeConfig:
       session state, about 1 MB for EfficientNet-Lite0. "off": one session, threads never spin.
       "run": one session, threads spin while a run is in progress and sleep as soon as it returns. "on": one session, ONNX Runtime's default, they keep spinning after a run too.
       bench/serve_load.py and the README show what each costs.
+    decode_priority: the decode threads' CPU priority. "low": nice 10 (Linux), so that under load
+      they decode in the gaps ONNX Runtime's threads leave and do not preempt them in the middle of
+      a parallel section. "auto" (default): low when a served model's run costs at least
+      DECODE_YIELD_RATIO times a picture's decode in CPU time, both measured at start (EfficientNet-
+      Lite0 here: a row 17 ms, a 640x480 JPEG 3 ms: low; MobileNetV3-Small: a row 4 ms: normal).
+      Measured at 16 clients (docs/benchmarks/footprint.md): Lite0 served 1.04-1.08x the req/s with
+      decoding at nice 10, MobileNetV3-Small 0.95-0.98x, its decoding being half of its work.
     max_pixels: decompression-bomb guard, checked from the header before any pixel is decoded.
     max_decode_bytes: what decoding and converting one picture may allocate (runtime/preprocess.py
       ``decode_cost``, checked from the header): 80 MiB takes any 4K picture but WebP, a 16 MP
@@ -131,6 +146,10 @@ class ServeConfig:
         "before runs on a second session of the model whose threads spin, at the lowest priority; batches "
         "and sparse requests on one that sleeps; the two share the weights), off (never), run "
         "(only while a run is in progress) or on (ONNX Runtime's default)"))
+    decode_priority: DecodePriority = field(default=DecodePriority.AUTO, metadata=cli(
+        "CPU priority of the image decode threads: auto (low when a model's run costs at least 3 pictures' "
+        "decoding in CPU time, measured at start), normal, or low (nice 10: under load they decode in the gaps "
+        "the model's threads leave)"))
     backend: Union[str, None] = field(default=None, metadata=cli(
         "engine for every bundle: onnxruntime, openvino, litert or tensorrt (default: each bundle's recorded "
         "choice for this host from `edgeship tune`, else what its model file calls for)"))
@@ -206,6 +225,11 @@ class ServeConfig:
         except ValueError:
             choices = ", ".join(m.value for m in Spinning)
             raise InputError(f"spinning: expected one of {choices}, got {self.spinning!r}") from None
+        try:
+            object.__setattr__(self, "decode_priority", DecodePriority(self.decode_priority))
+        except ValueError:
+            choices = ", ".join(m.value for m in DecodePriority)
+            raise InputError(f"decode_priority: expected one of {choices}, got {self.decode_priority!r}") from None
         try:
             object.__setattr__(self, "llm_sharing", LLMSharing(self.llm_sharing))
         except ValueError:

@@ -13,6 +13,8 @@ join in only when work queues up.
 from __future__ import annotations
 
 import collections
+import os
+import sys
 import threading
 from concurrent.futures import Executor, Future
 from typing import Any, Callable
@@ -84,6 +86,17 @@ class HotThreadPool(Executor):
                 if self._shutdown:
                     return
                 self._idle.append(me)
+
+    def renice(self, nice: int) -> list[int]:
+        """Set the pool's threads to CPU priority ``nice`` (Linux: a thread's id takes its own nice
+        value); returns the ids of the threads changed, none elsewhere. A process without privileges
+        can lower its threads' priority but not raise it back."""
+        if not sys.platform.startswith("linux"):
+            return []
+        tids = [w.thread.native_id for w in self._workers if w.thread.native_id is not None]
+        for tid in tids:
+            os.setpriority(os.PRIO_PROCESS, tid, nice)
+        return tids
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
         """Refuse new tasks; queued ones still run unless ``cancel_futures``."""
