@@ -155,36 +155,19 @@ def test_the_llm_kv_cache_is_planned_before_it_is_loaded_and_a_context_too_big_i
     assert "KV cache for 1048576 tokens" in str(err.value) and "lower --llm-ctx" in str(err.value)
 
 
-def test_decoding_yields_to_a_model_whose_run_costs_several_decodes():
-    from edgeship.serve.app import DECODE_YIELD_RATIO, LOW_DECODE_NICE, decode_nice
-    from edgeship.serve.config import DecodePriority
-
-    auto = DecodePriority.AUTO
-    nice, why = decode_nice(auto, {"lite0": 0.0170, "mnv3": 0.0040}, 0.0027)
-    assert nice == LOW_DECODE_NICE and "a row of lite0 took 17.0 ms of CPU, a 640x480 decode 2.7 ms (6.3x" in why
-    assert decode_nice(auto, {"mnv3": 0.0040}, 0.0027)[0] == 0  # decoding is a third of this model's work
-    assert decode_nice(auto, {"m": DECODE_YIELD_RATIO * 0.002}, 0.002)[0] == LOW_DECODE_NICE
-    assert decode_nice(auto, {}, 0.002) == (0, "no model's run was measured")
-    assert decode_nice(DecodePriority.LOW, {}, 0.0) == (LOW_DECODE_NICE, "--decode-priority low")
-    assert decode_nice(DecodePriority.NORMAL, {"lite0": 1.0}, 0.001) == (0, "--decode-priority normal")
-    with pytest.raises(InputError, match="decode_priority: expected one of auto, normal, low, got 'high'"):
-        ServeConfig(decode_priority="high")
-
-
-def test_the_server_sets_its_decode_threads_priority_from_what_it_measured(classifier_bundle):
+def test_decode_priority_low_lowers_the_decode_threads_only(classifier_bundle):
     import os
 
     def nices(app):
-        pool = app.state.edgeship.prep_pool
-        return {os.getpriority(os.PRIO_PROCESS, w.thread.native_id) for w in pool._workers}
+        return {os.getpriority(os.PRIO_PROCESS, w.thread.native_id) for w in app.state.edgeship.prep_pool._workers}
 
     base = os.getpriority(os.PRIO_PROCESS, 0)
-    auto = create_app([classifier_bundle], ServeConfig(spinning="off"))
-    decoding = auto.state.edgeship.decoding
-    # a 32x32 model's row costs far less CPU than decoding a 640x480 JPEG: decoding keeps its priority
-    assert decoding.startswith(f"{ServeConfig().prep_threads} threads at normal priority: a row of tiny took ")
-    assert "a 640x480 decode" in decoding and nices(auto) == {base}
+    normal = create_app([classifier_bundle], ServeConfig(spinning="off"))
+    assert normal.state.edgeship.decoding is None and nices(normal) == {base}
+    low = create_app([classifier_bundle], ServeConfig(spinning="off", decode_priority="low"))
     if sys.platform.startswith("linux"):
-        low = create_app([classifier_bundle], ServeConfig(spinning="off", decode_priority="low"))
-        assert low.state.edgeship.decoding.endswith("at nice 10: --decode-priority low")
+        assert low.state.edgeship.decoding == f"{ServeConfig().prep_threads} threads at nice 10 (--decode-priority low)"
         assert nices(low) == {max(base, 10)}
+    assert os.getpriority(os.PRIO_PROCESS, 0) == base  # the server's other threads keep theirs
+    with pytest.raises(InputError, match="decode_priority: expected one of normal, low, got 'auto'"):
+        ServeConfig(decode_priority="auto")

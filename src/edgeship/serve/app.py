@@ -125,17 +125,13 @@ def check_variants(config: ServeConfig, served: dict) -> None:
             raise InputError(f"--variant {name}={source}: not a usable bundle: {exc}") from exc
 
 
-# Decoding yields the cores to a model whose run costs at least this many pictures' decodes (CPU
-# time, measured at start; ServeConfig.decode_priority says what was measured).
-DECODE_YIELD_RATIO = 3.0
-LOW_DECODE_NICE = 10
+LOW_DECODE_NICE = 10  # --decode-priority low
 
 
-def _warm_up(planner: Planner, name: str, worker: ModelWorker) -> float | None:
+def _warm_up(planner: Planner, name: str, worker: ModelWorker) -> None:
     """Run the model once before the server listens (golden input, else zeros): the first request does
     not pay the arena's growth, and the plan gets it. The twin draws from the same arena. A model whose
-    row is large gets fewer rows per run (``--max-batch-mb``). Returns the CPU seconds (all threads) of
-    one row (the least of three more runs), or None when they failed."""
+    row is large gets fewer rows per run (``--max-batch-mb``)."""
     with planner.measure(f"{name}: first run", "activations of one row") as step:
         check_model(worker.model)
     asked, cap = worker.capacity, worker.config.max_batch_bytes
@@ -143,23 +139,12 @@ def _warm_up(planner: Planner, name: str, worker: ModelWorker) -> float | None:
         log.info("%s: %d rows per run, not %d: one row's activations measured %.1f MB (--max-batch-mb %g)",
                  name, worker.capacity, asked, step.bytes / 2**20, cap / 2**20)
     planner.add_load_peaks(name, worker.model, worker.capacity, worker.in_flight, step.bytes or 0)
-    x = worker.model.blank_input()
-    try:
-        best = float("inf")
-        for _ in range(3):  # the least of three: a run that a page fault or a wake-up slowed says less
-            t0 = time.process_time()
-            worker.model.run(x)
-            best = min(best, time.process_time() - t0)
-    except Exception:  # noqa: BLE001  readiness reports a model that fails (check_model); no figure then
-        return None
-    return best / max(1, x.shape[0] if x.ndim else 1)
 
 
-def _warm_decoders(pool: HotThreadPool, model: Model, threads: int) -> float:
+def _warm_decoders(pool: HotThreadPool, model: Model, threads: int) -> None:
     """Each decode thread decodes a 640x480 JPEG (a camera frame) before the server listens: what its
     allocator keeps after a few requests is in place, and in the plan, from the start (one decode each
-    measured 7.1 MB for Lite0's two threads, two decodes 7.3 MB, at half the start-up time). Returns the
-    CPU seconds of one more decode, on a warm thread."""
+    measured 7.1 MB for Lite0's two threads, two decodes 7.3 MB, at half the start-up time)."""
     import io
     import threading
 
@@ -177,30 +162,8 @@ def _warm_decoders(pool: HotThreadPool, model: Model, threads: int) -> float:
             pass
         model.prepare(frame)
 
-    def timed() -> float:
-        t0 = time.thread_time()
-        model.prepare(frame)
-        return time.thread_time() - t0
-
     for f in [pool.submit(work) for _ in range(threads)]:
         f.result()
-    return pool.submit(timed).result()
-
-
-def decode_nice(priority: DecodePriority, row_cpu: dict[str, float], decode_cpu: float) -> tuple[int, str]:
-    """The decode threads' nice value, and why: ``row_cpu`` is each picture model's CPU seconds a row,
-    ``decode_cpu`` a 640x480 JPEG's decode."""
-    if priority is DecodePriority.NORMAL:
-        return 0, "--decode-priority normal"
-    if priority is DecodePriority.LOW:
-        return LOW_DECODE_NICE, "--decode-priority low"
-    if not row_cpu or decode_cpu <= 0:
-        return 0, "no model's run was measured"
-    name = max(row_cpu, key=row_cpu.__getitem__)
-    ratio = row_cpu[name] / decode_cpu
-    why = (f"a row of {name} took {row_cpu[name] * 1e3:.1f} ms of CPU, a 640x480 decode {decode_cpu * 1e3:.1f} ms "
-           f"({ratio:.1f}x; decoding yields from {DECODE_YIELD_RATIO:g}x)")
-    return (LOW_DECODE_NICE if ratio >= DECODE_YIELD_RATIO else 0), why
 
 
 def create_app(models: Sequence[ModelSource], config: Union[ServeConfig, None] = None, llm: Any = None,
@@ -235,7 +198,6 @@ def create_app(models: Sequence[ModelSource], config: Union[ServeConfig, None] =
             prep_pool = HotThreadPool(config.prep_threads, "edgeship-decode")
         activity = VisionActivity()  # what the LLM yields to (serve/sharing.py)
         served = {}
-        row_cpu: dict[str, float] = {}
         for m in loaded:
             mm = metrics.for_model(m.name, m)
             twin = config.spinning is Spinning.AUTO
@@ -243,19 +205,17 @@ def create_app(models: Sequence[ModelSource], config: Union[ServeConfig, None] =
                     if twin else contextlib.nullcontext():
                 worker = ModelWorker(m, config, mm, prep_pool, activity=activity)
             served[m.name] = ServedModel(m, worker, mm)
-            cpu = _warm_up(planner, m.name, worker)
-            if cpu is not None and m.takes_images:
-                row_cpu[m.name] = cpu
+            _warm_up(planner, m.name, worker)
         pictures = [m for m in loaded if m.takes_images]
         if pictures:
             with planner.measure("decode threads: a 640x480 picture each", "their allocators' high-water mark"):
-                decode_cpu = _warm_decoders(prep_pool, pictures[0], config.prep_threads)
+                _warm_decoders(prep_pool, pictures[0], config.prep_threads)
             planner.add_decodes()
-            nice, why = decode_nice(config.decode_priority, row_cpu, decode_cpu)
-            if nice and not prep_pool.renice(nice):
-                nice, why = 0, f"{why}; this system has no per-thread priority"
-            decoding = f"{config.prep_threads} threads at {f'nice {nice}' if nice else 'normal priority'}: {why}"
-            log.info("decode: %s", decoding)
+        decoding = None
+        if config.decode_priority is DecodePriority.LOW:
+            decoding = (f"{config.prep_threads} threads at nice {LOW_DECODE_NICE} (--decode-priority low)"
+                        if prep_pool.renice(LOW_DECODE_NICE) else
+                        "--decode-priority low: this system sets no thread's priority; decoding keeps the process's")
         if llm is not None:
             planner.add_llm(llm)
         budget = Budget.resolve(config.memory_budget)
@@ -268,7 +228,7 @@ def create_app(models: Sequence[ModelSource], config: Union[ServeConfig, None] =
     health = HealthChecker(served, config, metrics, llm)
     state = ServerState(served, config, metrics, prep_pool, health, llm)
     state.memory_plan, state.memory_budget = planner.plan, budget
-    state.decoding = decoding if pictures else None
+    state.decoding = decoding
     state.memory_at_start = measured_now()
     metrics.registry.register(BudgetCollector(state))
     log.info("%s", start_line(state.memory_plan, budget, state.memory_at_start))

@@ -31,7 +31,6 @@ class Spinning(str, enum.Enum):
 class DecodePriority(str, enum.Enum):
     """The decode threads' CPU priority against the model's threads (see ServeConfig)."""
 
-    AUTO = "auto"
     NORMAL = "normal"
     LOW = "low"
 
@@ -89,13 +88,12 @@ class ServeConfig:
       session state, about 1 MB for EfficientNet-Lite0. "off": one session, threads never spin.
       "run": one session, threads spin while a run is in progress and sleep as soon as it returns. "on": one session, ONNX Runtime's default, they keep spinning after a run too.
       bench/serve_load.py and the README show what each costs.
-    decode_priority: the decode threads' CPU priority. "low": nice 10 (Linux), so that under load
-      they decode in the gaps ONNX Runtime's threads leave and do not preempt them in the middle of
-      a parallel section. "auto" (default): low when a served model's run costs at least
-      DECODE_YIELD_RATIO times a picture's decode in CPU time, both measured at start (EfficientNet-
-      Lite0 here: a row 17 ms, a 640x480 JPEG 3 ms: low; MobileNetV3-Small: a row 4 ms: normal).
-      Measured at 16 clients (docs/benchmarks/footprint.md): Lite0 served 1.04-1.08x the req/s with
-      decoding at nice 10, MobileNetV3-Small 0.95-0.98x, its decoding being half of its work.
+    decode_priority: the decode threads' CPU priority. "normal" (default), or "low": nice 10 (Linux),
+      so that under a saturating load they decode in the gaps ONNX Runtime's threads leave instead of
+      preempting them in the middle of a run. It trades latency below saturation for requests/s at
+      it, and suits a heavy model: at 16 clients EfficientNet-Lite0 served 1.04-1.08x the req/s, but
+      at 4 clients its p99 rose 7-17% and with one client 1 ms; MobileNetV3-Small, whose decoding is
+      half of its work, served 0.95-0.98x at 16 clients (docs/footprint.md).
     max_pixels: decompression-bomb guard, checked from the header before any pixel is decoded.
     max_decode_bytes: what decoding and converting one picture may allocate (runtime/preprocess.py
       ``decode_cost``, checked from the header): 80 MiB takes any 4K picture but WebP, a 16 MP
@@ -146,10 +144,9 @@ class ServeConfig:
         "before runs on a second session of the model whose threads spin, at the lowest priority; batches "
         "and sparse requests on one that sleeps; the two share the weights), off (never), run "
         "(only while a run is in progress) or on (ONNX Runtime's default)"))
-    decode_priority: DecodePriority = field(default=DecodePriority.AUTO, metadata=cli(
-        "CPU priority of the image decode threads: auto (low when a model's run costs at least 3 pictures' "
-        "decoding in CPU time, measured at start), normal, or low (nice 10: under load they decode in the gaps "
-        "the model's threads leave)"))
+    decode_priority: DecodePriority = field(default=DecodePriority.NORMAL, metadata=cli(
+        "CPU priority of the image decode threads: normal, or low (nice 10: under a saturating load they decode "
+        "in the gaps the model's threads leave; more requests/s for a heavy model, a higher p99 below saturation)"))
     backend: Union[str, None] = field(default=None, metadata=cli(
         "engine for every bundle: onnxruntime, openvino, litert or tensorrt (default: each bundle's recorded "
         "choice for this host from `edgeship tune`, else what its model file calls for)"))
