@@ -91,9 +91,9 @@ class ServeConfig:
     decode_priority: the decode threads' CPU priority. "normal" (default), or "low": nice 10 (Linux),
       so that under a saturating load they decode in the gaps ONNX Runtime's threads leave instead of
       preempting them in the middle of a run. It trades latency below saturation for requests/s at
-      it, and suits a heavy model: at 16 clients EfficientNet-Lite0 served 1.04-1.08x the req/s, but
-      at 4 clients its p99 rose 7-17% and with one client 1 ms; MobileNetV3-Small, whose decoding is
-      half of its work, served 0.95-0.98x at 16 clients (docs/footprint.md).
+      it, and suits a heavy model: at 16 clients EfficientNet-Lite0 served 1.05-1.07x the req/s,
+      while at 4 clients its p99 rose from 50.7 to 58.6 ms; MobileNetV3-Small, whose decoding is
+      half of its work, served 0.95-0.97x at 16 clients (docs/benchmarks/footprint.md).
     max_pixels: decompression-bomb guard, checked from the header before any pixel is decoded.
     max_decode_bytes: what decoding and converting one picture may allocate (runtime/preprocess.py
       ``decode_cost``, checked from the header): 80 MiB takes any 4K picture but WebP, a 16 MP
