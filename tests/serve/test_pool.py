@@ -85,3 +85,15 @@ def test_renice_lowers_the_pools_threads_and_only_them():
         assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == mine  # the caller is untouched
     finally:
         pool.shutdown()
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="per-thread priority is Linux's")
+def test_renice_never_raises_a_thread_already_lower():
+    pool = HotThreadPool(1, "t")
+    try:
+        tid = pool._workers[0].thread.native_id
+        low = min(19, os.getpriority(os.PRIO_PROCESS, tid) + 15)
+        os.setpriority(os.PRIO_PROCESS, tid, low)  # as under `nice -n 15`: raising it back would need privileges
+        assert pool.renice(10) == [tid] and os.getpriority(os.PRIO_PROCESS, tid) == max(low, 10)
+    finally:
+        pool.shutdown()

@@ -88,14 +88,14 @@ class HotThreadPool(Executor):
                 self._idle.append(me)
 
     def renice(self, nice: int) -> list[int]:
-        """Set the pool's threads to CPU priority ``nice`` (Linux: a thread's id takes its own nice
-        value); returns the ids of the threads changed, none elsewhere. A process without privileges
-        can lower its threads' priority but not raise it back."""
+        """Lower the pool's threads to CPU priority ``nice`` (Linux: a thread's id takes its own nice
+        value; a thread already lower keeps its own); returns the ids of the threads set, none
+        elsewhere. A process without privileges can lower its threads' priority but not raise it back."""
         if not sys.platform.startswith("linux"):
             return []
         tids = [w.thread.native_id for w in self._workers if w.thread.native_id is not None]
         for tid in tids:
-            os.setpriority(os.PRIO_PROCESS, tid, nice)
+            os.setpriority(os.PRIO_PROCESS, tid, max(nice, os.getpriority(os.PRIO_PROCESS, tid)))
         return tids
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:

@@ -94,7 +94,7 @@ class ServerState:
     memory_budget: Any = None  # Budget it was checked against
     memory_at_start: Any = None  # the process's memory measured when the plan was made
     memory_llm_loaded: Any = None  # RSS the LLM's load added, measured
-    decoding: str | None = None  # the decode threads' priority and why (serve/app.py decode_nice)
+    decoding: str | None = None  # what --decode-priority low set; None: the decode threads run at normal priority
     ota: Any = None  # the updater of serve/ota.py, when create_app is given one
     _retiring: dict[str, list[ModelWorker]] = field(default_factory=dict)
     _locks: dict[str, asyncio.Lock] = field(default_factory=dict)
