@@ -21,33 +21,7 @@ _EXPORTS = {
                     ".thermal"),
 }
 
-__all__ = [
-    "Action",
-    "EnergyMeter",
-    "EnergyReading",
-    "Governor",
-    "GovernorConfig",
-    "GovernorState",
-    "PiThrottle",
-    "Sample",
-    "Step",
-    "SystemGauges",
-    "TempReading",
-    "ThermalLimits",
-    "ThermalStatus",
-    "ThermalTracker",
-    "ThrottleStatus",
-    "cpu_temperature",
-    "decode_throttled",
-    "energy_counters",
-    "limits_for",
-    "power_gauges",
-    "power_sensors",
-    "read_sample",
-    "system_gauges",
-    "thermal_zones",
-    "throttle_status",
-]
+__all__ = sorted(_EXPORTS)
 
 
 def __getattr__(name: str) -> Any:
