@@ -271,7 +271,7 @@ def test_cli_fit(tiny_onnx, tmp_path, capsys):
 
 
 def test_cli_fit_predicts_the_servers_memory_from_its_own_start(tmp_path, capsys):
-    pytest.importorskip("fastapi")
+    pytest.importorskip("starlette")
     from edgeship.serve.config import ServeConfig
     from tests.support import build_tiny_classifier, make_tiny_bundle
 

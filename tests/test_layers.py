@@ -14,7 +14,7 @@ PKG = SRC / "edgeship"
 
 # What each part may import, besides itself and the ground floor. Parts are top-level modules or
 # packages of edgeship; anything not listed here may not be imported by anyone but the front.
-GROUND = {"errors", "util", "_config", "_deps", "photos", "__init__"}
+GROUND = {"errors", "util", "_config", "_deps", "_routes", "photos", "__init__"}
 ALLOWED: dict[str, set[str]] = {
     "bundle": set(),
     "monitor": set(),

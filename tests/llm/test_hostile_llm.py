@@ -13,8 +13,10 @@ import threading
 import pytest
 
 httpx = pytest.importorskip("httpx")
-fastapi = pytest.importorskip("fastapi")
+pytest.importorskip("starlette")
 prometheus_client = pytest.importorskip("prometheus_client")
+
+from starlette.applications import Starlette  # noqa: E402
 
 from edgeship.llm.openai_api import LLMService, create_llm_router  # noqa: E402
 from edgeship.llm.openai_protocol import CHAT, parse_request  # noqa: E402
@@ -28,8 +30,7 @@ def _serve(tiny_gguf, requests, patch=None, **kw):
 
     async def main():
         service = LLMService(tiny_gguf, n_ctx=256, n_threads=1, registry=prometheus_client.CollectorRegistry(), **kw)
-        app = fastapi.FastAPI()
-        app.include_router(create_llm_router(service))
+        app = Starlette(routes=create_llm_router(service))
         await service.start()
         if patch is not None:
             patch(service)
@@ -162,8 +163,7 @@ def test_prompts_being_tokenised_count_against_the_queue(tiny_gguf):
                              registry=prometheus_client.CollectorRegistry())
         await service.start()
         service._busy, service._preparing = True, 1  # one running, one being tokenised: the queue is full
-        app = fastapi.FastAPI()
-        app.include_router(create_llm_router(service))
+        app = Starlette(routes=create_llm_router(service))
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client:
             resp = await client.post(CHAT_PATH, json={"messages": [{"role": "user", "content": "hi"}]})
         service._busy, service._preparing = False, 0

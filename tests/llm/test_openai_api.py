@@ -8,8 +8,10 @@ import json
 import pytest
 
 httpx = pytest.importorskip("httpx")
-fastapi = pytest.importorskip("fastapi")
+pytest.importorskip("starlette")
 prometheus_client = pytest.importorskip("prometheus_client")
+
+from starlette.applications import Starlette  # noqa: E402
 
 from edgeship.llm.openai_api import LLMService, ServiceState, create_llm_router  # noqa: E402
 from edgeship.llm.openai_protocol import CHAT, COMPLETION, ChunkEncoder, OpenAIError, parse_request  # noqa: E402
@@ -23,8 +25,7 @@ def _run(tiny_gguf, body, *, queue_size=8, n_ctx=256, before=None, after=None):
     async def main():
         registry = prometheus_client.CollectorRegistry()
         service = LLMService(tiny_gguf, n_ctx=n_ctx, n_threads=1, queue_size=queue_size, registry=registry)
-        app = fastapi.FastAPI()
-        app.include_router(create_llm_router(service))
+        app = Starlette(routes=create_llm_router(service))
         await service.start()
         if before is not None:
             await before(service)
@@ -164,8 +165,7 @@ def test_model_card_and_readiness(tiny_gguf):
 def test_requests_before_start_get_503(tiny_gguf):
     async def main():
         service = LLMService(tiny_gguf, n_ctx=128, n_threads=1)
-        app = fastapi.FastAPI()
-        app.include_router(create_llm_router(service))
+        app = Starlette(routes=create_llm_router(service))
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
             return await c.post("/v1/chat/completions", json={"messages": MSG})
 

@@ -9,7 +9,7 @@ import json
 import pytest
 
 httpx = pytest.importorskip("httpx")
-pytest.importorskip("fastapi")
+pytest.importorskip("starlette")
 
 from tests.llm.test_openai_api import _error, _run  # noqa: E402
 

@@ -13,7 +13,7 @@ import threading
 import pytest
 
 httpx = pytest.importorskip("httpx")
-pytest.importorskip("fastapi")
+pytest.importorskip("starlette")
 prometheus_client = pytest.importorskip("prometheus_client")
 
 from edgeship.errors import InputError  # noqa: E402

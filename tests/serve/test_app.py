@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 httpx = pytest.importorskip("httpx")
-pytest.importorskip("fastapi")
+pytest.importorskip("starlette")
 
 from edgeship.errors import InputError  # noqa: E402
 from edgeship.monitor.alerts import AlertThresholds, Snapshot, evaluate  # noqa: E402
@@ -162,16 +162,18 @@ class FakeLLM:
 
 
 def test_llm_service_is_wired_in(classifier_bundle, monkeypatch):
-    from fastapi import APIRouter
+    from starlette.responses import JSONResponse
+
+    from edgeship._routes import Routes
 
     fake = types.ModuleType("edgeship.llm.openai_api")
 
     def create_llm_router(service):
-        router = APIRouter()
+        router = Routes()
 
         @router.post("/v1/chat/completions")
-        async def chat():
-            return {"object": "chat.completion", "model": service.name}
+        async def chat(request):
+            return JSONResponse({"object": "chat.completion", "model": service.name})
 
         return router
 
@@ -208,3 +210,20 @@ def test_serve_verb_flags():
         parser.parse_args(["serve", "b", "--max-batch", "0"])
     with pytest.raises(InputError):
         args.run(parser.parse_args(["serve"]))
+
+
+def test_the_server_imports_neither_fastapi_nor_pydantic(classifier_bundle):
+    """The server stands on Starlette alone: FastAPI's import (pydantic's OpenAPI models) is 16 MB of RSS."""
+    import subprocess
+
+    code = ("import sys\n"
+            "from edgeship.serve.plan import import_server_stack\n"
+            "import_server_stack()\n"
+            "from edgeship.serve import ServeConfig, create_app\n"
+            "app = create_app([sys.argv[1]], ServeConfig(prep_threads=1, docs=True))\n"
+            "assert any(getattr(r, 'path', '') == '/v1/models/{name}/predict' for r in app.routes)\n"
+            "print(sorted(m for m in ('fastapi', 'pydantic') if m in sys.modules))\n")
+    done = subprocess.run([sys.executable, "-c", code, str(classifier_bundle)], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split("\n")[-2] == "[]"

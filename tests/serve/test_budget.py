@@ -9,7 +9,7 @@ import sys
 import pytest
 
 httpx = pytest.importorskip("httpx")
-pytest.importorskip("fastapi")
+pytest.importorskip("starlette")
 
 from edgeship.errors import InputError, MemoryBudgetError  # noqa: E402
 from edgeship.monitor.memory import MB  # noqa: E402

@@ -10,7 +10,7 @@ import time
 import pytest
 
 httpx = pytest.importorskip("httpx")
-pytest.importorskip("fastapi")
+pytest.importorskip("starlette")
 
 from edgeship.monitor.plant import PI5_BARE, ThermalPlant  # noqa: E402
 from tests.serve.support import ServerProcess  # noqa: E402
@@ -138,7 +138,7 @@ def test_monitor_says_what_is_wrong(capsys):
 
 
 def test_dashboard_assets_are_served_locally(classifier_bundle, tmp_path):
-    from fastapi.testclient import TestClient  # noqa: F401  (starlette's client needs httpx only)
+    from starlette.testclient import TestClient  # noqa: F401  (starlette's client needs httpx only)
 
     from edgeship.serve import create_app
     from edgeship.serve.config import ServeConfig

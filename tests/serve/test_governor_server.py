@@ -12,7 +12,7 @@ import subprocess
 import pytest
 
 httpx = pytest.importorskip("httpx")
-pytest.importorskip("fastapi")
+pytest.importorskip("starlette")
 
 from edgeship.cli import main  # noqa: E402
 from edgeship.monitor.governor import Action, GovernorConfig, GovernorState, Step  # noqa: E402

@@ -8,7 +8,7 @@ import dataclasses
 import pytest
 
 httpx = pytest.importorskip("httpx")
-pytest.importorskip("fastapi")
+pytest.importorskip("starlette")
 
 from edgeship.bundle import open_bundle, write_bundle  # noqa: E402
 from edgeship.monitor.governor import Action, GovernorConfig, GovernorState, Step  # noqa: E402

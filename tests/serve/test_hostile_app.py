@@ -12,7 +12,7 @@ import threading
 import pytest
 
 httpx = pytest.importorskip("httpx")
-pytest.importorskip("fastapi")
+pytest.importorskip("starlette")
 
 from edgeship.serve import ServeConfig, create_app  # noqa: E402
 from tests.serve.support import encode, picture  # noqa: E402

@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 
 httpx = pytest.importorskip("httpx")
-pytest.importorskip("fastapi")
+pytest.importorskip("starlette")
 pytest.importorskip("uvicorn")
 
 from tests.serve.support import ServerProcess, encode, picture  # noqa: E402

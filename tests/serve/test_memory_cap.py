@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 httpx = pytest.importorskip("httpx")
-pytest.importorskip("fastapi")
+pytest.importorskip("starlette")
 
 from edgeship.monitor import memory  # noqa: E402
 from edgeship.monitor.memory import MB  # noqa: E402

@@ -7,7 +7,7 @@ import asyncio
 import pytest
 
 httpx = pytest.importorskip("httpx")
-pytest.importorskip("fastapi")
+pytest.importorskip("starlette")
 pytest.importorskip("prometheus_client")
 
 from tests.support import jpeg_bytes  # noqa: E402

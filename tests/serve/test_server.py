@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 httpx = pytest.importorskip("httpx")
-pytest.importorskip("fastapi")
+pytest.importorskip("starlette")
 
 from tests.serve.support import ServerProcess, encode, picture  # noqa: E402
 from tests.serve.test_upload import png_header_only  # noqa: E402

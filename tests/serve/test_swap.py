@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 httpx = pytest.importorskip("httpx")
-pytest.importorskip("fastapi")
+pytest.importorskip("starlette")
 
 from edgeship.bundle import open_bundle  # noqa: E402
 from edgeship.errors import BackendError, SwapError  # noqa: E402

@@ -7,7 +7,7 @@ import asyncio
 import pytest
 
 httpx = pytest.importorskip("httpx")
-pytest.importorskip("fastapi")
+pytest.importorskip("starlette")
 pytest.importorskip("prometheus_client")
 
 from tests.support import build_tiny_classifier, make_tiny_bundle  # noqa: E402

@@ -8,7 +8,7 @@ import zlib
 
 import pytest
 
-pytest.importorskip("fastapi")
+pytest.importorskip("starlette")
 
 from edgeship.serve.errors import UploadError  # noqa: E402
 from edgeship.serve.upload import check_image, image_bytes, sniff  # noqa: E402

@@ -1,9 +1,7 @@
 """OpenAI-compatible endpoints for a GGUF model: ``POST /v1/chat/completions`` and ``POST /v1/completions``.
 
 >>> service = LLMService("SmolLM2-135M-Instruct.Q4_1.gguf", n_threads=2, registry=registry)
->>> app.include_router(create_llm_router(service))
->>> @app.on_event("startup") ... await service.start()      # load off the event loop
->>> @app.get("/v1/models") ... {"object": "list", "data": [service.model_card()]}
+>>> app = Starlette(routes=[*create_llm_router(service)], lifespan=...)  # the lifespan awaits service.start()
 
 How a request flows: it takes a place in the queue first (503 with ``Retry-After`` when
 ``queue_size`` are waiting); then, in a thread of its own (a long prompt never stalls the event
@@ -363,7 +361,7 @@ class LLMService:
 
     async def handle(self, request: Any, endpoint: Endpoint):
         """Serve one request; every refusal is an OpenAI-style JSON error."""
-        from fastapi.responses import JSONResponse, StreamingResponse
+        from starlette.responses import JSONResponse, StreamingResponse
 
         t_arrival = time.perf_counter()
         try:
@@ -469,28 +467,26 @@ class LLMService:
 
 
 def create_llm_router(service: LLMService):
-    """A FastAPI router with the two OpenAI generation endpoints of ``service``."""
-    from fastapi import APIRouter, Request
+    """The routes of the OpenAI endpoints of ``service``: chat and completions, embeddings refused."""
+    from .._routes import Routes
 
-    router = APIRouter(tags=["llm"])
+    router = Routes(tag="llm")
 
+    @router.post("/v1/chat/completions")
     async def chat_completions(request):
+        """OpenAI's chat completions, streamed (stream: true) or whole."""
         return await service.handle(request, Endpoint.CHAT)
 
+    @router.post("/v1/completions")
     async def completions(request):
+        """OpenAI's legacy completions, streamed (stream: true) or whole."""
         return await service.handle(request, Endpoint.COMPLETION)
 
-    # Set here, not written in the signature: this module's postponed annotations would be strings
-    # that FastAPI resolves against module globals, where Request is not imported.
-    for endpoint in (chat_completions, completions):
-        endpoint.__annotations__ = {"request": Request}
-    router.add_api_route("/v1/chat/completions", chat_completions, methods=["POST"], include_in_schema=True)
-    router.add_api_route("/v1/completions", completions, methods=["POST"])
-
-    async def embeddings():
+    @router.post("/v1/embeddings")
+    async def embeddings(request):
+        """Refused with a message that says where embeddings are served."""
         return refusal(embeddings_refused(service), "POST /v1/embeddings")
 
-    router.add_api_route("/v1/embeddings", embeddings, methods=["POST"])
     return router
 
 

@@ -2,7 +2,7 @@
 there is no model to serve them.
 
 >>> refusal(OpenAIError(400, "Invalid 'stop'", param="stop"), "POST /v1/chat/completions")  # a JSONResponse
->>> app.include_router(create_no_llm_router())   # a server without --llm: 404 model_not_loaded
+>>> Starlette(routes=[*create_no_llm_router()])   # a server without --llm: 404 model_not_loaded
 
 A client's mistake is logged in one line at INFO, never with a traceback; the server's own failure
 (a 5xx but 503, which is a full queue) at ERROR with the traceback of its cause.
@@ -22,7 +22,7 @@ log = logging.getLogger("edgeship.serve")
 def refusal(exc: OpenAIError, what: str, cause: BaseException | None = None):
     """The JSON answer of a refused OpenAI request, and its log line: one line at INFO for a client's
     mistake (or a full queue), ERROR with the traceback of ``cause`` for the server's own failure."""
-    from fastapi.responses import JSONResponse
+    from starlette.responses import JSONResponse
 
     log_refusal(exc, what, cause)
     return JSONResponse(exc.body(), status_code=exc.status, headers=exc.headers)
@@ -54,17 +54,17 @@ def embeddings_refused(service: Any) -> OpenAIError:
 
 def create_no_llm_router():
     """OpenAI's routes on a server without ``--llm``: an OpenAI-shaped 404 that says how to load one."""
-    from fastapi import APIRouter
+    from .._routes import Routes
 
-    router = APIRouter(tags=["llm"])
+    router = Routes(tag="llm")
 
     def refuse(path: str):
-        async def endpoint():
+        async def endpoint(request):
             return refusal(not_loaded(f"POST {path} cannot be answered"), f"POST {path}")
         return endpoint
 
     for path in (*_PATHS.values(), "/v1/embeddings"):
-        router.add_api_route(path, refuse(path), methods=["POST"], include_in_schema=False)
+        router.post(path, include_in_schema=False)(refuse(path))
     return router
 
 

@@ -3,7 +3,7 @@
 >>> from edgeship.serve import ServeConfig, create_app
 >>> app = create_app(["mobilenet/"], ServeConfig(max_batch=8, queue_size=64))
 
-Needs the ``serve`` extra (fastapi, uvicorn, python-multipart, prometheus-client); never torch.
+Needs the ``serve`` extra (starlette, uvicorn, python-multipart, prometheus-client); never torch.
 Names resolve on first use, so ``edgeship.serve.config`` (which the CLI reads to build its flags)
 imports without the extra.
 """
@@ -24,6 +24,6 @@ def __getattr__(name: str) -> Any:
     if _EXPORTS[name] != ".config":
         from .._deps import require
 
-        require("fastapi", "serve", "the REST server")
+        require("starlette", "serve", "the REST server")
         require("prometheus_client", "serve", "the REST server's /metrics")
     return getattr(importlib.import_module(_EXPORTS[name], __name__), name)

@@ -15,9 +15,10 @@ import os
 import stat
 from pathlib import Path
 
-from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse
+from starlette.requests import Request
+from starlette.responses import JSONResponse
 
+from .._routes import Routes
 from ..errors import InputError
 from .errors import ApiError
 
@@ -36,8 +37,8 @@ def read_token(path: str | os.PathLike) -> str:
     return token
 
 
-def create_admin_router(state, token: str | None) -> APIRouter:
-    router = APIRouter()
+def create_admin_router(state, token: str | None) -> Routes:
+    router = Routes(tag="admin")
     secret = token.encode() if token else None
 
     def authorize(request: Request):

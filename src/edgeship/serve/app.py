@@ -1,4 +1,4 @@
-"""The app factory: models in, a FastAPI app out (vision /v1, KServe /v2, health, metrics, LLM).
+"""The app factory: models in, a Starlette app out (vision /v1, KServe /v2, health, metrics, LLM).
 
 >>> app = create_app(["mobilenet/", "yolo.tar"], ServeConfig(max_batch=8))
 >>> uvicorn.run(app, host="127.0.0.1", port=8000)
@@ -18,10 +18,13 @@ import os
 import time
 from typing import Any, Sequence, Union
 
-from fastapi import FastAPI
-from fastapi.responses import JSONResponse, Response
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, Response
+from starlette.routing import BaseRoute
 
 from .. import __version__
+from .._routes import Routes
 from ..bundle import Bundle
 from ..errors import InputError
 from ..monitor.memory import usage
@@ -38,7 +41,6 @@ from .health import READY, HealthChecker, check_model
 from .kserve import create_kserve_router
 from .live import LiveStats
 from .metrics import RequestCounter, ServeMetrics
-from .openapi import document_predict
 from .pool import HotThreadPool
 from .state import ServedModel, ServerState
 from .triton import create_triton_router
@@ -168,8 +170,8 @@ def _warm_decoders(pool: HotThreadPool, model: Model, threads: int) -> None:
 
 def create_app(models: Sequence[ModelSource], config: Union[ServeConfig, None] = None, llm: Any = None,
                registry: Any = None, ota: Any = None, admin_token: Union[str, None] = None,
-               describe: Any = None, hot: Any = None) -> FastAPI:
-    """A FastAPI app serving ``models`` (bundle paths, Bundles or loaded Models) and, optionally, an LLMService.
+               describe: Any = None, hot: Any = None) -> Starlette:
+    """A Starlette app serving ``models`` (bundle paths, Bundles or loaded Models) and, optionally, an LLMService.
 
     ``registry``: the prometheus CollectorRegistry to fill (one is made when None); give the same
     one to the LLMService so /metrics shows both. ``ota``: a factory ``state -> ServerOTA``
@@ -254,7 +256,7 @@ def create_app(models: Sequence[ModelSource], config: Union[ServeConfig, None] =
     describer = DescribeService(state, describe or DescribeConfig(), llm, hot, metrics.registry)
 
     @contextlib.asynccontextmanager
-    async def lifespan(app: FastAPI):
+    async def lifespan(app: Starlette):
         for s in served.values():
             s.worker.start()
         if llm is not None:
@@ -290,16 +292,52 @@ def create_app(models: Sequence[ModelSource], config: Union[ServeConfig, None] =
                 await llm.stop()
             prep_pool.shutdown(wait=False, cancel_futures=True)
 
-    # /docs only when asked for, with Swagger UI's files from the swagger-ui-bundle package: an
-    # offline device cannot reach a CDN, and a device's API needs no browser UI to be exposed.
-    app = FastAPI(title="edgeship", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None,
-                  openapi_url="/docs/openapi.json" if config.docs else None)
+    server = Routes(tag="server")
+
+    @server.get("/health/live")
+    async def live(request: Request) -> JSONResponse:
+        """Answers while the process runs."""
+        return JSONResponse({"status": "live", "uptime_s": round(time.time() - metrics.started, 3)})
+
+    @server.get("/health/ready")
+    async def ready(request: Request) -> JSONResponse:
+        """200 when every model (and the LLM) answers its check, else 503 with the reasons."""
+        report = await health.check()
+        return JSONResponse(report, status_code=200 if report["status"] == READY else 503)
+
+    @server.get("/metrics")
+    async def prometheus(request: Request) -> Response:
+        """Prometheus' text format: requests, latency, batches, queue, memory, heat."""
+        from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+        # Sensor reads (sysfs, vcgencmd) must not run on the event loop.
+        body = await asyncio.to_thread(generate_latest, metrics.registry)
+        return Response(body, media_type=CONTENT_TYPE_LATEST)
+
+    from .admin import create_admin_router
+
+    routes: list[BaseRoute] = [
+        *server, *create_admin_router(state, admin_token), *create_budget_router(state),
+        *create_dashboard_router(live_stats), *create_vision_router(state),
+        *create_triton_router(state),  # first: /v2/models/stats is not a model named "stats"
+        *create_kserve_router(state), *create_describe_router(describer),
+    ]
+    if llm is not None:
+        from ..llm.openai_api import create_llm_router
+
+        routes += create_llm_router(llm)
+    else:  # an OpenAI client pointed here gets OpenAI's error shape saying how to load a model, not a bare 404
+        from ..llm.refusals import create_no_llm_router
+
+        routes += create_no_llm_router()
+    if config.docs:
+        routes += docs_routes(routes)
+    app = Starlette(routes=routes, lifespan=lifespan)
     app.state.edgeship = state
     app.state.describe = describer
     app.state.live = live_stats
     app.state.governor = governor
     install_handlers(app)
-    document_predict(app)
     known = lambda: (*served, *([llm.name] if llm is not None else []))  # noqa: E731
     if governor is not None:
         from .governor import GovernorGate
@@ -310,60 +348,30 @@ def create_app(models: Sequence[ModelSource], config: Union[ServeConfig, None] =
     # anything else looks at it, and the refusal is counted.
     app.add_middleware(Guard, config=config, keys=keys)
     app.add_middleware(RequestCounter, metrics=metrics, known=known, live=live_stats)
-    if config.docs:
-        mount_docs(app)
-
-    @app.get("/health/live")
-    async def live() -> JSONResponse:
-        return JSONResponse({"status": "live", "uptime_s": round(time.time() - metrics.started, 3)})
-
-    @app.get("/health/ready")
-    async def ready() -> JSONResponse:
-        report = await health.check()
-        return JSONResponse(report, status_code=200 if report["status"] == READY else 503)
-
-    @app.get("/metrics")
-    async def prometheus() -> Response:
-        from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-
-        # Sensor reads (sysfs, vcgencmd) must not run on the event loop.
-        body = await asyncio.to_thread(generate_latest, metrics.registry)
-        return Response(body, media_type=CONTENT_TYPE_LATEST)
-
-    from .admin import create_admin_router
-
-    app.include_router(create_admin_router(state, admin_token))
-    app.include_router(create_budget_router(state))
-    app.include_router(create_dashboard_router(live_stats))
-    app.include_router(create_vision_router(state))
-    app.include_router(create_triton_router(state))  # first: /v2/models/stats is not a model named "stats"
-    app.include_router(create_kserve_router(state))
-    app.include_router(create_describe_router(describer))
-    if llm is not None:
-        from ..llm.openai_api import create_llm_router
-
-        app.include_router(create_llm_router(llm))
-    else:  # an OpenAI client pointed here gets OpenAI's error shape saying how to load a model, not a bare 404
-        from ..llm.refusals import create_no_llm_router
-
-        app.include_router(create_no_llm_router())
     return app
 
 
-def mount_docs(app: FastAPI) -> None:
-    """Swagger UI at /docs, its JavaScript and CSS served from the installed swagger-ui-bundle package."""
-    from .._deps import require
-
-    bundle = require("swagger_ui_bundle", "serve", "--docs (Swagger UI served from the device)")
-    from fastapi.openapi.docs import get_swagger_ui_html
+def docs_routes(routes: list[BaseRoute]) -> list[BaseRoute]:
+    """/docs (Swagger UI, its JavaScript and CSS from the installed swagger-ui-bundle package: an
+    offline device cannot reach a CDN) and /docs/openapi.json, the document of ``routes``."""
+    from starlette.routing import Mount
     from starlette.staticfiles import StaticFiles
 
-    app.mount("/docs/assets", StaticFiles(directory=bundle.swagger_ui_path), name="docs-assets")
+    from .._deps import require
+    from .openapi import document, swagger_page
 
-    @app.get("/docs", include_in_schema=False)
-    async def docs():
-        return get_swagger_ui_html(
-            openapi_url="/docs/openapi.json", title="edgeship API",
-            swagger_js_url="/docs/assets/swagger-ui-bundle.js", swagger_css_url="/docs/assets/swagger-ui.css",
-            swagger_favicon_url="/docs/assets/favicon-32x32.png",
-        )
+    bundle = require("swagger_ui_bundle", "serve", "--docs (Swagger UI served from the device)")
+    docs = Routes()
+    schema: dict[str, Any] = {}
+
+    @docs.get("/docs/openapi.json", include_in_schema=False)
+    async def openapi(request: Request) -> JSONResponse:
+        if not schema:  # written once, on the first request
+            schema.update(document(routes, "edgeship", __version__))
+        return JSONResponse(schema)
+
+    @docs.get("/docs", include_in_schema=False)
+    async def page(request: Request) -> HTMLResponse:
+        return HTMLResponse(swagger_page("/docs/openapi.json", "/docs/assets", "edgeship API"))
+
+    return [*docs, Mount("/docs/assets", StaticFiles(directory=bundle.swagger_ui_path), name="docs-assets")]

@@ -269,13 +269,15 @@ class BudgetCollector:
 
 
 def create_budget_router(state: Any):
-    from fastapi import APIRouter
-    from fastapi.responses import JSONResponse
+    from starlette.responses import JSONResponse
 
-    router = APIRouter()
+    from .._routes import Routes
 
-    @router.get("/v1/budget", response_class=JSONResponse)
-    async def get_budget():  # no return annotation: FastAPI would take a lazy one for a response model
+    router = Routes(tag="server")
+
+    @router.get("/v1/budget")
+    async def get_budget(request) -> JSONResponse:
+        """The memory plan made at start, the budget it was checked against, and what is resident now."""
         return JSONResponse(report(state.memory_plan, state.memory_budget, at_start=state.memory_at_start,
                                    llm_loaded=state.memory_llm_loaded))
 

@@ -13,9 +13,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from fastapi import APIRouter, Request
-from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
+from starlette.requests import Request
+from starlette.responses import FileResponse, HTMLResponse, JSONResponse
 
+from .._routes import Routes
 from .errors import ApiError
 
 STATIC = Path(__file__).with_name("static")
@@ -23,12 +24,12 @@ UPLOT_FILES = {"uPlot.iife.min.js": "text/javascript", "uPlot.min.css": "text/cs
                "SOURCE.txt": "text/plain"}
 
 
-def create_dashboard_router(live) -> APIRouter:
-    router = APIRouter()
+def create_dashboard_router(live) -> Routes:
+    router = Routes(tag="server")
     page = (STATIC / "dashboard.html").read_bytes()
 
     @router.get("/", include_in_schema=False)
-    async def dashboard() -> HTMLResponse:
+    async def dashboard(request: Request) -> HTMLResponse:
         return HTMLResponse(page, headers={"Cache-Control": "no-cache"})
 
     @router.get("/status")
@@ -37,7 +38,8 @@ def create_dashboard_router(live) -> APIRouter:
         return JSONResponse(live.snapshot(history=history), headers={"Cache-Control": "no-store"})
 
     @router.get("/static/uplot/{file}", include_in_schema=False)
-    async def uplot(file: str) -> FileResponse:
+    async def uplot(request: Request) -> FileResponse:
+        file = request.path_params["file"]
         if file not in UPLOT_FILES:  # a fixed list: no path from the request reaches the filesystem
             raise ApiError(404, f"no static file {file!r}")
         return FileResponse(STATIC / "uplot" / file, media_type=UPLOT_FILES[file],

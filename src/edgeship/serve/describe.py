@@ -29,9 +29,10 @@ import logging
 import time
 from typing import Any
 
-from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse, StreamingResponse
+from starlette.requests import Request
+from starlette.responses import JSONResponse, StreamingResponse
 
+from .._routes import Routes
 from ..bundle import Task
 from ..errors import InputError
 from ..pipeline.describe import Clock, Event, Pipeline, done_event, vision_answer
@@ -293,14 +294,14 @@ class DescribeService:
         return JSONResponse({"vision": vision, **self._finish(done_event(clock, gen, text.strip()), gen).data})
 
 
-def create_describe_router(service: DescribeService) -> APIRouter:
-    router = APIRouter(tags=["pipelines"])
+def create_describe_router(service: DescribeService) -> Routes:
+    router = Routes(tag="pipelines")
 
+    @router.post("/v1/pipelines/describe")
     async def describe(request: Request) -> Any:
+        """Classify or detect on a picture, then have the LLM describe what the vision model saw."""
         return await service.handle(request)
 
-    describe.__annotations__ = {"request": Request, "return": Any}
-    router.add_api_route("/v1/pipelines/describe", describe, methods=["POST"])
     return router
 
 

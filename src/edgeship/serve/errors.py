@@ -16,10 +16,10 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from starlette.applications import Starlette
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse
 
 from ..errors import BackendError, BundleError, EdgeshipError, InputError, LimitError, RequestError
 
@@ -91,41 +91,31 @@ def _logged(request: Request, err: ApiError) -> ApiError:
     return err
 
 
-def install_handlers(app: FastAPI) -> None:
-    @app.exception_handler(ApiError)
+def install_handlers(app: Starlette) -> None:
     async def _api(request: Request, exc: ApiError) -> JSONResponse:
         return error_response(request, _logged(request, exc))
 
     # Registered for EdgeshipError (not only Exception), so that Starlette's ExceptionMiddleware
     # answers it: the catch-all below runs in ServerErrorMiddleware, which re-raises after
     # answering, and the server then logs a traceback for what was a client's mistake.
-    @app.exception_handler(EdgeshipError)
     async def _edgeship(request: Request, exc: EdgeshipError) -> JSONResponse:
         return error_response(request, _logged(request, as_api_error(exc)))
 
     from ..llm.openai_protocol import OpenAIError
 
-    @app.exception_handler(OpenAIError)
     async def _openai(request: Request, exc: OpenAIError) -> JSONResponse:
         from ..llm.refusals import refusal
 
         return refusal(exc, f"{request.method} {request.url.path[:200]}")
 
-    @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         err = ApiError(exc.status_code, str(exc.detail), headers=dict(exc.headers or {}))
         return error_response(request, _logged(request, err))
 
-    @app.exception_handler(RequestValidationError)
-    async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
-        parts = []
-        for e in exc.errors():
-            where = ".".join(str(p) for p in e.get("loc", ()) if p != "body")
-            parts.append(f"{where}: {e.get('msg', 'invalid')}")
-        message = "; ".join(parts[:10]) + (f"; and {len(parts) - 10} more" if len(parts) > 10 else "")
-        return error_response(request, _logged(request, ApiError(422, message[:2000] or "invalid request")))
-
-    @app.exception_handler(Exception)
     async def _any(request: Request, exc: Exception) -> JSONResponse:
         # A bug: 500, and the server logs this exception's traceback (once) as Starlette re-raises it.
         return error_response(request, as_api_error(exc))
+
+    for kind, handler in ((ApiError, _api), (EdgeshipError, _edgeship), (OpenAIError, _openai),
+                          (StarletteHTTPException, _http), (Exception, _any)):
+        app.add_exception_handler(kind, handler)  # type: ignore[arg-type]

@@ -203,7 +203,7 @@ class GovernorGate:
         path = scope.get("path", "")
         actuator = self.service.actuator
         if actuator.stopped and scope.get("method") == "GET" and path in READINESS:
-            from fastapi.responses import JSONResponse
+            from starlette.responses import JSONResponse
 
             self.service.metrics.readiness.state("not_ready")
             scope["edgeship_endpoint"] = path  # for the request counter: this never reaches a route

@@ -24,10 +24,11 @@ import zlib
 from typing import Any, Union
 
 import numpy as np
-from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse, Response
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
 
 from .. import __version__
+from .._routes import Routes
 from ..util import json_depth
 from .errors import ApiError
 from .upload import read_body
@@ -247,8 +248,13 @@ def encode_response(name: str, model, req: dict, outputs: list[np.ndarray]) -> t
     return head + b"".join(chunks), {"Inference-Header-Content-Length": str(len(head))}, "application/octet-stream"
 
 
-def create_kserve_router(state) -> APIRouter:
-    router = APIRouter()
+def named(request: Request) -> tuple[str, Union[str, None]]:
+    """A /v2 route's model name and, when the path has one, its version."""
+    return request.path_params["name"], request.path_params.get("version")
+
+
+def create_kserve_router(state) -> Routes:
+    router = Routes(tag="kserve")
 
     def check_version(served, version: Union[str, None]):
         if version is not None and version != served.model.version:
@@ -259,17 +265,17 @@ def create_kserve_router(state) -> APIRouter:
         return check_version(state.lookup(name), version)
 
     @router.get("/v2")
-    async def server_metadata() -> JSONResponse:
+    async def server_metadata(request: Request) -> JSONResponse:
         return JSONResponse({"name": "edgeship", "version": __version__,
                              "extensions": ["binary_tensor_data", "classification", "model_configuration",
                                             "statistics"]})
 
     @router.get("/v2/health/live")
-    async def live() -> JSONResponse:
+    async def live(request: Request) -> JSONResponse:
         return JSONResponse({"live": True})
 
     @router.get("/v2/health/ready")
-    async def ready() -> JSONResponse:
+    async def ready(request: Request) -> JSONResponse:
         report = await state.health.check()
         ok = report["status"] == "ready"
         return JSONResponse({"ready": ok, "status": report["status"], "reasons": report["reasons"]},
@@ -277,21 +283,23 @@ def create_kserve_router(state) -> APIRouter:
 
     @router.get("/v2/models/{name}")
     @router.get("/v2/models/{name}/versions/{version}")
-    async def metadata(name: str, version: Union[str, None] = None) -> JSONResponse:
-        served = lookup(name, version)
+    async def metadata(request: Request) -> JSONResponse:
+        served = lookup(*named(request))
         return JSONResponse(model_metadata(served.name, served.model))
 
     @router.get("/v2/models/{name}/ready")
     @router.get("/v2/models/{name}/versions/{version}/ready")
-    async def model_ready(name: str, version: Union[str, None] = None) -> JSONResponse:
+    async def model_ready(request: Request) -> JSONResponse:
+        name, version = named(request)
         lookup(name, version)
         ok = await state.health.model_ready(name)
         return JSONResponse({"name": name, "ready": ok}, status_code=200 if ok else 503)
 
     @router.post("/v2/models/{name}/infer")
     @router.post("/v2/models/{name}/versions/{version}/infer")
-    async def infer(name: str, request: Request, version: Union[str, None] = None) -> Response:
+    async def infer(request: Request) -> Response:
         t0 = time.perf_counter()
+        name, version = named(request)
         limit = state.config.max_upload_bytes
         depth = state.config.max_json_depth
         lookup(name, version)  # 404 before a byte of the body is read

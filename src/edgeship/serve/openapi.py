@@ -1,11 +1,10 @@
-"""The OpenAPI description of ``POST /v1/models/{name}/predict``, which FastAPI cannot see.
+"""The OpenAPI description of the server (/docs/openapi.json with ``--docs``), written from its routes.
 
->>> document_predict(app)              # app.openapi() (and /docs/openapi.json) now lists predict
+>>> document(app.routes)["paths"]["/v1/models/{name}/predict"]["post"]["requestBody"]
 
-The predict route is a plain Starlette route (serve/vision.py says why) that reads its body itself,
-whole and bounded, before taking a queue place; FastAPI documents only its own routes. So the
-operation is written here, once, and merged into the schema FastAPI generates: the route's way of
-reading the body does not change.
+Each route gives its path, method, path parameters, tag and docstring; the predict route, which
+reads its own body (a picture, raw or in a multipart form) and takes ``top_k``, carries the
+operation written here (``predict_operation``), with its bodies, answer and errors.
 """
 
 from __future__ import annotations
@@ -15,7 +14,6 @@ from typing import Any
 from ..bundle import Task
 from .upload import ACCEPTED, FIELD
 
-PATH = "/v1/models/{name}/predict"
 _BINARY = {"type": "string", "format": "binary"}
 _ERROR = {
     "type": "object", "required": ["error"],
@@ -81,21 +79,51 @@ def predict_operation() -> dict[str, Any]:
     }
 
 
-def document_predict(app) -> None:
-    """Merge the predict operation into ``app.openapi()`` (computed once, then cached by FastAPI)."""
-    generate = app.openapi
+def document(routes, title: str = "edgeship", version: str = "") -> dict[str, Any]:
+    """The OpenAPI 3.1 document of ``routes`` (serve/routing.Route; others and hidden ones are left out)."""
+    from .._routes import Route
 
-    def openapi() -> dict[str, Any]:
-        if app.openapi_schema is not None:
-            return app.openapi_schema
-        schema = generate()
-        schema.setdefault("paths", {})[PATH] = {"post": predict_operation()}
-        schemas = schema.setdefault("components", {}).setdefault("schemas", {})
-        schemas.update({"Prediction": _PREDICTION, "Error": _ERROR})
-        app.openapi_schema = schema
-        return schema
-
-    app.openapi = openapi
+    paths: dict[str, dict[str, Any]] = {}
+    for route in routes:
+        if not isinstance(route, Route) or not route.include_in_schema:
+            continue
+        for method in sorted((route.methods or set()) - {"HEAD"}):
+            paths.setdefault(route.path, {})[method.lower()] = route.operation or _operation(route, method)
+    return {"openapi": "3.1.0", "info": {"title": title, "version": version}, "paths": paths,
+            "components": {"schemas": {"Prediction": _PREDICTION, "Error": _ERROR}}}
 
 
-__all__ = ["PATH", "document_predict", "predict_operation"]
+def _operation(route, method: str) -> dict[str, Any]:
+    import inspect
+
+    name = route.endpoint.__name__
+    op: dict[str, Any] = {
+        "summary": name.replace("_", " ").capitalize(),
+        "operationId": f"{name}_{method.lower()}_{route.path.strip('/').replace('/', '_').replace('{', '').replace('}', '')}",
+        "parameters": [{"name": p, "in": "path", "required": True, "schema": {"type": "string"}}
+                       for p in route.param_convertors],
+        "responses": {"200": {"description": "Successful Response"},
+                      "default": {"description": "an error", "content": {"application/json": {
+                          "schema": {"$ref": "#/components/schemas/Error"}}}}},
+    }
+    if route.tag:
+        op["tags"] = [route.tag]
+    if doc := inspect.getdoc(route.endpoint):
+        op["description"] = doc
+    return op
+
+
+def swagger_page(openapi_url: str, assets: str, title: str) -> str:
+    """Swagger UI's page, its script and stylesheet from ``assets`` (served from the device)."""
+    return f"""<!doctype html>
+<html><head><meta charset="utf-8"><title>{title}</title>
+<link rel="stylesheet" href="{assets}/swagger-ui.css"><link rel="icon" href="{assets}/favicon-32x32.png"></head>
+<body><div id="swagger-ui"></div>
+<script src="{assets}/swagger-ui-bundle.js"></script>
+<script>SwaggerUIBundle({{url: "{openapi_url}", dom_id: "#swagger-ui", deepLinking: true,
+  presets: [SwaggerUIBundle.presets.apis, SwaggerUIBundle.SwaggerUIStandalonePreset], layout: "BaseLayout"}})</script>
+</body></html>
+"""
+
+
+__all__ = ["document", "predict_operation", "swagger_page"]

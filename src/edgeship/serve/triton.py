@@ -23,11 +23,12 @@ from __future__ import annotations
 import json
 from typing import Any, Union
 
-from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse
+from starlette.requests import Request
+from starlette.responses import JSONResponse
 
+from .._routes import Routes
 from .errors import ApiError
-from .kserve import _PLATFORMS, _v2_datatype
+from .kserve import _PLATFORMS, _v2_datatype, named
 from .stats import ModelStats, VersionStats
 from .upload import read_body
 
@@ -73,9 +74,9 @@ def model_config(name: str, model, max_batch: int, max_wait_ms: float) -> dict[s
     return config
 
 
-def create_triton_router(state) -> APIRouter:
-    """The routes above; include it before the KServe router (``/v2/models/stats`` before ``{name}``)."""
-    router = APIRouter()
+def create_triton_router(state) -> Routes:
+    """The routes above; list them before the KServe routes (``/v2/models/stats`` before ``{name}``)."""
+    router = Routes(tag="kserve")
 
     def served_at(name: str, version: Union[str, None]):
         served = state.lookup(name)
@@ -92,12 +93,13 @@ def create_triton_router(state) -> APIRouter:
         return stats.versions()
 
     @router.get("/v2/models/stats")
-    async def all_stats() -> JSONResponse:
+    async def all_stats(request: Request) -> JSONResponse:
         return JSONResponse({"model_stats": [v.to_json() for name in state.models for v in stats_of(name)]})
 
     @router.get("/v2/models/{name}/stats")
     @router.get("/v2/models/{name}/versions/{version}/stats")
-    async def model_stats(name: str, version: Union[str, None] = None) -> JSONResponse:
+    async def model_stats(request: Request) -> JSONResponse:
+        name, version = named(request)
         found = [v for v in stats_of(name) if version is None or v.version == version]
         if not found:
             raise ApiError(404, f"model {name!r} has served no version {version!r}")
@@ -105,8 +107,8 @@ def create_triton_router(state) -> APIRouter:
 
     @router.get("/v2/models/{name}/config")
     @router.get("/v2/models/{name}/versions/{version}/config")
-    async def config(name: str, version: Union[str, None] = None) -> JSONResponse:
-        served = served_at(name, version)
+    async def config(request: Request) -> JSONResponse:
+        served = served_at(*named(request))
         c = state.config
         return JSONResponse(model_config(served.name, served.model, served.worker.capacity, c.max_wait_ms))
 
