@@ -137,6 +137,26 @@ def test_monitor_says_what_is_wrong(capsys):
     assert "expected http://HOST:PORT" in capsys.readouterr().err
 
 
+def test_docs_page_draws_every_operation_from_the_device(browser, classifier_bundle):
+    """Swagger UI at /docs (--docs), in Chromium: every operation of /docs/openapi.json is drawn, from
+    files the server serves itself, with no error in the browser's console."""
+    pytest.importorskip("swagger_ui_bundle")
+    server = ServerProcess([classifier_bundle], "--docs", "--spinning", "off").wait_live()
+    try:
+        schema = httpx.get(f"{server.url}/docs/openapi.json", timeout=10).json()
+        operations = sum(len(ops) for ops in schema["paths"].values())
+        browser.get(f"{server.url}/docs")
+        drawn = wait_for(browser, f"const n = document.querySelectorAll('.opblock').length; "
+                                  f"return n >= {operations} ? n : 0;")
+        assert drawn == operations > 20
+        assert browser.execute_script("return !!document.querySelector('#operations-vision-predict')")
+        requested = browser.execute_script("return performance.getEntriesByType('resource').map(e => e.name)")
+        assert requested and all(u.startswith(server.url) for u in requested), requested
+        assert not [e for e in browser.get_log("browser") if e["level"] == "SEVERE"]
+    finally:
+        server.stop()
+
+
 def test_dashboard_assets_are_served_locally(classifier_bundle, tmp_path):
     from starlette.testclient import TestClient  # noqa: F401  (starlette's client needs httpx only)
 

@@ -41,6 +41,17 @@ def test_predict_is_described_with_its_bodies_and_answers(tiny_bundle):
     refs = {v.rsplit("/", 1)[-1] for r in op["responses"].values() for v in _refs(r)}
     assert refs <= set(schema["components"]["schemas"])
     assert "/v2/models/{name}/config" in schema["paths"] and "/v2/repository/index" in schema["paths"]
+    # Every route's operation: its path parameters, its tag, and the error shape its prefix answers.
+    infer = schema["paths"]["/v2/models/{name}/versions/{version}/infer"]["post"]
+    assert [p["name"] for p in infer["parameters"]] == ["name", "version"] and infer["tags"] == ["kserve"]
+    assert infer["responses"]["default"]["content"]["application/json"]["schema"]["$ref"].endswith("/V2Error")
+    ready = schema["paths"]["/health/ready"]["get"]
+    assert ready["responses"]["default"]["content"]["application/json"]["schema"]["$ref"].endswith("/Error")
+    assert "reasons" in ready["description"]
+    ids = [op["operationId"] for ops in schema["paths"].values() for op in ops.values()]
+    assert len(ids) == len(set(ids))
+    assert "/" not in schema["paths"] and "/docs" not in schema["paths"]  # hidden: the pages themselves
+    assert {v.rsplit("/", 1)[-1] for v in _refs(schema)} <= set(schema["components"]["schemas"])
     # The route itself is unchanged: raw bytes and a multipart form both answer.
     assert answer.status_code == 200 and len(answer.json()["classes"]) == 2
     assert form.status_code == 200 and form.json()["model"] == "tiny"

@@ -70,11 +70,11 @@ class ServeConfig:
       Small, same run: 95.5 against 98.9; 95.0 before this change) at a peak RSS 17 MB lower; 2 costs
       a fifth of the req/s and saves 10 MB more (bench/footprint.py, docs/footprint.md).
     max_batch_bytes: the activations one run may hold. A model whose one row's activations,
-      measured at its first run, are large runs fewer rows than ``max_batch``: at the default 24
-      MiB EfficientNet-Lite0 (8.8 MB a row) runs 2, MobileNetV3-Small (1.8 MB) 4. A large row
-      gains least from batching: at 16 clients Lite0 served 0.89-0.98x the req/s with 2 rows as
-      with 4, at a peak RSS 18-26 MB lower (3 rows: 0.96-1.04x, 7-27 MB lower, which left the
-      peak above 1.15x the article's server in two runs of three; docs/benchmarks/footprint.md).
+      measured at its first run, are large runs fewer rows than ``max_batch``: at the default 48
+      MiB a row of up to 12 MiB runs 4 (EfficientNet-Lite0, 8.8-9.7 MiB; MobileNetV3-Small, 1.8),
+      a 640x640 detector's fewer. Lite0 at 16 clients served 0.93-0.98x the req/s with 2 rows as
+      with 4, at a peak RSS 19-26 MB lower; with the server on Starlette alone, 4 rows keep its
+      peak within 1.15x the article's server (docs/benchmarks/footprint.md).
       0: no cap. A version swapped in later keeps the rows its model started with.
     threads: ONNX Runtime intra-op threads (None: one per core).
     spinning: whether ONNX Runtime's intra-op threads busy-wait for work instead of sleeping.
@@ -130,7 +130,7 @@ class ServeConfig:
         "requests in flight per model; one more gets 503 with Retry-After", type=positive_int))
     max_batch: int = field(default=4, metadata=cli("rows per model run, for dynamic-batch models (each row costs "
                                                    "its activations in memory)", type=positive_int))
-    max_batch_bytes: int = field(default=24 * _MB, metadata=cli(
+    max_batch_bytes: int = field(default=48 * _MB, metadata=cli(
         "most activations one model run may hold, in MB: a model whose one row's activations (measured at its "
         "first run) are larger runs fewer rows than --max-batch (0: no cap)", flag="--max-batch-mb",
         type=non_negative_float, unit=_MB))

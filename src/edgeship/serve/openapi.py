@@ -20,6 +20,7 @@ _ERROR = {
     "properties": {"error": {"type": "object", "required": ["message", "type", "code"], "properties": {
         "message": {"type": "string"}, "type": {"type": "string"}, "code": {"type": "integer"}}}},
 }
+_V2_ERROR = {"type": "object", "required": ["error"], "properties": {"error": {"type": "string"}}}
 _LABELLED = {"index": {"type": "integer"}, "label": {"type": "string"}, "score": {"type": "number"}}
 _PREDICTION = {
     "type": "object", "required": ["model", "version", "task", "batch_size", "timing_ms"],
@@ -80,7 +81,7 @@ def predict_operation() -> dict[str, Any]:
 
 
 def document(routes, title: str = "edgeship", version: str = "") -> dict[str, Any]:
-    """The OpenAPI 3.1 document of ``routes`` (serve/routing.Route; others and hidden ones are left out)."""
+    """The OpenAPI 3.1 document of ``routes`` (edgeship._routes.Route; others and hidden ones are left out)."""
     from .._routes import Route
 
     paths: dict[str, dict[str, Any]] = {}
@@ -90,13 +91,14 @@ def document(routes, title: str = "edgeship", version: str = "") -> dict[str, An
         for method in sorted((route.methods or set()) - {"HEAD"}):
             paths.setdefault(route.path, {})[method.lower()] = route.operation or _operation(route, method)
     return {"openapi": "3.1.0", "info": {"title": title, "version": version}, "paths": paths,
-            "components": {"schemas": {"Prediction": _PREDICTION, "Error": _ERROR}}}
+            "components": {"schemas": {"Prediction": _PREDICTION, "Error": _ERROR, "V2Error": _V2_ERROR}}}
 
 
 def _operation(route, method: str) -> dict[str, Any]:
     import inspect
 
     name = route.endpoint.__name__
+    error = "V2Error" if route.path.startswith("/v2") else "Error"  # serve/errors.py: /v2 answers Triton's shape
     op: dict[str, Any] = {
         "summary": name.replace("_", " ").capitalize(),
         "operationId": f"{name}_{method.lower()}_{route.path.strip('/').replace('/', '_').replace('{', '').replace('}', '')}",
@@ -104,7 +106,7 @@ def _operation(route, method: str) -> dict[str, Any]:
                        for p in route.param_convertors],
         "responses": {"200": {"description": "Successful Response"},
                       "default": {"description": "an error", "content": {"application/json": {
-                          "schema": {"$ref": "#/components/schemas/Error"}}}}},
+                          "schema": {"$ref": f"#/components/schemas/{error}"}}}}},
     }
     if route.tag:
         op["tags"] = [route.tag]
@@ -114,13 +116,14 @@ def _operation(route, method: str) -> dict[str, Any]:
 
 
 def swagger_page(openapi_url: str, assets: str, title: str) -> str:
-    """Swagger UI's page, its script and stylesheet from ``assets`` (served from the device)."""
+    """Swagger UI's page, its script and stylesheet from ``assets`` (served from the device); no
+    validator badge, which would send the document to swagger.io."""
     return f"""<!doctype html>
 <html><head><meta charset="utf-8"><title>{title}</title>
 <link rel="stylesheet" href="{assets}/swagger-ui.css"><link rel="icon" href="{assets}/favicon-32x32.png"></head>
 <body><div id="swagger-ui"></div>
 <script src="{assets}/swagger-ui-bundle.js"></script>
-<script>SwaggerUIBundle({{url: "{openapi_url}", dom_id: "#swagger-ui", deepLinking: true,
+<script>SwaggerUIBundle({{url: "{openapi_url}", dom_id: "#swagger-ui", deepLinking: true, validatorUrl: null,
   presets: [SwaggerUIBundle.presets.apis, SwaggerUIBundle.SwaggerUIStandalonePreset], layout: "BaseLayout"}})</script>
 </body></html>
 """
