@@ -131,16 +131,25 @@ LOW_DECODE_NICE = 10  # --decode-priority low
 
 
 def _warm_up(planner: Planner, name: str, worker: ModelWorker) -> None:
-    """Run the model once before the server listens (golden input, else zeros): the first request does
-    not pay the arena's growth, and the plan gets it. The twin draws from the same arena. A model whose
-    row is large gets fewer rows per run (``--max-batch-mb``)."""
+    """Run the model before the server listens, once on one row (golden input, else zeros), then once on
+    a full batch of zeros: the first requests do not pay the arena's growth, and the plan measures it.
+    The twin draws from the same arena. A model whose row is large gets fewer rows per run
+    (``--max-batch-mb``).
+
+    The full batch runs at start because an arena grown under load, batch by batch, ends larger and
+    never the same: ONNX Runtime alone, EfficientNet-Lite0, 300 runs of 1 to 4 rows held 38-49 MB over
+    one row's run, against 34.5 MB when a batch of 4 ran first (docs/benchmarks/footprint.md)."""
     with planner.measure(f"{name}: first run", "activations of one row") as step:
         check_model(worker.model)
     asked, cap = worker.capacity, worker.config.max_batch_bytes
     if cap and step.bytes and worker.limit_rows(cap // step.bytes) < asked:
         log.info("%s: %d rows per run, not %d: one row's activations measured %.1f MB (--max-batch-mb %g)",
                  name, worker.capacity, asked, step.bytes / 2**20, cap / 2**20)
-    planner.add_load_peaks(name, worker.model, worker.capacity, worker.in_flight, step.bytes or 0)
+    rows, model = worker.capacity, worker.model
+    if model.dynamic_batch and rows > 1:
+        with planner.measure(f"{name}: batch of {rows}", "a full batch's activations, run once at start"):
+            model.run(model.blank_input(rows))
+    planner.add_load_peaks(name, model, rows, worker.in_flight)
 
 
 def _warm_decoders(pool: HotThreadPool, model: Model, threads: int) -> None:

@@ -4,7 +4,7 @@
 >>> with planner.measure("mobilenet: session"):    # the RSS a step adds becomes a measured part
 ...     model = Model.load("mobilenet/")
 >>> planner.add_weights("mobilenet", model)        # the mapped weights: their file size
->>> planner.add_load_peaks("mobilenet", model, capacity=2, in_flight=4, first_run_bytes=1 << 20)
+>>> planner.add_load_peaks("mobilenet", model, capacity=2, in_flight=4)
 >>> budget = Budget.resolve(config.memory_budget)  # 512 MB, 60% of RAM, or the default share
 >>> budget.check(planner.plan)                    # MemoryBudgetError naming what does not fit
 >>> create_budget_router(state)                   # GET /v1/budget: the plan against measured RSS
@@ -148,12 +148,8 @@ class Planner:
             self.parts.append(MemoryPart(f"{name}: weights", weights.mapped_bytes, Source.FILE,
                                          note="mapped from the optimized-graph cache, shared by its sessions"))
 
-    def add_load_peaks(self, name: str, model: Any, capacity: int, in_flight: int, first_run_bytes: int) -> None:
-        """A full batch, and the input rows of the requests past decoding (bounded by the worker)."""
-        if model.dynamic_batch and capacity > 1:
-            self.parts.append(MemoryPart(
-                f"{name}: batch of {capacity}", first_run_bytes * (capacity - 1), Source.PREDICTED, When.PEAK,
-                note=f"the first run's activations x {capacity - 1} more rows"))
+    def add_load_peaks(self, name: str, model: Any, capacity: int, in_flight: int) -> None:
+        """The input rows of the requests past decoding (bounded by the worker) and the batch's copy."""
         row = _row_bytes(model)
         if row:
             self.parts.append(MemoryPart(
