@@ -136,9 +136,10 @@ def _warm_up(planner: Planner, name: str, worker: ModelWorker) -> None:
     The twin draws from the same arena. A model whose row is large gets fewer rows per run
     (``--max-batch-mb``).
 
-    The full batch runs at start because an arena grown under load, batch by batch, ends larger and
-    never the same: ONNX Runtime alone, EfficientNet-Lite0, 300 runs of 1 to 4 rows held 38-49 MB over
-    one row's run, against 34.5 MB when a batch of 4 ran first (docs/benchmarks/footprint.md)."""
+    The full batch runs at start because an arena grown under load, batch by batch, may end larger:
+    EfficientNet-Lite0 with its twin, 300 runs of 1 to 4 rows in 8 orders, held 31.5 MB over one row's
+    run in 5 of them and 38.6 or 45.8 MB in 3, and 31.4-31.5 MB in all 8 after a batch of 4 at start
+    (bench/arena_growth.py)."""
     with planner.measure(f"{name}: first run", "activations of one row") as step:
         check_model(worker.model)
     asked, cap = worker.capacity, worker.config.max_batch_bytes

@@ -81,7 +81,8 @@ def predict_operation() -> dict[str, Any]:
 
 
 def document(routes, title: str = "edgeship", version: str = "") -> dict[str, Any]:
-    """The OpenAPI 3.1 document of ``routes`` (edgeship._routes.Route; others and hidden ones are left out)."""
+    """The OpenAPI 3.0 document of ``routes`` (edgeship._routes.Route; others and hidden ones are left out).
+    3.0, not 3.1: the Swagger UI that swagger-ui-bundle packages (4.15) renders nothing of a 3.1 document."""
     from .._routes import Route
 
     paths: dict[str, dict[str, Any]] = {}
@@ -90,7 +91,7 @@ def document(routes, title: str = "edgeship", version: str = "") -> dict[str, An
             continue
         for method in sorted((route.methods or set()) - {"HEAD"}):
             paths.setdefault(route.path, {})[method.lower()] = route.operation or _operation(route, method)
-    return {"openapi": "3.1.0", "info": {"title": title, "version": version}, "paths": paths,
+    return {"openapi": "3.0.3", "info": {"title": title, "version": version}, "paths": paths,
             "components": {"schemas": {"Prediction": _PREDICTION, "Error": _ERROR, "V2Error": _V2_ERROR}}}
 
 
