@@ -33,27 +33,23 @@ RESULTS = Path(__file__).resolve().parent / "results"
 CHILD = r"""
 import json, random, sys
 from edgeship.bundle import open_bundle
+from edgeship.monitor.memory import peak_rss_bytes, rss_bytes
 from edgeship.runtime.model import Model
 from edgeship.serve.batching import TWIN_CHANGES
 from edgeship.serve.config import ServeConfig, runtime_config
 
 bundle, case, rows, runs, seed = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
 
-def status():
-    out = {}
-    for line in open("/proc/self/status"):
-        key = line.split(":")[0]
-        if key in ("VmRSS", "VmHWM"):
-            out[key] = int(line.split()[1]) / 1024
-    return out
+def mb(n):
+    return n / 2**20
 
 model = Model(open_bundle(bundle), runtime_config(ServeConfig()))
 twin = model.derive(**TWIN_CHANGES)
 model.run(model.blank_input(1))
-one = status()["VmRSS"]
+one = mb(rss_bytes())
 if case == "sized":
     model.run(model.blank_input(rows))
-sized = status()["VmRSS"]
+sized = mb(rss_bytes())
 for _ in range(200):
     twin.run(twin.blank_input(1))
 draw = random.Random(seed)
@@ -63,10 +59,9 @@ for _ in range(runs):
         continue
     n = rows if draw.random() < 0.5 else draw.randint(1, rows)
     model.run(model.blank_input(n))
-end = status()
+end, hwm = mb(rss_bytes()), mb(peak_rss_bytes())
 print(json.dumps({"case": case, "seed": seed, "one_row_mb": round(one, 1), "after_sized_mb": round(sized, 1),
-                  "end_mb": round(end["VmRSS"], 1), "hwm_mb": round(end["VmHWM"], 1),
-                  "over_one_row_mb": round(end["VmHWM"] - one, 1)}))
+                  "end_mb": round(end, 1), "hwm_mb": round(hwm, 1), "over_one_row_mb": round(hwm - one, 1)}))
 """
 
 

@@ -217,21 +217,13 @@ class ServeConfig:
                 raise InputError(f"{name}: expected a positive integer, got {v!r}")
         if not isinstance(self.max_batch_bytes, int) or isinstance(self.max_batch_bytes, bool) or self.max_batch_bytes < 0:
             raise InputError(f"max_batch_bytes: expected an integer >= 0, got {self.max_batch_bytes!r}")
-        try:
-            object.__setattr__(self, "spinning", Spinning(self.spinning))
-        except ValueError:
-            choices = ", ".join(m.value for m in Spinning)
-            raise InputError(f"spinning: expected one of {choices}, got {self.spinning!r}") from None
-        try:
-            object.__setattr__(self, "decode_priority", DecodePriority(self.decode_priority))
-        except ValueError:
-            choices = ", ".join(m.value for m in DecodePriority)
-            raise InputError(f"decode_priority: expected one of {choices}, got {self.decode_priority!r}") from None
-        try:
-            object.__setattr__(self, "llm_sharing", LLMSharing(self.llm_sharing))
-        except ValueError:
-            choices = ", ".join(m.value for m in LLMSharing)
-            raise InputError(f"llm_sharing: expected one of {choices}, got {self.llm_sharing!r}") from None
+        for name, kind in (("spinning", Spinning), ("decode_priority", DecodePriority), ("llm_sharing", LLMSharing)):
+            v = getattr(self, name)
+            try:
+                object.__setattr__(self, name, kind(v))
+            except ValueError:
+                choices = ", ".join(m.value for m in kind)
+                raise InputError(f"{name}: expected one of {choices}, got {v!r}") from None
         if self.threads is not None and (not isinstance(self.threads, int) or self.threads < 1):
             raise InputError(f"threads: expected a positive integer or None, got {self.threads!r}")
         b = self.memory_budget
