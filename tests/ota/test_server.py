@@ -57,8 +57,10 @@ def test_server_updates_under_traffic_rolls_back_a_wrong_model_and_guards_admin(
         card = lambda: httpx.get(f"{srv.url}/v1/models/tiny").json()  # noqa: E731
         assert card()["versions"]["committed"] == "3"
         repo.publish(bundles["4"])
-        wait_for(lambda: card()["version"] == "4", 90, "version 4 to be served")
-        assert card()["update"]["state"] == "committed" and card()["versions"]["previous"] == "3"
+        # the server swaps before the record says committed: wait for both, not just the served version
+        wait_for(lambda: (c := card())["version"] == "4" and c["update"]["state"] == "committed", 90,
+                 "version 4 to be served and committed", card)
+        assert card()["versions"]["previous"] == "3"
         wrong = make_bundle(tmp_path / "wrong", "5", wrong=True)  # loads, passes golden, answers other classes
         repo.publish(wrong)
         wait_for(lambda: "5" in card()["versions"]["failed"], 90, "version 5 to be rolled back")
