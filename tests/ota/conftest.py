@@ -19,7 +19,7 @@ def bundles(tmp_path_factory):
         "3": make_bundle(d / "v3", "3"),
         "4": make_bundle(d / "v4", "4", head_seed=1),
         "5": make_bundle(d / "v5", "5", head_seed=2),
-        "slow": make_bundle(d / "slow", "5", heavy=3),  # 3x the work of v3
+        "slow": make_bundle(d / "slow", "5", heavy=8),  # 8x the work of v3: far over the 2.0x gate on a busy CPU
         "broken": make_bundle(d / "broken", "5", broken=True),
         "bad_golden": make_bundle(d / "bad_golden", "5", bad_golden=True),
     }

@@ -316,4 +316,17 @@ def test_a_slower_model_fails_even_when_preemptions_hide_it_at_p99():
 
     base = [1.0] * 90 + [50.0] * 10  # the committed model preempted in its tail
     ok, why = judge(CanaryConfig(), 30, 30, 0, [3.5] * 95 + [40.0] * 5, base)
-    assert not ok and "median 3.50x" in why, why
+    assert not ok and "lower quartile 3.50x" in why, why
+
+
+def test_a_busy_cpu_neither_fails_a_model_of_the_same_work_nor_passes_a_slower_one():
+    """Preemptions (40 ms) hit about half the runs: the median lands on them for one model and not the other
+    (bench/canary_noise.py measured median ratios of 0.07-5.97x for two models of the same work)."""
+    from edgeship.ota.gate import CanaryConfig, judge
+
+    same, base = [2.0] * 45 + [40.0] * 55, [2.0] * 55 + [40.0] * 45  # median ratio 20x
+    ok, why = judge(CanaryConfig(), 100, 100, 0, same, base)
+    assert ok and "lower quartile 1.00x" in why, why
+    slow, base = [6.0] * 30 + [42.0] * 70, [2.0] * 30 + [40.0] * 70  # median ratio 1.05x
+    ok, why = judge(CanaryConfig(), 100, 100, 0, slow, base)
+    assert not ok and "lower quartile 3.00x) > 2.0x" in why, why

@@ -67,7 +67,7 @@ def test_server_updates_under_traffic_rolls_back_a_wrong_model_and_guards_admin(
         c = card()
         assert c["version"] == "4" and "top-1 agreement" in c["update"]["last_result"]["reason"]
         assert "< 90%" in c["update"]["last_result"]["reason"]
-        repo.publish(make_bundle(tmp_path / "slow", "6", heavy=3))  # same answers, 3x the work
+        repo.publish(make_bundle(tmp_path / "slow", "6", heavy=8))  # same answers, 8x the work
         wait_for(lambda: "6" in card()["versions"]["failed"], 90, "version 6 to be rolled back", card)
         c = card()
         assert c["version"] == "4" and "> 2.0x" in c["update"]["last_result"]["reason"], c["update"]

@@ -35,7 +35,8 @@ class CanaryConfig:
 
     min_top1_agreement: share of inputs where candidate and committed give the same top-1 class.
     max_error_rate: share of candidate runs that may raise.
-    max_p99_ratio: candidate p99 latency over committed p99 (a 3x slower model fails at 2.0).
+    max_p99_ratio: latency limit, candidate over committed: on the lower quartile of runs (slower
+      throughout), or on p99 with the lower quartile half way there (a 3x slower model fails at 2.0).
     min_samples / max_duration_s: live canary: compare at least this many shadowed requests; it
       fails early once agreement or errors can no longer pass, and decides after max_duration_s
       on what it has (fewer than min_samples: passes on the golden check alone, and says so).
@@ -43,7 +44,7 @@ class CanaryConfig:
     probe_runs: offline canary: timed samples of each model, each the fastest of 3 runs (on a shared
       2-core machine single runs of two copies of one model differed 7x at p99; a slower model is
       slower in every run, a scheduler hiccup is not).
-    p99_floor_ms: a p99 difference smaller than this never fails the canary: below a millisecond the
+    p99_floor_ms: a latency difference smaller than this never fails the canary: below a millisecond the
       ratio measures the scheduler, not the model (two copies of one 0.2 ms model measured 0.22 and
       0.64 ms on a loaded 2-core machine).
     """
@@ -89,16 +90,18 @@ def top1(outputs: list) -> Any:
 
 
 def p99(values: list[float]) -> float:
+    return quantile(values, 99)
+
+
+def quantile(values: list[float], q: float) -> float:
     import numpy as np
 
-    return float(np.percentile(np.asarray(values), 99)) if values else float("nan")
+    return float(np.percentile(np.asarray(values), q)) if values else float("nan")
 
 
 def judge(cfg: CanaryConfig, samples: int, agree: int | None, errors: int, cand_ms: list[float],
           base_ms: list[float]) -> tuple[bool, str]:
     """The verdict on what a canary measured: (passed, one line saying why)."""
-    import numpy as np
-
     parts = [f"{samples} samples"]
     ok = True
     if samples and errors / samples > cfg.max_error_rate:
@@ -111,19 +114,20 @@ def judge(cfg: CanaryConfig, samples: int, agree: int | None, errors: int, cand_
             ok = False
             parts[-1] += f" < {cfg.min_top1_agreement:.0%}"
     if cand_ms and base_ms:
-        ratio = p99(cand_ms) / max(p99(base_ms), 1e-6)
-        median = float(np.median(cand_ms)) / max(float(np.median(base_ms)), 1e-6)
-        parts.append(f"p99 {p99(cand_ms):.2f} ms vs {p99(base_ms):.2f} ms ({ratio:.2f}x; median {median:.2f}x)")
-        # The p99 of 100 shadow runs is their 1-2 slowest: on a busy 2-core board, a preemption. In a
-        # live canary under load a 3x slower model measured a p99 ratio of 0.55-1.94x while its median
-        # ratio was 2.9-13x; two copies of one model measured 7x apart at p99. So a candidate fails on
-        # latency when its median is over the limit (slower throughout), or its p99 is over the limit
-        # and its median at least half way there (a slower tail with a slower body); differences under
-        # p99_floor_ms never fail it.
-        med_c, med_b = float(np.median(cand_ms)), float(np.median(base_ms))
-        slower = (median > cfg.max_p99_ratio and med_c - med_b > cfg.p99_floor_ms) or (
-            ratio > cfg.max_p99_ratio and median > 1 + (cfg.max_p99_ratio - 1) / 2
-            and p99(cand_ms) - p99(base_ms) > cfg.p99_floor_ms)
+        tail_c, tail_b = p99(cand_ms), p99(base_ms)
+        body_c, body_b = quantile(cand_ms, 25), quantile(base_ms, 25)
+        tail, body = tail_c / max(tail_b, 1e-6), body_c / max(body_b, 1e-6)
+        parts.append(f"p99 {tail_c:.2f} ms vs {tail_b:.2f} ms ({tail:.2f}x; lower quartile {body:.2f}x)")
+        # A busy board only ever adds time to a run, and adds it at random: the p99 of 100 shadow runs
+        # is a preemption, and when about half the runs are preempted the median is one too, for one
+        # model and not the other. With 2 and 4 busy loops on 2 cores (bench/canary_noise.py, 30
+        # samples a trial) two models of the same work measured median ratios of 0.07-5.97x and a 3x
+        # slower one 1.19-3.79x; their lower quartiles measured 0.83-1.18x and 3.85-42x. So a candidate
+        # fails on latency when its fastest quarter of runs is over the limit (slower throughout), or its
+        # p99 is over the limit and its lower quartile at least half way there (a slower tail with a
+        # slower body); differences under p99_floor_ms never fail it.
+        slower = (body > cfg.max_p99_ratio and body_c - body_b > cfg.p99_floor_ms) or (
+            tail > cfg.max_p99_ratio and body > 1 + (cfg.max_p99_ratio - 1) / 2 and tail_c - tail_b > cfg.p99_floor_ms)
         if slower:
             ok = False
             parts[-1] += f" > {cfg.max_p99_ratio:.1f}x"

@@ -127,7 +127,10 @@ class Shadow:
                 or self.errors > self.cfg.max_error_rate * n)
 
     def stop(self) -> None:
+        """Stop sampling; wait (at most 5 s) for the thread to close its sessions, so that their memory is
+        freed before a commit swaps models."""
         self._stop = True
+        self._thread.join(5)
 
 
 class ServerGate:
