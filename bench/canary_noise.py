@@ -57,7 +57,7 @@ def trial(committed, candidate, samples: int) -> tuple[list[float], list[float]]
             shadow.offer(rng.standard_normal((1, *committed.input_shape[1:])).astype(np.float32))
             time.sleep(0.02)
     finally:
-        shadow.stop()
+        shadow.stop(wait_s=10)  # its sessions closed before the next trial (and before exit)
     return list(shadow.cand_ms), list(shadow.base_ms)
 
 

@@ -120,9 +120,9 @@ def judge(cfg: CanaryConfig, samples: int, agree: int | None, errors: int, cand_
         parts.append(f"p99 {tail_c:.2f} ms vs {tail_b:.2f} ms ({tail:.2f}x; lower quartile {body:.2f}x)")
         # A busy board only ever adds time to a run, and adds it at random: the p99 of 100 shadow runs
         # is a preemption, and when about half the runs are preempted the median is one too, for one
-        # model and not the other. With 2 and 4 busy loops on 2 cores (bench/canary_noise.py, 30
-        # samples a trial) two models of the same work measured median ratios of 0.07-5.97x and a 3x
-        # slower one 1.19-3.79x; their lower quartiles measured 0.83-1.18x and 3.85-42x. So a candidate
+        # model and not the other. With 2 and 4 busy loops on 2 cores (bench/canary_noise.py, 30 canaries
+        # of 100 samples each) two models of the same work measured median ratios of 0.83-13.3x and
+        # a 3x slower one 1.22-2.89x; their lower quartiles measured 0.94-1.13x and 18-42x. So a candidate
         # fails on latency when its fastest quarter of runs is over the limit (slower throughout), or its
         # p99 is over the limit and its lower quartile at least half way there (a slower tail with a
         # slower body); differences under p99_floor_ms never fail it.

@@ -126,11 +126,12 @@ class Shadow:
         return (self.samples - self.agree - self.errors > (1 - self.cfg.min_top1_agreement) * n
                 or self.errors > self.cfg.max_error_rate * n)
 
-    def stop(self) -> None:
-        """Stop sampling; wait (at most 5 s) for the thread to close its sessions, so that their memory is
-        freed before a commit swaps models."""
+    def stop(self, wait_s: float = 0.0) -> None:
+        """Stop sampling; the thread closes its sessions after its current run. The gate does not wait for
+        that (the thread runs at nice 10: on a busy board its last run can take long); a bench does."""
         self._stop = True
-        self._thread.join(5)
+        if wait_s:
+            self._thread.join(wait_s)
 
 
 class ServerGate:
