@@ -308,6 +308,11 @@ def classes(srv, jpeg: bytes, llm: str | None) -> dict:
     rgba4k = _decodable_png(3840, 2160, "RGBA")
     nan_input = json.dumps({"inputs": [{"name": srv.input_name, "shape": srv.input_shape, "datatype": "FP32",
                                         "data": [float("nan")] * int(np.prod(srv.input_shape))}]}).encode()
+    row = int(np.prod(srv.input_shape[1:])) * 4
+    rows = (10 << 20) // row - 1  # as many float32 rows as the 10 MiB upload limit holds, a header beside them
+    head = json.dumps({"inputs": [{"name": srv.input_name, "shape": [rows, *srv.input_shape[1:]], "datatype": "FP32",
+                                   "parameters": {"binary_data_size": rows * row}}]}).encode()
+    big_batch = head + np.zeros(rows * row, np.uint8).tobytes()
     out = {
         "slow_headers": ("250 connections: 200 send headers a byte per 0.5 s, 50 say nothing, until closed",
                          lambda d: slow_headers(srv, d)),
@@ -323,6 +328,11 @@ def classes(srv, jpeg: bytes, llm: str | None) -> dict:
                                                                        f"multipart/form-data; boundary={boundary}"), d, 4)),
         "json_depth": ("/v2 body nested 500,000 deep, 4 clients",
                        lambda d: run_requests(port, lambda: _post(port, f"/v2/models/{m}/infer", deep), d, 4)),
+        "v2_big_batch": (f"/v2 binary tensor of {rows} rows (the upload limit's worth; one run takes 4), 2 clients",
+                         lambda d: run_requests(port, lambda: _post(port, f"/v2/models/{m}/infer", big_batch,
+                                                                    "application/octet-stream",
+                                                                    f"Inference-Header-Content-Length: {len(head)}\r\n"),
+                                                d, 2)),
         "v2_nan": ("/v2 input of NaNs (strict JSON answer), 2 clients",
                    lambda d: run_requests(port, lambda: _post(port, f"/v2/models/{m}/infer", nan_input), d, 2)),
         "decode_bomb": ("16-bit PNG headers of 4000x4000 (over the budget), 2 clients",

@@ -144,6 +144,15 @@ def test_triton_client_gets_the_same_top1_as_v1(server, classifier_bundle):
     bad.set_data_from_numpy(np.zeros((1, 3, 16, 16), np.float32))
     with pytest.raises(InferenceServerException, match="shape"):
         client.infer("tiny", [bad])
+    # more rows than one run takes (the config's max_batch_size) would grow the arena past the memory plan
+    limit = client.get_model_config("tiny")["max_batch_size"]
+    big = http.InferInput("input", [limit + 1, 3, 32, 32], "FP32")
+    big.set_data_from_numpy(np.zeros((limit + 1, 3, 32, 32), np.float32))
+    with pytest.raises(InferenceServerException, match=f"batch-size must be <= {limit} for 'tiny', got {limit + 1}"):
+        client.infer("tiny", [big])
+    inp = http.InferInput("input", [limit, 3, 32, 32], "FP32")
+    inp.set_data_from_numpy(np.zeros((limit, 3, 32, 32), np.float32))
+    assert client.infer("tiny", [inp]).as_numpy("logits").shape == (limit, 10)
     client.close()
 
 

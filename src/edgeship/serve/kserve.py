@@ -318,6 +318,9 @@ def create_kserve_router(state) -> Routes:
                 req, arrays = parse_request(_decompress(body, encoding, limit), header_length, depth)
                 parsed["req"] = req
                 x = input_tensor(name, model, arrays)
+                if x.shape[0] > served.worker.capacity:  # one run takes at most this: the memory plan's bound
+                    raise ApiError(400, f"inference request batch-size must be <= {served.worker.capacity} for "
+                                        f"{name!r}, got {x.shape[0]} (the server's --max-batch)")
                 return x, (lambda outputs: outputs), {"decode": (time.perf_counter() - t) * 1e3}
 
             outputs, _timing = await served.worker.submit(prepare)
