@@ -320,7 +320,7 @@ def create_kserve_router(state) -> Routes:
                 x = input_tensor(name, model, arrays)
                 if x.shape[0] > served.worker.capacity:  # one run takes at most this: the memory plan's bound
                     raise ApiError(400, f"inference request batch-size must be <= {served.worker.capacity} for "
-                                        f"{name!r}, got {x.shape[0]} (the server's --max-batch)")
+                                        f"{name!r}, got {x.shape[0]} (the server's --max-batch, --max-batch-mb)")
                 return x, (lambda outputs: outputs), {"decode": (time.perf_counter() - t) * 1e3}
 
             outputs, _timing = await served.worker.submit(prepare)
