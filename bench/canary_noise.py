@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
+import os
 import subprocess
 import sys
 import tempfile
@@ -30,7 +30,8 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT / "src"), str(ROOT)]
+sys.path[:0] = [str(ROOT / "src"), str(ROOT), str(ROOT / "bench")]
+from serve_load import _cpu_name  # noqa: E402
 
 
 def median_rule(cand_ms: list[float], base_ms: list[float], limit: float = 2.0, floor_ms: float = 1.0) -> bool:
@@ -109,23 +110,10 @@ def main() -> int:
               f"{r['failed_by_median_rule']:>11}/{r['trials']:<6} {r['failed_by_judge']:>5}/{r['trials']:<6}")
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"cpu": cpu, "cores": _cores(), "trials": args.trials, "samples": args.samples,
+    out.write_text(json.dumps({"cpu": cpu, "cores": len(os.sched_getaffinity(0)), "trials": args.trials, "samples": args.samples,
                                "at": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()), "rows": rows}, indent=1))
     print(f"wrote {out}")
     return 0
-
-
-def _cpu_name() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor()
-
-
-def _cores() -> int:
-    import os
-
-    return len(os.sched_getaffinity(0))
 
 
 if __name__ == "__main__":
